@@ -1,0 +1,21 @@
+"""The iREC coder core: Gaussian posterior and prior -> a few indices -> sample.
+
+    code, z_hat = encode(q_loc, q_scale, p_loc, p_scale, RecSettings())
+    z_hat2 = decode(code, p_loc, p_scale, RecSettings())   # == z_hat, bit for bit
+"""
+
+from irec_jax.rec.coder import RecCode, decode, encode, kl_divergence, log_ratio
+from irec_jax.rec.schedule import AuxSchedule, EqualSchedule, PowerLawSchedule
+from irec_jax.rec.settings import RecSettings
+
+__all__ = [
+    "AuxSchedule",
+    "EqualSchedule",
+    "PowerLawSchedule",
+    "RecCode",
+    "RecSettings",
+    "decode",
+    "encode",
+    "kl_divergence",
+    "log_ratio",
+]

@@ -1,0 +1,360 @@
+"""Public API of the iREC coder: ``encode`` and ``decode`` of one latent tensor.
+
+The encoder sees the posterior q = N(q_loc, q_scale^2) and the prior
+p = N(p_loc, p_scale^2) of a tensor of any shape; the decoder sees only the
+prior. Both agree on everything else through the settings:
+
+1. Layout. The D dimensions are shuffled with a seeded permutation and cut into
+   nb blocks of equal size (sizes differ by at most one); nb =
+   clip(ceil(KL / block_kl), 1, D) is chosen by the encoder and sent implicitly
+   as the number of step counts.
+2. Steps. Block b is coded in K_b = max(1, ceil(KL_b / omega)) auxiliary steps
+   of N = floor(exp(omega (1 + epsilon))) shared candidates each.
+3. Search. The encoder runs a B-beam search per block (all blocks at once,
+   vmapped; all steps in one ``lax.scan``), scoring only the dimensions that
+   carry KL, and sends the best beam's index path.
+4. Reconstruction. z = mu_p + sigma_p * sum_k sqrt(f_k) * candidate_k, by one
+   jitted function that the encoder also uses for the sample it returns, so
+   the decoder's output is bit-identical to the encoder's.
+
+Shapes are padded to a few sizes per octave so that images of one shape reuse
+the compiled functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+from irec_jax.rec import kernels, rng
+from irec_jax.rec.settings import RecSettings
+
+MAX_STEPS_PER_BLOCK = 1 << 16
+MAX_TOTAL_STEPS = 1 << 22
+MAX_DIMS = (1 << 31) - 1
+_MIN_R2 = 1e-30  # posterior/prior variance ratio floor for scoring only
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RecCode:
+    """What the decoder needs besides the prior and the settings.
+
+    Attributes:
+      steps: int64 [nb], auxiliary steps K_b >= 1 of each block.
+      indices: int64 [sum(steps)], the chosen candidate of every step, block
+        by block, each in [0, num_candidates).
+      num_candidates: N, candidates per step.
+    """
+
+    steps: np.ndarray
+    indices: np.ndarray
+    num_candidates: int
+
+    @property
+    def num_blocks(self) -> int:
+        return int(self.steps.shape[0])
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.steps.sum())
+
+    @property
+    def ideal_bits(self) -> float:
+        """sum_b K_b * log2 N: the index codelength under a uniform code
+        (an ideal figure; the entropy layer writes the real bytes)."""
+        return self.num_steps * math.log2(self.num_candidates)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, RecCode)
+            and self.num_candidates == other.num_candidates
+            and np.array_equal(self.steps, other.steps)
+            and np.array_equal(self.indices, other.indices)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# ---------------------------------------------------------------------------
+# Validation and per-dimension statistics (float64 numpy).
+
+
+def _as_float(name: str, value: np.ndarray) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be a real array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} has non-finite values (shape {arr.shape})")
+    return arr
+
+
+def _check_prior(p_loc, p_scale) -> tuple[np.ndarray, np.ndarray]:
+    p_loc = _as_float("p_loc", p_loc)
+    p_scale = _as_float("p_scale", p_scale)
+    if p_loc.shape != p_scale.shape:
+        raise ValueError(f"p_loc shape {p_loc.shape} != p_scale shape {p_scale.shape}")
+    if p_loc.size == 0:
+        raise ValueError(f"cannot code an empty tensor (shape {p_loc.shape})")
+    if p_loc.size > MAX_DIMS:
+        raise ValueError(f"tensor of shape {p_loc.shape} has more than {MAX_DIMS} dimensions")
+    if not np.all(p_scale > 0):
+        raise ValueError(f"p_scale must be > 0 everywhere (shape {p_scale.shape})")
+    if not np.all(np.isfinite(p_scale.astype(np.float32))) or not np.all(p_scale.astype(np.float32) > 0):
+        raise ValueError("p_scale must be a positive finite float32")
+    return p_loc, p_scale
+
+
+def _standardize(q_loc, q_scale, p_loc, p_scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns (delta, log_r) float64 [D] and the per-dimension KL(q || p) in nats."""
+    delta = (q_loc - p_loc) / p_scale
+    log_r = np.log(q_scale) - np.log(p_scale)
+    kl = 0.5 * np.expm1(2.0 * log_r) - log_r + 0.5 * delta * delta
+    return delta, log_r, np.maximum(kl, 0.0)
+
+
+def kl_divergence(q_loc, q_scale, p_loc, p_scale) -> float:
+    """KL(q || p) in nats, summed over all dimensions (float64)."""
+    p_loc, p_scale = _check_prior(p_loc, p_scale)
+    q_loc, q_scale = _as_float("q_loc", q_loc), _as_float("q_scale", q_scale)
+    return float(_standardize(q_loc, q_scale, p_loc, p_scale)[2].sum())
+
+
+def log_ratio(z, q_loc, q_scale, p_loc, p_scale) -> float:
+    """log q(z) - log p(z) in nats, summed over all dimensions (float64).
+    Its expectation under z ~ q is the KL."""
+    z, q_loc, q_scale = (np.asarray(a, np.float64) for a in (z, q_loc, q_scale))
+    p_loc, p_scale = (np.asarray(a, np.float64) for a in (p_loc, p_scale))
+    uq = (z - q_loc) / q_scale
+    up = (z - p_loc) / p_scale
+    return float(np.sum(0.5 * (up * up - uq * uq) + np.log(p_scale) - np.log(q_scale)))
+
+
+# ---------------------------------------------------------------------------
+# Layout shared by encoder and decoder.
+
+
+def _bucket(n: int) -> int:
+    """Smallest m * 2^e >= n with 8 <= m < 16 (n itself when n <= 8): pads
+    shapes to 8 sizes per octave, at most 12.5% waste."""
+    if n <= 8:
+        return max(int(n), 1)
+    e = max(int(n - 1).bit_length() - 4, 0)
+    return -(-n // (1 << e)) << e
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    num_blocks: int  # nb, real blocks
+    padded_blocks: int  # nb rounded up to a bucket
+    width: int  # W, padded block width (a bucket >= ceil(D / nb))
+    perm: np.ndarray  # int64 [D], dims in block order
+    block: np.ndarray  # int64 [D], block of perm[j]
+    pos: np.ndarray  # int64 [D], within-block position of perm[j]
+    gather: np.ndarray  # int32 [D], flat index into [nb_pad, W] of each dimension
+
+
+def _layout(size: int, num_blocks: int, seed: int, stream: int) -> _Layout:
+    perm = rng.permutation(seed, stream, size)
+    sizes = size // num_blocks + (np.arange(num_blocks) < size % num_blocks)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    block = np.repeat(np.arange(num_blocks), sizes)
+    pos = np.arange(size) - starts[block]
+    width = _bucket(int(sizes.max()))
+    gather = np.empty(size, np.int64)
+    gather[perm] = block * width + pos
+    return _Layout(num_blocks, _bucket(num_blocks), width, perm, block, pos, gather.astype(np.int32))
+
+
+def _schedule(settings: RecSettings, steps: np.ndarray, length: int):
+    """float32 [nb, L] arrays: candidate std sqrt(f_k), rho_k and 1 - rho_k."""
+    frac = settings.schedule.fractions(steps, length)
+    rho = np.minimum(np.cumsum(frac, axis=1), 1.0)
+    omr = np.maximum(1.0 - rho, 0.0)
+    last = np.arange(length)[None, :] == (steps[:, None] - 1)
+    rho = np.where(last, 1.0, rho)
+    omr = np.where(last, 0.0, omr)
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    return f32(np.sqrt(frac)), f32(rho), f32(omr)
+
+
+def _pad_rows(a: np.ndarray, rows: int, fill) -> np.ndarray:
+    if a.shape[0] == rows:
+        return a
+    pad = np.full((rows - a.shape[0],) + a.shape[1:], fill, a.dtype)
+    return np.concatenate([a, pad])
+
+
+def _layer_key(settings: RecSettings, stream: int):
+    return rng.layer_key(jnp.uint32(settings.seed), jnp.uint32(stream))
+
+
+def _check_stream(stream: int) -> int:
+    if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)) or not 0 <= stream < 2**32:
+        raise ValueError(f"stream={stream!r} must be an integer in [0, 2^32)")
+    return int(stream)
+
+
+# ---------------------------------------------------------------------------
+# Encoder and decoder.
+
+
+def encode(
+    q_loc,
+    q_scale,
+    p_loc,
+    p_scale,
+    settings: RecSettings = RecSettings(),
+    *,
+    stream: int = 0,
+) -> tuple[RecCode, np.ndarray]:
+    """Codes a sample of q = N(q_loc, q_scale^2) under p = N(p_loc, p_scale^2).
+
+    Args:
+      q_loc, q_scale, p_loc, p_scale: real arrays of one shape S (any rank,
+        at least one element); scales > 0, all finite.
+      settings: coder settings; the decoder must use the same seed and schedule.
+      stream: integer in [0, 2^32) that tells apart tensors coded with the same
+        settings (e.g. the layer index of a hierarchical VAE).
+
+    Returns:
+      (code, z_hat): the code to transmit and float32 z_hat [S], exactly what
+      ``decode(code, p_loc, p_scale, settings, stream=stream)`` returns.
+    """
+    stream = _check_stream(stream)
+    p_loc, p_scale = _check_prior(p_loc, p_scale)
+    q_loc, q_scale = _as_float("q_loc", q_loc), _as_float("q_scale", q_scale)
+    for name, arr in (("q_loc", q_loc), ("q_scale", q_scale)):
+        if arr.shape != p_loc.shape:
+            raise ValueError(f"{name} shape {arr.shape} != p_loc shape {p_loc.shape}")
+    if not np.all(q_scale > 0):
+        raise ValueError(f"q_scale must be > 0 everywhere (shape {q_scale.shape})")
+
+    delta, log_r, kl = _standardize(q_loc.ravel(), q_scale.ravel(), p_loc.ravel(), p_scale.ravel())
+    size = delta.shape[0]
+    total_kl = float(kl.sum())
+    if not math.isfinite(total_kl) or total_kl / settings.omega > MAX_TOTAL_STEPS:
+        raise ValueError(
+            f"KL(q||p) = {total_kl:.4g} nats needs more than {MAX_TOTAL_STEPS} steps of "
+            f"omega = {settings.omega} nats; the posterior is too far from the prior"
+        )
+    num_blocks = int(min(max(math.ceil(total_kl / settings.block_kl), 1), size))
+    lay = _layout(size, num_blocks, settings.seed, stream)
+
+    # Per-block KL and steps.
+    kl_perm = kl[lay.perm]
+    block_kl = np.bincount(lay.block, weights=kl_perm, minlength=num_blocks)
+    steps = np.maximum(np.ceil(block_kl / settings.omega), 1).astype(np.int64)
+    if steps.max() > MAX_STEPS_PER_BLOCK:
+        raise ValueError(
+            f"a block needs {int(steps.max())} steps (> {MAX_STEPS_PER_BLOCK}): "
+            f"KL is concentrated on too few dimensions for omega = {settings.omega}"
+        )
+
+    # Dimensions scored by the search: drop the smallest-KL ones of each block
+    # while their summed KL stays <= prune_fraction * KL_b.
+    width = int(lay.pos.max()) + 1
+    mat = np.full((num_blocks, width), -1.0)
+    mat[lay.block, lay.pos] = kl_perm
+    order = np.argsort(mat, axis=1, kind="stable")  # padding (-1) first
+    srt = np.take_along_axis(mat, order, axis=1)
+    budget = settings.prune_fraction * block_kl
+    keep = (np.cumsum(np.maximum(srt, 0.0), axis=1) > budget[:, None]) & (srt >= 0)
+    scored = _bucket(int(max(keep.sum(axis=1).max(), 1)))
+    if scored > width:
+        extra = scored - width
+        order = np.concatenate([np.zeros((num_blocks, extra), order.dtype), order], axis=1)
+        keep = np.concatenate([np.zeros((num_blocks, extra), bool), keep], axis=1)
+    cols, keep = order[:, -scored:], keep[:, -scored:]  # kept dims are a suffix
+    dim = np.zeros((num_blocks, width), np.int64)
+    dim[lay.block, lay.pos] = lay.perm
+    dims = np.take_along_axis(dim, cols, axis=1)
+    r2 = np.exp(2.0 * log_r)
+    blk = {
+        "delta": np.where(keep, delta[dims], 0.0),
+        "r2": np.where(keep, np.maximum(r2[dims], _MIN_R2), 1.0),
+        "r2m1": np.where(keep, np.expm1(2.0 * log_r[dims]), 0.0),
+    }
+    nb_pad = lay.padded_blocks
+    blk = {k: _pad_rows(v.astype(np.float32), nb_pad, 1.0 if k == "r2" else 0.0) for k, v in blk.items()}
+    positions = _pad_rows(np.where(keep, cols, 0).astype(np.uint32), nb_pad, 0)
+
+    steps_pad = _pad_rows(steps, nb_pad, 0)
+    length = _bucket(int(steps.max()))
+    scale, rho, omr = _schedule(settings, steps_pad, length)
+    chosen = kernels.search(
+        _layer_key(settings, stream),
+        blk["delta"],
+        blk["r2"],
+        blk["r2m1"],
+        positions,
+        scale,
+        rho,
+        omr,
+        steps_pad.astype(np.int32),
+        beams=settings.beams,
+        num=settings.num_candidates,
+    )
+    chosen = np.asarray(chosen)[:num_blocks]
+    live = np.arange(length)[None, :] < steps[:, None]
+    code = RecCode(steps=steps, indices=chosen[live].astype(np.int64), num_candidates=settings.num_candidates)
+    return code, decode(code, p_loc, p_scale, settings, stream=stream)
+
+
+def decode(code: RecCode, p_loc, p_scale, settings: RecSettings = RecSettings(), *, stream: int = 0) -> np.ndarray:
+    """Reconstructs the encoder's sample from its code and the prior.
+
+    Args:
+      code: the encoder's RecCode.
+      p_loc, p_scale: the prior, real arrays of one shape S, as the encoder saw.
+      settings, stream: as given to ``encode``.
+
+    Returns:
+      float32 z_hat [S], bit-identical to the encoder's.
+    """
+    stream = _check_stream(stream)
+    p_loc, p_scale = _check_prior(p_loc, p_scale)
+    steps, indices = _check_code(code, settings, p_loc.size)
+    lay = _layout(p_loc.size, steps.shape[0], settings.seed, stream)
+    steps_pad = _pad_rows(steps, lay.padded_blocks, 0)
+    length = _bucket(int(steps.max()))
+    idx = np.zeros((lay.padded_blocks, length), np.int32)
+    idx[np.arange(length)[None, :] < steps_pad[:, None]] = indices
+    scale, _, _ = _schedule(settings, steps_pad, length)
+    z = kernels.reconstruct(
+        _layer_key(settings, stream),
+        idx,
+        scale,
+        steps_pad.astype(np.int32),
+        lay.gather,
+        p_loc.ravel().astype(np.float32),
+        p_scale.ravel().astype(np.float32),
+        width=lay.width,
+    )
+    return np.asarray(z).reshape(p_loc.shape)
+
+
+def _check_code(code: RecCode, settings: RecSettings, size: int) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(code, RecCode):
+        raise ValueError(f"expected a RecCode, got {type(code).__name__}")
+    if code.num_candidates != settings.num_candidates:
+        raise ValueError(
+            f"code has {code.num_candidates} candidates per step but the settings give "
+            f"{settings.num_candidates} (omega={settings.omega}, epsilon={settings.epsilon})"
+        )
+    steps = np.asarray(code.steps)
+    indices = np.asarray(code.indices)
+    if steps.ndim != 1 or indices.ndim != 1 or steps.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
+        raise ValueError(f"code steps/indices must be 1-d integer arrays, got {steps.shape}/{indices.shape}")
+    if not 1 <= steps.shape[0] <= size:
+        raise ValueError(f"code has {steps.shape[0]} blocks; a tensor of {size} dims takes 1..{size}")
+    if steps.min() < 1 or steps.max() > MAX_STEPS_PER_BLOCK:
+        raise ValueError(f"block step counts must be in [1, {MAX_STEPS_PER_BLOCK}]")
+    if int(steps.sum()) != indices.shape[0]:
+        raise ValueError(f"code has {indices.shape[0]} indices for {int(steps.sum())} steps")
+    if indices.size and (indices.min() < 0 or indices.max() >= code.num_candidates):
+        raise ValueError(f"code indices must be in [0, {code.num_candidates})")
+    return steps.astype(np.int64), indices.astype(np.int64)

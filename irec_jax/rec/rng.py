@@ -1,0 +1,130 @@
+"""Shared randomness of the iREC coder: counter-based, pure, decoder-reproducible.
+
+Everything random is a Threefry-2x32 hash (JAX's own primitive, so it runs as a
+fused kernel on CPU, GPU and TPU) of integers that the decoder knows:
+
+  layer key  = H((seed, TAG),   (stream, 0))         one per coded tensor
+  step key   = H(layer key,     (block, step))       one per auxiliary step
+  candidate  = H(step key,      (i >> 1, t))[i & 1]  candidate i, dimension t
+
+so any single candidate of any step can be regenerated without drawing the
+other N - 1: the encoder draws all N candidates of a step (for the dimensions it
+scores), the decoder only the one it was sent. Candidates are shared by all
+beams of a step, which turns beam scoring into one matrix product.
+
+Nothing here depends on JAX's PRNG configuration (default implementation,
+``jax_threefry_partitionable``), only on the Threefry primitive itself.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend.random import threefry2x32_p
+
+_TAG = np.uint32(0x69524543)  # "iREC"
+_SQRT2 = np.float32(np.sqrt(2.0))
+
+
+def _hash(key0: jax.Array, key1: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Threefry-2x32 of the counter pair (x0, x1) under key (key0, key1).
+
+    All arguments uint32 and broadcastable; returns two uint32 arrays.
+    """
+    x0, x1 = jnp.broadcast_arrays(x0.astype(jnp.uint32), x1.astype(jnp.uint32))
+    k0 = jnp.broadcast_to(key0.astype(jnp.uint32), x0.shape)
+    k1 = jnp.broadcast_to(key1.astype(jnp.uint32), x0.shape)
+    y0, y1 = threefry2x32_p.bind(k0, k1, x0, x1)
+    return y0, y1
+
+
+def layer_key(seed: jax.Array, stream: jax.Array) -> jax.Array:
+    """uint32 [2]: the key of one coded tensor (``stream`` tells layers apart)."""
+    y0, y1 = _hash(jnp.asarray(seed, jnp.uint32), jnp.asarray(_TAG), jnp.asarray(stream, jnp.uint32), jnp.uint32(0))
+    return jnp.stack([y0, y1])
+
+
+def step_keys(key: jax.Array, num_blocks: int, num_steps: int) -> jax.Array:
+    """uint32 [num_blocks, num_steps, 2]: the key of every (block, step)."""
+    b = jnp.arange(num_blocks, dtype=jnp.uint32)[:, None]
+    k = jnp.arange(num_steps, dtype=jnp.uint32)[None, :]
+    y0, y1 = _hash(key[0], key[1], b, k)
+    return jnp.stack([y0, y1], axis=-1)
+
+
+def _to_normal(bits: jax.Array) -> jax.Array:
+    """uint32 -> float32 standard normal via the inverse CDF of a 24-bit
+    uniform on the open interval (0, 1)."""
+    u = (lax.shift_right_logical(bits, jnp.uint32(8)).astype(jnp.float32) + 0.5) * np.float32(2.0**-24)
+    return _SQRT2 * lax.erf_inv(2.0 * u - 1.0)
+
+
+def all_candidates(key: jax.Array, num: int, positions: jax.Array) -> jax.Array:
+    """float32 [num, P]: candidates 0..num-1 of one step at dimensions ``positions``.
+
+    Args:
+      key: uint32 [2], the step key.
+      num: N, candidates per step (static).
+      positions: uint32 [P], within-block dimension indices t.
+    """
+    pairs = (num + 1) // 2
+    p = jnp.arange(pairs, dtype=jnp.uint32)[:, None]
+    y0, y1 = _hash(key[0], key[1], p, positions[None, :])
+    both = jnp.stack([y0, y1], axis=1).reshape(2 * pairs, positions.shape[0])
+    return _to_normal(both[:num])
+
+
+def one_candidate(key: jax.Array, index: jax.Array, positions: jax.Array) -> jax.Array:
+    """float32 [P]: candidate ``index`` of one step at dimensions ``positions``;
+    equal to ``all_candidates(key, N, positions)[index]``."""
+    index = index.astype(jnp.uint32)
+    y0, y1 = _hash(key[0], key[1], index >> 1, positions)
+    return _to_normal(jnp.where((index & 1) == 0, y0, y1))
+
+
+def path_key(key: jax.Array, path: jax.Array) -> jax.Array:
+    """uint32 [...]: a beam's key for one step, from the step key [2] and the
+    hash of the beam's index path so far ``path`` [...] (0 for the empty path)."""
+    return _hash(key[0], key[1], path, jnp.uint32(0))[0]
+
+
+def extend_path(key: jax.Array, path: jax.Array, index: jax.Array) -> jax.Array:
+    """uint32 [...]: hash of the index path ``path`` extended by ``index`` at
+    the step whose key is ``key`` [2]."""
+    return _hash(key[0], key[1], path, index.astype(jnp.uint32) + jnp.uint32(1))[0]
+
+
+def signs(beam_key: jax.Array, positions: jax.Array) -> jax.Array:
+    """float32 [..., P] of +-1: a beam's random sign flip of every dimension.
+
+    A candidate of a beam is ``signs * candidate``: still N(0, 1) i.i.d. over
+    the candidates of the step, but a different direction for every beam, so
+    the beams of a step search different candidates while sharing one draw of
+    normals. Mixes beam_key [...] with the positions [P] by a 32-bit integer
+    finalizer (murmur3's), cheap next to the Threefry of the normals.
+    """
+    x = beam_key[..., None] ^ (positions * jnp.uint32(0x9E3779B9))
+    x = x ^ lax.shift_right_logical(x, jnp.uint32(16))
+    x = x * jnp.uint32(0x85EBCA6B)
+    x = x ^ lax.shift_right_logical(x, jnp.uint32(13))
+    x = x * jnp.uint32(0xC2B2AE35)
+    x = x ^ lax.shift_right_logical(x, jnp.uint32(16))
+    return 1.0 - 2.0 * lax.shift_right_logical(x, jnp.uint32(31)).astype(jnp.float32)
+
+
+def permutation(seed: int, stream: int, size: int) -> np.ndarray:
+    """int64 [size]: a seeded shuffle of range(size), pure integer arithmetic
+    (splitmix64 keys, stable argsort), identical on every platform."""
+    with np.errstate(over="ignore"):
+        base = _splitmix64(np.array([(seed << 32) | (stream & 0xFFFFFFFF)], dtype=np.uint64))
+        keys = _splitmix64(np.arange(size, dtype=np.uint64) + base)
+    return np.argsort(keys, kind="stable").astype(np.int64)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
