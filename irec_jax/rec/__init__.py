@@ -4,18 +4,20 @@
     z_hat2 = decode(code, p_loc, p_scale, RecSettings())   # == z_hat, bit for bit
 """
 
-from irec_jax.rec.coder import RecCode, decode, encode, kl_divergence, log_ratio
+from irec_jax.rec.coder import EncodeInfo, RecCode, decode, encode, encode_with_info, kl_divergence, log_ratio
 from irec_jax.rec.schedule import AuxSchedule, EqualSchedule, PowerLawSchedule
 from irec_jax.rec.settings import RecSettings
 
 __all__ = [
     "AuxSchedule",
+    "EncodeInfo",
     "EqualSchedule",
     "PowerLawSchedule",
     "RecCode",
     "RecSettings",
     "decode",
     "encode",
+    "encode_with_info",
     "kl_divergence",
     "log_ratio",
 ]

@@ -5,9 +5,9 @@ p = N(p_loc, p_scale^2) of a tensor of any shape; the decoder sees only the
 prior. Both agree on everything else through the settings:
 
 1. Layout. The D dimensions are shuffled with a seeded permutation and cut into
-   nb blocks of equal size (sizes differ by at most one); nb =
-   clip(ceil(KL / block_kl), 1, D) is chosen by the encoder and sent implicitly
-   as the number of step counts.
+   nb blocks of equal size (sizes differ by at most one). The encoder picks nb,
+   the power of two nearest KL / block_kl, and sends it implicitly as the
+   number of step counts.
 2. Steps. Block b is coded in K_b = max(1, ceil(KL_b / omega)) auxiliary steps
    of N = floor(exp(omega (1 + epsilon))) shared candidates each.
 3. Search. The encoder runs a B-beam search per block (all blocks at once,
@@ -17,8 +17,9 @@ prior. Both agree on everything else through the settings:
    jitted function that the encoder also uses for the sample it returns, so
    the decoder's output is bit-identical to the encoder's.
 
-Shapes are padded to a few sizes per octave so that images of one shape reuse
-the compiled functions.
+Compiled shapes depend on the tensor size, the block count (a power of two)
+and two sizes per octave of buffers and scored dims, so images of one shape
+reuse the compiled functions.
 """
 
 from __future__ import annotations
@@ -78,6 +79,29 @@ class RecCode:
     __hash__ = None  # type: ignore[assignment]
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class EncodeInfo:
+    """What the encoder did (diagnostics; nothing here is transmitted).
+
+    Attributes:
+      kl: KL(q || p) of the whole tensor, nats.
+      block_kl: float64 [nb], KL of each block, nats.
+      scored_dims: int64 [nb], dimensions of each block that the search scored
+        (the rest carried at most prune_fraction of the block's KL).
+      normals: normals drawn by the search, sum_b K_b * N * scored_b (unpadded).
+      candidate_dims: beam x candidate x dimension scores evaluated,
+        beams * normals (unpadded).
+      padded_shape: (blocks, steps, scored dims) of the compiled search.
+    """
+
+    kl: float
+    block_kl: np.ndarray
+    scored_dims: np.ndarray
+    normals: int
+    candidate_dims: int
+    padded_shape: tuple[int, int, int]
+
+
 # ---------------------------------------------------------------------------
 # Validation and per-dimension statistics (float64 numpy).
 
@@ -110,9 +134,10 @@ def _check_prior(p_loc, p_scale) -> tuple[np.ndarray, np.ndarray]:
 
 def _standardize(q_loc, q_scale, p_loc, p_scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (delta, log_r) float64 [D] and the per-dimension KL(q || p) in nats."""
-    delta = (q_loc - p_loc) / p_scale
-    log_r = np.log(q_scale) - np.log(p_scale)
-    kl = 0.5 * np.expm1(2.0 * log_r) - log_r + 0.5 * delta * delta
+    with np.errstate(over="ignore"):  # an overflowing KL is reported by the caller
+        delta = (q_loc - p_loc) / p_scale
+        log_r = np.log(q_scale) - np.log(p_scale)
+        kl = 0.5 * np.expm1(2.0 * log_r) - log_r + 0.5 * delta * delta
     return delta, log_r, np.maximum(kl, 0.0)
 
 
@@ -138,23 +163,40 @@ def log_ratio(z, q_loc, q_scale, p_loc, p_scale) -> float:
 
 
 def _bucket(n: int) -> int:
-    """Smallest m * 2^e >= n with 8 <= m < 16 (n itself when n <= 8): pads
-    shapes to 8 sizes per octave, at most 12.5% waste."""
-    if n <= 8:
-        return max(int(n), 1)
-    e = max(int(n - 1).bit_length() - 4, 0)
+    """Smallest size (4 + j) * 2^k >= n, j in 0..3: pads scored-dim and
+    buffer sizes to four sizes per octave (at most 25% padding), so that
+    similar images reuse one compiled function."""
+    n = max(int(n), 1)
+    if n <= 4:
+        return n
+    e = (n - 1).bit_length() - 3
     return -(-n // (1 << e)) << e
+
+
+def _buffer_steps(steps: np.ndarray, settings: RecSettings) -> int:
+    """Padded step length L >= max K_b. The loops stop at max K_b, so L only
+    sizes buffers: it covers twice the target block KL so that it (and the
+    compiled shape) rarely changes between images."""
+    return _bucket(max(int(steps.max()), math.ceil(2.0 * settings.block_kl / settings.omega)))
+
+
+def _num_blocks(total_kl: float, size: int, block_kl: float) -> int:
+    """The encoder's block count: the power of two nearest (in log) to
+    KL / block_kl, so each block holds 0.71 to 1.41 block_kl nats and a layer
+    shape only ever compiles for a few block counts; at most size."""
+    ratio = max(total_kl / block_kl, 1.0)
+    nb = 1 << int(round(math.log2(ratio)))
+    return min(nb, 1 << (size.bit_length() - 1))
 
 
 @dataclasses.dataclass(frozen=True)
 class _Layout:
-    num_blocks: int  # nb, real blocks
-    padded_blocks: int  # nb rounded up to a bucket
-    width: int  # W, padded block width (a bucket >= ceil(D / nb))
+    num_blocks: int  # nb
+    width: int  # W = ceil(D / nb), the largest block
     perm: np.ndarray  # int64 [D], dims in block order
     block: np.ndarray  # int64 [D], block of perm[j]
     pos: np.ndarray  # int64 [D], within-block position of perm[j]
-    gather: np.ndarray  # int32 [D], flat index into [nb_pad, W] of each dimension
+    gather: np.ndarray  # int32 [D], flat index into [nb, W] of each dimension
 
 
 def _layout(size: int, num_blocks: int, seed: int, stream: int) -> _Layout:
@@ -163,10 +205,10 @@ def _layout(size: int, num_blocks: int, seed: int, stream: int) -> _Layout:
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     block = np.repeat(np.arange(num_blocks), sizes)
     pos = np.arange(size) - starts[block]
-    width = _bucket(int(sizes.max()))
+    width = int(sizes.max())
     gather = np.empty(size, np.int64)
     gather[perm] = block * width + pos
-    return _Layout(num_blocks, _bucket(num_blocks), width, perm, block, pos, gather.astype(np.int32))
+    return _Layout(num_blocks, width, perm, block, pos, gather.astype(np.int32))
 
 
 def _schedule(settings: RecSettings, steps: np.ndarray, length: int):
@@ -179,13 +221,6 @@ def _schedule(settings: RecSettings, steps: np.ndarray, length: int):
     omr = np.where(last, 0.0, omr)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     return f32(np.sqrt(frac)), f32(rho), f32(omr)
-
-
-def _pad_rows(a: np.ndarray, rows: int, fill) -> np.ndarray:
-    if a.shape[0] == rows:
-        return a
-    pad = np.full((rows - a.shape[0],) + a.shape[1:], fill, a.dtype)
-    return np.concatenate([a, pad])
 
 
 def _layer_key(settings: RecSettings, stream: int):
@@ -224,6 +259,20 @@ def encode(
       (code, z_hat): the code to transmit and float32 z_hat [S], exactly what
       ``decode(code, p_loc, p_scale, settings, stream=stream)`` returns.
     """
+    code, z_hat, _ = encode_with_info(q_loc, q_scale, p_loc, p_scale, settings, stream=stream)
+    return code, z_hat
+
+
+def encode_with_info(
+    q_loc,
+    q_scale,
+    p_loc,
+    p_scale,
+    settings: RecSettings = RecSettings(),
+    *,
+    stream: int = 0,
+) -> tuple[RecCode, np.ndarray, EncodeInfo]:
+    """``encode`` that also returns an EncodeInfo of what the search did."""
     stream = _check_stream(stream)
     p_loc, p_scale = _check_prior(p_loc, p_scale)
     q_loc, q_scale = _as_float("q_loc", q_loc), _as_float("q_scale", q_scale)
@@ -241,7 +290,7 @@ def encode(
             f"KL(q||p) = {total_kl:.4g} nats needs more than {MAX_TOTAL_STEPS} steps of "
             f"omega = {settings.omega} nats; the posterior is too far from the prior"
         )
-    num_blocks = int(min(max(math.ceil(total_kl / settings.block_kl), 1), size))
+    num_blocks = _num_blocks(total_kl, size, settings.block_kl)
     lay = _layout(size, num_blocks, settings.seed, stream)
 
     # Per-block KL and steps.
@@ -256,18 +305,15 @@ def encode(
 
     # Dimensions scored by the search: drop the smallest-KL ones of each block
     # while their summed KL stays <= prune_fraction * KL_b.
-    width = int(lay.pos.max()) + 1
+    width = lay.width
     mat = np.full((num_blocks, width), -1.0)
     mat[lay.block, lay.pos] = kl_perm
     order = np.argsort(mat, axis=1, kind="stable")  # padding (-1) first
     srt = np.take_along_axis(mat, order, axis=1)
     budget = settings.prune_fraction * block_kl
     keep = (np.cumsum(np.maximum(srt, 0.0), axis=1) > budget[:, None]) & (srt >= 0)
-    scored = _bucket(int(max(keep.sum(axis=1).max(), 1)))
-    if scored > width:
-        extra = scored - width
-        order = np.concatenate([np.zeros((num_blocks, extra), order.dtype), order], axis=1)
-        keep = np.concatenate([np.zeros((num_blocks, extra), bool), keep], axis=1)
+    scored_dims = keep.sum(axis=1).astype(np.int64)
+    scored = min(_bucket(int(scored_dims.max())), width)
     cols, keep = order[:, -scored:], keep[:, -scored:]  # kept dims are a suffix
     dim = np.zeros((num_blocks, width), np.int64)
     dim[lay.block, lay.pos] = lay.perm
@@ -278,13 +324,11 @@ def encode(
         "r2": np.where(keep, np.maximum(r2[dims], _MIN_R2), 1.0),
         "r2m1": np.where(keep, np.expm1(2.0 * log_r[dims]), 0.0),
     }
-    nb_pad = lay.padded_blocks
-    blk = {k: _pad_rows(v.astype(np.float32), nb_pad, 1.0 if k == "r2" else 0.0) for k, v in blk.items()}
-    positions = _pad_rows(np.where(keep, cols, 0).astype(np.uint32), nb_pad, 0)
+    blk = {k: v.astype(np.float32) for k, v in blk.items()}
+    positions = np.where(keep, cols, 0).astype(np.uint32)
 
-    steps_pad = _pad_rows(steps, nb_pad, 0)
-    length = _bucket(int(steps.max()))
-    scale, rho, omr = _schedule(settings, steps_pad, length)
+    length = _buffer_steps(steps, settings)
+    scale, rho, omr = _schedule(settings, steps, length)
     chosen = kernels.search(
         _layer_key(settings, stream),
         blk["delta"],
@@ -294,14 +338,23 @@ def encode(
         scale,
         rho,
         omr,
-        steps_pad.astype(np.int32),
+        steps.astype(np.int32),
         beams=settings.beams,
         num=settings.num_candidates,
     )
-    chosen = np.asarray(chosen)[:num_blocks]
+    chosen = np.asarray(chosen)
     live = np.arange(length)[None, :] < steps[:, None]
     code = RecCode(steps=steps, indices=chosen[live].astype(np.int64), num_candidates=settings.num_candidates)
-    return code, decode(code, p_loc, p_scale, settings, stream=stream)
+    normals = int(np.sum(steps * scored_dims)) * settings.num_candidates
+    info = EncodeInfo(
+        kl=total_kl,
+        block_kl=block_kl,
+        scored_dims=scored_dims,
+        normals=normals,
+        candidate_dims=normals * settings.beams,
+        padded_shape=(num_blocks, length, scored),
+    )
+    return code, decode(code, p_loc, p_scale, settings, stream=stream), info
 
 
 def decode(code: RecCode, p_loc, p_scale, settings: RecSettings = RecSettings(), *, stream: int = 0) -> np.ndarray:
@@ -319,16 +372,15 @@ def decode(code: RecCode, p_loc, p_scale, settings: RecSettings = RecSettings(),
     p_loc, p_scale = _check_prior(p_loc, p_scale)
     steps, indices = _check_code(code, settings, p_loc.size)
     lay = _layout(p_loc.size, steps.shape[0], settings.seed, stream)
-    steps_pad = _pad_rows(steps, lay.padded_blocks, 0)
-    length = _bucket(int(steps.max()))
-    idx = np.zeros((lay.padded_blocks, length), np.int32)
-    idx[np.arange(length)[None, :] < steps_pad[:, None]] = indices
-    scale, _, _ = _schedule(settings, steps_pad, length)
+    length = _buffer_steps(steps, settings)
+    idx = np.zeros((lay.num_blocks, length), np.int32)
+    idx[np.arange(length)[None, :] < steps[:, None]] = indices
+    scale, _, _ = _schedule(settings, steps, length)
     z = kernels.reconstruct(
         _layer_key(settings, stream),
         idx,
         scale,
-        steps_pad.astype(np.int32),
+        steps.astype(np.int32),
         lay.gather,
         p_loc.ravel().astype(np.float32),
         p_scale.ravel().astype(np.float32),

@@ -22,10 +22,12 @@ class RecSettings:
         N = floor(exp(omega * (1 + epsilon))) candidates.
       beams: beam width B of the encoder's search (B = 1 is greedy argmax
         importance sampling). The decoder does not depend on it.
-      block_kl: target KL per block in nats. A layer of total KL K is cut into
-        max(1, ceil(K / block_kl)) blocks of equal size, over a seeded
-        shuffle of its dimensions. Larger blocks waste less to the per-block
-        rounding of K_b (at most one step per block) but cost more work.
+      block_kl: target KL per block in nats. A tensor of total KL K is cut
+        into nb blocks of equal size over a seeded shuffle of its dimensions,
+        nb the power of two nearest K / block_kl (so blocks hold 0.71 to 1.41
+        block_kl). Larger blocks waste less to the per-block rounding of K_b
+        (under one step per block) but cost more work per nat. The decoder
+        does not depend on it.
       prune_fraction: the encoder leaves the smallest-KL dimensions of a block
         out of its candidate scoring while their summed KL stays at or below
         this fraction of the block's KL (dimensions with KL ~ 0 then cost no

@@ -1,0 +1,1 @@
+"""Benchmark support: synthetic inputs, baselines and metrics."""
