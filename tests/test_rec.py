@@ -255,6 +255,17 @@ def test_beams_give_a_sample_that_looks_like_the_posterior():
     assert code.ideal_bits / (kl / math.log(2)) < 1.2 * 1.03
 
 
+def test_hash_is_threefry_2x32():
+    from jax.extend.random import threefry2x32_p
+
+    k0, k1 = jnp.uint32(0x13198A2E), jnp.uint32(0x03707344)
+    x0 = jnp.arange(64, dtype=jnp.uint32) * jnp.uint32(2654435761)
+    x1 = jnp.arange(64, dtype=jnp.uint32) ^ jnp.uint32(0xDEADBEEF)
+    ref = threefry2x32_p.bind(*jnp.broadcast_arrays(k0, k1, x0, x1))
+    got = rng._hash(k0, k1, x0, x1)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(ref))
+
+
 def test_candidate_regeneration_matches_the_full_draw():
     key = rng.step_keys(rng.layer_key(jnp.uint32(5), jnp.uint32(1)), 2, 3)[1, 2]
     positions = jnp.asarray([0, 3, 7, 100, 4095], jnp.uint32)
