@@ -193,10 +193,11 @@ def _num_blocks(total_kl: float, size: int, block_kl: float) -> int:
 class _Layout:
     num_blocks: int  # nb
     width: int  # W = ceil(D / nb), the largest block
+    stride: int  # W padded to a bucket: the decoder's block buffer width
     perm: np.ndarray  # int64 [D], dims in block order
     block: np.ndarray  # int64 [D], block of perm[j]
     pos: np.ndarray  # int64 [D], within-block position of perm[j]
-    gather: np.ndarray  # int32 [D], flat index into [nb, W] of each dimension
+    gather: np.ndarray  # int32 [D], flat index into [nb, stride] of each dimension
 
 
 def _layout(size: int, num_blocks: int, seed: int, stream: int) -> _Layout:
@@ -206,9 +207,10 @@ def _layout(size: int, num_blocks: int, seed: int, stream: int) -> _Layout:
     block = np.repeat(np.arange(num_blocks), sizes)
     pos = np.arange(size) - starts[block]
     width = int(sizes.max())
+    stride = _bucket(width)
     gather = np.empty(size, np.int64)
-    gather[perm] = block * width + pos
-    return _Layout(num_blocks, width, perm, block, pos, gather.astype(np.int32))
+    gather[perm] = block * stride + pos
+    return _Layout(num_blocks, width, stride, perm, block, pos, gather.astype(np.int32))
 
 
 def _schedule(settings: RecSettings, steps: np.ndarray, length: int):
@@ -376,17 +378,21 @@ def decode(code: RecCode, p_loc, p_scale, settings: RecSettings = RecSettings(),
     idx = np.zeros((lay.num_blocks, length), np.int32)
     idx[np.arange(length)[None, :] < steps[:, None]] = indices
     scale, _, _ = _schedule(settings, steps, length)
+    # Pad D (and the block width) to a bucket so that tensors of similar
+    # sizes share one compiled decoder; padded entries are sliced off.
+    size, padded = p_loc.size, _bucket(p_loc.size)
+    pad = lambda a, fill: np.concatenate([a, np.full(padded - size, fill, a.dtype)])  # noqa: E731
     z = kernels.reconstruct(
         _layer_key(settings, stream),
         idx,
         scale,
         steps.astype(np.int32),
-        lay.gather,
-        p_loc.ravel().astype(np.float32),
-        p_scale.ravel().astype(np.float32),
-        width=lay.width,
+        pad(lay.gather, 0),
+        pad(p_loc.ravel().astype(np.float32), 0.0),
+        pad(p_scale.ravel().astype(np.float32), 1.0),
+        width=lay.stride,
     )
-    return np.asarray(z).reshape(p_loc.shape)
+    return np.asarray(z)[:size].reshape(p_loc.shape)
 
 
 def _check_code(code: RecCode, settings: RecSettings, size: int) -> tuple[np.ndarray, np.ndarray]:
