@@ -1,0 +1,294 @@
+"""The .irec container: header, length-prefixed sections, CRC of the image.
+
+Layout (all integers unsigned LEB128 varints unless sized; docs/format.md
+has the full specification):
+
+  2 bytes  magic b"\\xecR"
+  1 byte   format version (1)
+  1 byte   flags: bit 0 explicit settings, bit 1 explicit model,
+           bit 2 width != height, bits 3-4 channel code (0: 3, 1: 1, 2: 4,
+           3: explicit varint), bits 5-6 section count - 1, bit 7 reserved (0)
+  model    varint index into the reader's model list, or (flag) varint name
+           length, UTF-8 name, 4-byte parameter hash
+  settings (flag) 1 byte field mask, then each differing field
+  varint height, [varint width], [varint channels]
+  varint length of every section but the last; the sections
+  4 bytes  CRC-32 (zlib) of the decoded pixels, uint8 [H, W, C] in C order
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import struct
+import zlib
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from irec_jax.entropy import _bytes
+from irec_jax.errors import FormatError
+
+MAGIC = b"\xecR"
+VERSION = 1
+MAX_SIDE = 1 << 20
+MAX_SUBPIXELS = 1 << 28
+MAX_SECTIONS = 4
+MAX_BEAMS = 1 << 20
+MAX_NAME_BYTES = 255
+HASH_BYTES = 4
+MAX_CANDIDATES = 1 << 24  # N = floor(exp(omega (1 + epsilon))) <= 2**24
+_CHANNEL_CODE = {3: 0, 1: 1, 4: 2}
+_CHANNELS = {v: k for k, v in _CHANNEL_CODE.items()}
+_F_SETTINGS, _F_MODEL, _F_WIDTH = 1, 2, 4
+
+
+@dataclasses.dataclass(frozen=True)
+class CoderSettings:
+    """iREC coder settings stored in the file.
+
+    omega: nats per step (> 0). epsilon: candidate oversampling, N =
+    floor(exp(omega (1 + epsilon))) (>= 0). beams: beam width B (>= 1).
+    seed: shared-randomness seed (0 <= seed < 2**64).
+    """
+
+    omega: float = 3.0
+    epsilon: float = 0.2
+    beams: int = 20
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRef:
+    """Names a model: `name` plus `param_hash` (4 bytes, see `param_hash`).
+
+    defaults: the settings a file written with this model omits.
+    """
+
+    name: str
+    param_hash: bytes
+    defaults: CoderSettings = CoderSettings()
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    """What a reader needs before decoding: model, settings, image shape."""
+
+    model: ModelRef
+    settings: CoderSettings
+    height: int
+    width: int
+    channels: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the decoded image."""
+        return (self.height, self.width, self.channels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Container:
+    """A whole .irec file: header, opaque sections, CRC-32 of the pixels."""
+
+    header: Header
+    sections: tuple[bytes, ...]
+    pixel_crc: int
+
+
+def param_hash(arrays: Iterable[np.ndarray]) -> bytes:
+    """First 4 bytes of SHA-256 over the arrays' dtypes, shapes and bytes, in
+    the given order (e.g. the leaves of a parameter pytree)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.digest()[:HASH_BYTES]
+
+
+def pixel_crc(pixels: np.ndarray) -> int:
+    """CRC-32 (zlib) of uint8 pixels [H, W, C], C order."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"pixels must be uint8, got {pixels.dtype}")
+    return zlib.crc32(np.ascontiguousarray(pixels).tobytes())
+
+
+def check_pixels(container: Container, pixels: np.ndarray) -> np.ndarray:
+    """Returns `pixels` if their shape and CRC match the container, else
+    raises FormatError (a corrupt file or a wrong model/decoder)."""
+    pixels = np.asarray(pixels)
+    if pixels.shape != container.header.shape:
+        raise FormatError(f"decoded image has shape {pixels.shape}, the file "
+                          f"declares {container.header.shape}")
+    crc = pixel_crc(pixels)
+    if crc != container.pixel_crc:
+        raise FormatError(f"CRC mismatch: decoded pixels give {crc:08x}, the file "
+                          f"stores {container.pixel_crc:08x} (corrupt file or wrong model)")
+    return pixels
+
+
+def num_candidates(settings: CoderSettings) -> int:
+    """N = floor(exp(omega (1 + epsilon))), in Python float64 arithmetic."""
+    return math.floor(math.exp(min(settings.omega * (1 + settings.epsilon), 50.0)))
+
+
+def _check_settings(s: CoderSettings, error: type[Exception]) -> None:
+    ok_floats = all(isinstance(v, float) and math.isfinite(v) for v in (s.omega, s.epsilon))
+    if not ok_floats or s.omega <= 0 or s.epsilon < 0 or \
+            not 2 <= num_candidates(s) <= MAX_CANDIDATES:
+        raise error(f"invalid coder settings omega={s.omega!r} epsilon={s.epsilon!r} "
+                    "(need omega > 0, epsilon >= 0, 2 <= floor(exp(omega (1 + epsilon))) "
+                    "<= 2**24)")
+    if not 1 <= s.beams <= MAX_BEAMS or not 0 <= s.seed < 1 << 64:
+        raise error(f"invalid coder settings beams={s.beams} seed={s.seed}")
+
+
+def _put_float(out: bytearray, value: float) -> None:
+    """Exact float: zigzag(k) << 1 if value == k / 1000, else 1 + float64."""
+    k = round(value * 1000)
+    if abs(k) < 1 << 53 and k / 1000 == value and math.copysign(1, value) > 0:
+        _bytes.put_uvarint(out, _bytes.zigzag(k) << 1)
+    else:
+        _bytes.put_uvarint(out, 1)
+        out += struct.pack(">d", value)
+
+
+def _get_float(r: _bytes.Reader, field: str) -> float:
+    tag = r.uvarint(field, 1 << 56)
+    if tag & 1:
+        if tag != 1:
+            raise FormatError(f"header: bad float encoding for {field}")
+        return struct.unpack(">d", r.take(8, field))[0]
+    return _bytes.unzigzag(tag >> 1) / 1000
+
+
+_FIELDS = ("omega", "epsilon", "beams", "seed")
+
+
+def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
+    """Serializes a container.
+
+    Args:
+      container: header, 1..4 sections, pixel CRC.
+      models: the models a reader knows, in a fixed order; a model found here
+        is written as its 1-byte position, any other by name + hash.
+    """
+    h = container.header
+    _check_settings(h.settings, ValueError)
+    if not (1 <= h.height <= MAX_SIDE and 1 <= h.width <= MAX_SIDE and 1 <= h.channels <= 255):
+        raise ValueError(f"unsupported image shape {h.shape}")
+    if not 1 <= len(container.sections) <= MAX_SECTIONS:
+        raise ValueError(f"need 1..{MAX_SECTIONS} sections, got {len(container.sections)}")
+    if len(h.model.param_hash) != HASH_BYTES:
+        raise ValueError(f"param_hash must be {HASH_BYTES} bytes")
+    name = h.model.name.encode()
+    if len(name) > MAX_NAME_BYTES:
+        raise ValueError(f"model name longer than {MAX_NAME_BYTES} bytes")
+    known = [m for m in models if (m.name, m.param_hash) == (h.model.name, h.model.param_hash)]
+    defaults = known[0].defaults if known else h.model.defaults
+    flags = (_CHANNEL_CODE.get(h.channels, 3) << 3) | ((len(container.sections) - 1) << 5)
+    flags |= _F_WIDTH if h.width != h.height else 0
+    flags |= _F_MODEL if not known else 0
+    flags |= _F_SETTINGS if h.settings != defaults else 0
+    out = bytearray(MAGIC)
+    out += bytes([VERSION, flags])
+    if known:
+        _bytes.put_uvarint(out, list(models).index(known[0]))
+    else:
+        _bytes.put_uvarint(out, len(name))
+        out += name + h.model.param_hash
+    if flags & _F_SETTINGS:
+        mask = sum(1 << i for i, f in enumerate(_FIELDS)
+                   if getattr(h.settings, f) != getattr(defaults, f))
+        out.append(mask)
+        for i, f in enumerate(_FIELDS):
+            if mask >> i & 1:
+                value = getattr(h.settings, f)
+                if isinstance(value, float):
+                    _put_float(out, value)
+                else:
+                    _bytes.put_uvarint(out, value)
+    _bytes.put_uvarint(out, h.height)
+    if flags & _F_WIDTH:
+        _bytes.put_uvarint(out, h.width)
+    if h.channels not in _CHANNEL_CODE:
+        _bytes.put_uvarint(out, h.channels)
+    for section in container.sections[:-1]:
+        _bytes.put_uvarint(out, len(section))
+    for section in container.sections:
+        out += section
+    out += struct.pack(">I", container.pixel_crc & 0xFFFFFFFF)
+    return bytes(out)
+
+
+def unpack(data: bytes, models: Sequence[ModelRef], *,
+           max_subpixels: int = MAX_SUBPIXELS) -> Container:
+    """Parses and validates a container; raises FormatError on any defect.
+
+    Args:
+      data: the file's bytes.
+      models: the models this reader can decode with (same order as `pack`).
+      max_subpixels: refuse images with more H*W*C than this.
+    """
+    data = bytes(data)
+    if len(data) < 4 + 4:
+        raise FormatError(f"file too short ({len(data)} bytes) to be an .irec file")
+    if data[:2] != MAGIC:
+        raise FormatError(f"not an .irec file (magic {data[:2].hex()}, expected {MAGIC.hex()})")
+    if data[2] != VERSION:
+        raise FormatError(f"unsupported .irec format version {data[2]} (this reader "
+                          f"supports {VERSION})")
+    flags = data[3]
+    if flags & 0x80:
+        raise FormatError(f"unsupported header flags {flags:#04x}")
+    r = _bytes.Reader(data[4:-4], "header")
+    if flags & _F_MODEL:
+        name_len = r.uvarint("model name length", MAX_NAME_BYTES)
+        raw = r.take(name_len, "model name")
+        digest = r.take(HASH_BYTES, "model hash")
+        try:
+            name = raw.decode()
+        except UnicodeDecodeError:
+            raise FormatError("header: model name is not UTF-8") from None
+        found = [m for m in models if (m.name, m.param_hash) == (name, digest)]
+        if not found:
+            raise FormatError(f"unknown model {name!r} (params {digest.hex()})")
+        model = found[0]
+    else:
+        code = r.uvarint("model id", 1 << 32)
+        if code >= len(models):
+            raise FormatError(f"unknown model id {code} (this reader knows {len(models)})")
+        model = models[code]
+    values = dataclasses.asdict(model.defaults)
+    if flags & _F_SETTINGS:
+        mask = r.take(1, "settings mask")[0]
+        if mask >> len(_FIELDS):
+            raise FormatError(f"header: unsupported settings mask {mask:#04x}")
+        for i, f in enumerate(_FIELDS):
+            if mask >> i & 1:
+                if f in ("omega", "epsilon"):
+                    values[f] = _get_float(r, f)
+                else:
+                    values[f] = r.uvarint(f, (1 << 64) - 1)
+    settings = CoderSettings(**values)
+    _check_settings(settings, FormatError)
+    height = r.uvarint("height", MAX_SIDE)
+    width = r.uvarint("width", MAX_SIDE) if flags & _F_WIDTH else height
+    code = (flags >> 3) & 3
+    channels = r.uvarint("channels", 255) if code == 3 else _CHANNELS[code]
+    if min(height, width, channels) < 1 or height * width * channels > max_subpixels:
+        raise FormatError(f"unsupported image shape ({height}, {width}, {channels})")
+    count = ((flags >> 5) & 3) + 1
+    lengths = []
+    for i in range(count - 1):
+        n = r.uvarint(f"section {i} length", 1 << 40)
+        if n + sum(lengths) > r.remaining:
+            raise FormatError(f"truncated file: section {i} declares {n} bytes, "
+                              f"{r.remaining - sum(lengths)} remain")
+        lengths.append(n)
+    sections = [r.take(n, f"section {i}") for i, n in enumerate(lengths)]
+    sections.append(r.rest())
+    header = Header(model, settings, height, width, channels)
+    return Container(header, tuple(sections), struct.unpack(">I", data[-4:])[0])

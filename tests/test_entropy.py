@@ -1,0 +1,602 @@
+"""Tests of irec_jax.entropy: round trips, rate bounds, malformed input,
+golden byte streams and fuzzing of real .irec files.
+
+Images: crops of scikit-image's astronaut.png (NASA, public domain), a
+lossless-origin photo. Likelihood params are "real-looking": loc is a causal
+neighbour prediction, log_scale follows the local prediction error, as a
+trained model's would.
+
+Regenerate the golden files with IREC_REGEN_GOLDEN=1 pytest tests/test_entropy.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from irec_jax import FormatError
+from irec_jax import entropy as E
+from irec_jax.entropy import _bytes, tables
+
+GOLDEN_DIR = pathlib.Path(__file__).parent / "data" / "entropy"
+REGEN = os.environ.get("IREC_REGEN_GOLDEN") == "1"
+TOY_MODEL = E.ModelRef("toy-rvae", E.param_hash([np.arange(4.0)]))
+OTHER_MODEL = E.ModelRef("toy-mol", E.param_hash([np.arange(5.0)]),
+                         E.CoderSettings(omega=3.0, epsilon=0.0, beams=10))
+MODELS = (TOY_MODEL, OTHER_MODEL)
+
+
+# ----------------------------------------------------------------- fixtures
+
+
+def astronaut() -> np.ndarray:
+    """uint8 [512, 512, 3]: skimage.data.astronaut() (public domain)."""
+    import skimage.data
+    return skimage.data.astronaut()
+
+
+def predictor_params(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Real-looking logistic params (levels) for uint8 [H, W, C]: loc is the
+    mean of the upper and left neighbours, log_scale tracks the local error."""
+    x = pixels.astype(np.float64)
+    loc = np.full_like(x, 128.0)
+    loc[1:, 1:] = (x[:-1, 1:] + x[1:, :-1]) / 2
+    loc[0, 1:] = x[0, :-1]
+    loc[1:, 0] = x[:-1, 0]
+    err = np.abs(x - loc)
+    pad = np.pad(err, ((2, 2), (2, 2), (0, 0)), mode="edge")
+    local = sum(pad[i:i + x.shape[0], j:j + x.shape[1]] for i in range(5) for j in range(5)) / 25
+    return loc, np.log(0.6 * local + 0.5)
+
+
+def logistic_for(pixels: np.ndarray) -> E.Logistic:
+    return E.Logistic(*predictor_params(pixels))
+
+
+def mixture_for(pixels: np.ndarray, k: int = 3) -> E.LogisticMixture:
+    loc, log_scale = predictor_params(pixels)
+    offsets = np.linspace(-4.0, 4.0, k)
+    return E.LogisticMixture(
+        logits=np.stack([np.full(loc.shape, -abs(o) / 4) for o in offsets], -1),
+        loc=loc[..., None] + offsets,
+        log_scale=log_scale[..., None] + np.linspace(-0.5, 0.5, k))
+
+
+def fake_layers(rng: np.random.Generator, num_candidates: int, layers: int = 3,
+                blocks: int = 6) -> list[E.LayerIndices]:
+    """iREC-like output: step counts similar across blocks, argmax indices
+    (uniform over N)."""
+    out = []
+    for _ in range(layers):
+        steps = rng.integers(20, 27, size=rng.integers(1, blocks + 1))
+        out.append(E.LayerIndices(steps, rng.integers(0, num_candidates, steps.sum())))
+    return out
+
+
+def num_candidates(s: E.CoderSettings) -> int:
+    n = E.num_candidates(s)
+    assert n == int(math.floor(math.exp(s.omega * (1 + s.epsilon))))
+    return n
+
+
+# ----------------------------------------- a toy codec over the real format
+
+
+def _toy_likelihood(base: E.Likelihood, header: E.Header,
+                    layers: list[E.LayerIndices]) -> E.Likelihood:
+    """Stands in for a model: the likelihood depends on everything the decoder
+    decoded (model, settings, every step count and index), so corrupting any
+    of them changes the pixels the residual decodes to."""
+    key = zlib.crc32(repr((header.model.name, header.settings)).encode() + b"".join(
+        layer.steps.astype("<i8").tobytes() + layer.indices.astype("<i8").tobytes()
+        for layer in layers))
+    shift = (key % 997) / 997 - 0.5
+    if isinstance(base, E.Logistic):
+        return E.Logistic(base.loc + shift, base.log_scale)
+    return E.LogisticMixture(base.logits, base.loc + shift, base.log_scale)
+
+
+def toy_compress(pixels: np.ndarray, base: E.Likelihood, layers: list[E.LayerIndices],
+                 model: E.ModelRef, s: E.CoderSettings,
+                 index_model: E.IndexModel = E.UniformIndexModel(),
+                 known: tuple[E.ModelRef, ...] = MODELS) -> bytes:
+    h, w, c = pixels.shape
+    header = E.Header(model, s, h, w, c)
+    sections = (E.encode_indices(layers, num_candidates(s), index_model),
+                E.encode_residual(pixels, _toy_likelihood(base, header, layers)))
+    return E.pack(E.Container(header, sections, E.pixel_crc(pixels)), known)
+
+
+def toy_decompress(data: bytes, base: E.Likelihood,
+                   index_model: E.IndexModel = E.UniformIndexModel()) -> np.ndarray:
+    container = E.unpack(data, MODELS)
+    header = container.header
+    if header.shape != np.shape(base.loc)[:3]:
+        raise FormatError(f"file is for a {header.shape} image, the model gives "
+                          f"{np.shape(base.loc)[:3]}")
+    if len(container.sections) != 2:
+        raise FormatError(f"expected 2 sections, got {len(container.sections)}")
+    layers = E.decode_indices(container.sections[0], num_candidates(header.settings),
+                              index_model)
+    pixels = E.decode_residual(container.sections[1], _toy_likelihood(base, header, layers))
+    return E.check_pixels(container, pixels)
+
+
+# ------------------------------------------------------ one round-trip helper
+
+
+def check_roundtrip(encode, decode, value, equal=None) -> bytes:
+    """encode -> bytes -> decode must restore `value`; encoding is deterministic."""
+    data = encode(value)
+    assert isinstance(data, bytes)
+    assert encode(value) == data, "same input must give the same bytes"
+    restored = decode(data)
+    if equal is None:
+        np.testing.assert_array_equal(restored, value)
+    else:
+        assert equal(restored, value)
+    return data
+
+
+def layers_equal(a: list[E.LayerIndices], b: list[E.LayerIndices]) -> bool:
+    return len(a) == len(b) and all(
+        np.array_equal(x.steps, y.steps) and np.array_equal(x.indices, y.indices)
+        for x, y in zip(a, b))
+
+
+@pytest.fixture(scope="module")
+def crop32() -> np.ndarray:
+    return astronaut()[200:232, 240:272]
+
+
+@pytest.mark.parametrize("family", ["logistic", "mixture1", "mixture3"])
+@pytest.mark.parametrize("shape", [(32, 32, 3), (7, 5, 1), (1, 1, 4), (130, 130, 3)])
+def test_residual_roundtrip(family, shape):
+    pixels = astronaut()[100:100 + shape[0], 50:50 + shape[1], :shape[2] % 4 or 3]
+    if shape[2] == 4:
+        pixels = np.concatenate([pixels, pixels[..., :1]], -1)
+    pixels = pixels[..., :shape[2]]
+    params = {"logistic": logistic_for, "mixture1": lambda p: mixture_for(p, 1),
+              "mixture3": mixture_for}[family](pixels)
+    check_roundtrip(lambda x: E.encode_residual(x, params),
+                    lambda b: E.decode_residual(b, params), pixels)
+
+
+@pytest.mark.parametrize("index_model", [
+    E.UniformIndexModel(), E.TableIndexModel(np.linspace(1.0, 2.0, 36)),
+    E.AdaptiveIndexModel(), E.AdaptiveIndexModel(max_refresh=16, uniform_weight=1.0)])
+def test_indices_roundtrip(index_model):
+    rng = np.random.default_rng(1)
+    for layers in ([], [E.LayerIndices(np.zeros(0, np.int64), np.zeros(0, np.int64))],
+                   fake_layers(rng, 36), [E.LayerIndices(np.array([3]), np.array([0, 35, 7]))]):
+        check_roundtrip(lambda v: E.encode_indices(v, 36, index_model),
+                        lambda b: E.decode_indices(b, 36, index_model), layers, layers_equal)
+
+
+@pytest.mark.parametrize("n", [2, 3, 20, 36, 400, 1 << 24])
+def test_indices_roundtrip_alphabet_sizes(n):
+    rng = np.random.default_rng(n)
+    layers = [E.LayerIndices(np.array([1, 5, 2]), rng.integers(0, n, 8)),
+              E.LayerIndices(np.array([64] * 5), rng.integers(0, n, 320))]
+    check_roundtrip(lambda v: E.encode_indices(v, n), lambda b: E.decode_indices(b, n),
+                    layers, layers_equal)
+
+
+def test_container_roundtrip_and_header_size():
+    sections = (b"\x01" * 700, b"\x02" * 800)
+    for model, s, shape, secs in [
+            (TOY_MODEL, E.CoderSettings(), (32, 32, 3), sections),
+            (OTHER_MODEL, OTHER_MODEL.defaults, (768, 512, 3), sections[:1]),
+            (TOY_MODEL, E.CoderSettings(2.5, 0.1234567, 7, 2**64 - 1), (5, 9, 2), sections),
+            (E.ModelRef("unlisted", b"\0\1\2\3"), E.CoderSettings(seed=3), (1, 1, 1),
+             sections + (b"", b"x"))]:
+        c = E.Container(E.Header(model, s, *shape), secs, 0xDEADBEEF)
+        known = MODELS if model in MODELS else MODELS + (model,)
+        data = check_roundtrip(lambda v: E.pack(v, known), lambda b: E.unpack(b, known),
+                               c, lambda a, b: a == b)
+        if model is TOY_MODEL and shape == (32, 32, 3):
+            assert len(data) - sum(map(len, secs)) == 12  # header + framing + CRC
+
+
+def test_varint_roundtrip():
+    for v in [0, 1, 127, 128, 300, 2**32, 2**63 - 1]:
+        out = bytearray()
+        _bytes.put_uvarint(out, v)
+        assert _bytes.Reader(bytes(out), "t").uvarint("v", 2**64) == v
+        assert _bytes.unzigzag(_bytes.zigzag(v)) == v and _bytes.unzigzag(_bytes.zigzag(-v)) == -v
+
+
+def test_full_file_roundtrip_and_determinism(crop32):
+    rng = np.random.default_rng(0)
+    s = E.CoderSettings()
+    layers = fake_layers(rng, num_candidates(s))
+    base = logistic_for(crop32)
+    data = check_roundtrip(lambda x: toy_compress(x, base, layers, TOY_MODEL, s),
+                           lambda b: toy_decompress(b, base), crop32)
+    assert data[:2] == E.MAGIC
+
+
+# ---------------------------------------------------------------- rate bounds
+
+
+def test_residual_rate_bound():
+    """>= 100k subpixels: coded bits >= ideal information content (up to the
+    24-bit quantization), and at most 0.1% + a few bytes of flush over it."""
+    pixels = astronaut()[:192, :192]  # 110,592 subpixels
+    for params in (logistic_for(pixels), mixture_for(pixels)):
+        ideal = E.residual_bits(pixels, params)
+        bits = 8 * len(E.encode_residual(pixels, params))
+        assert bits >= ideal * (1 - 1e-5)
+        assert bits <= ideal * 1.001 + 64
+
+
+def test_index_rate_bound():
+    rng = np.random.default_rng(5)
+    n = 36
+    layers = [E.LayerIndices(np.full(2000, 60), rng.integers(0, n, 120_000))]
+    ideal = 120_000 * math.log2(n)
+    bits = 8 * len(E.encode_indices(layers, n))
+    assert ideal - 1 <= bits <= ideal * 1.001 + 64 + 8 * 8
+    # A fixed table is coded at exactly its quantized information content.
+    probs = np.linspace(1.0, 3.0, n)
+    model = E.TableIndexModel(probs)
+    freqs = E.freqs_from_pmf(probs)
+    exact = E.table_bits(freqs, layers[0].indices)
+    bits = 8 * (len(E.encode_indices(layers, n, model)) - 5)  # minus 5 bytes of varints
+    assert exact <= bits <= exact + 64
+
+
+def test_rate_on_samples_from_the_model():
+    """Pixels drawn from the model itself: coded bits track the entropy."""
+    rng = np.random.default_rng(2)
+    loc = rng.uniform(-20, 275, (64, 64, 30))
+    log_scale = rng.uniform(-3, 5, loc.shape)
+    u = rng.uniform(1e-12, 1 - 1e-12, loc.shape)
+    pixels = np.clip(np.round(loc + np.exp(log_scale) * np.log(u / (1 - u))), 0, 255)
+    pixels = pixels.astype(np.uint8)
+    params = E.Logistic(loc, log_scale)
+    ideal = E.residual_bits(pixels, params)
+    data = check_roundtrip(lambda x: E.encode_residual(x, params),
+                           lambda b: E.decode_residual(b, params), pixels)
+    assert ideal * (1 - 1e-5) <= 8 * len(data) <= ideal * 1.001 + 64
+
+
+# ------------------------------------------------------------- tables, edges
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=2, max_size=40),
+       st.booleans())
+def test_freqs_from_cdf_always_valid(values, sort):
+    cdf = np.array(values, dtype=np.float64)
+    if sort:
+        cdf = np.sort(cdf)
+    freqs = E.freqs_from_cdf(cdf[None])
+    assert freqs.shape == (1, cdf.size - 1)
+    assert freqs.min() >= 1 and freqs.sum() == 1 << tables.PRECISION
+    np.testing.assert_array_equal(freqs, E.freqs_from_cdf(cdf[None]))
+    w = tables.padded_coder_weights(cdf[None])
+    assert w.min() >= 0 and w.sum(dtype=np.float64) == (1 << tables.PRECISION) - cdf.size
+
+
+def test_freqs_from_cdf_is_proportional():
+    cdf = np.array([[0.0, 0.25, 0.5, 0.5, 1.0]])
+    f = E.freqs_from_cdf(cdf)[0]
+    np.testing.assert_allclose(f / 2**24, [0.25, 0.25, 0.0, 0.5], atol=1e-6)
+    assert f[2] == 1
+
+
+@pytest.mark.parametrize("loc,log_scale", [
+    (0.0, -16.0), (255.0, -16.0), (-1e6, 0.0), (1e6, 0.0), (127.3, 16.0),
+    (15.5, -30.0), (240.0, 40.0), (100.0, -5.0)])
+def test_residual_extreme_params(loc, log_scale):
+    pixels = np.array([0, 1, 15, 16, 127, 128, 239, 240, 254, 255], np.uint8).reshape(2, 5, 1)
+    params = E.Logistic(np.full(pixels.shape, loc), np.full(pixels.shape, log_scale))
+    check_roundtrip(lambda x: E.encode_residual(x, params),
+                    lambda b: E.decode_residual(b, params), pixels)
+    assert math.isfinite(E.residual_bits(pixels, params))
+
+
+def test_edge_bins_take_the_tails():
+    """P(0) = F(0.5) and P(255) = 1 - F(254.5): a pixel of 0 under loc=-50 is
+    nearly free, and so is 255 under loc=300."""
+    pixels = np.array([[[0], [255]]], np.uint8)
+    params = E.Logistic(np.array([[[-50.0], [300.0]]]), np.zeros((1, 2, 1)))
+    assert E.residual_bits(pixels, params) < 1e-10
+    assert len(E.encode_residual(pixels, params)) <= 4
+
+
+def test_rescale_params():
+    loc, log_scale = E.rescale_params(np.array([-1.0, 1.0]), np.array([0.0, 0.0]),
+                                      centre0=-1.0, step=2 / 255)
+    np.testing.assert_allclose(loc, [0.0, 255.0])
+    np.testing.assert_allclose(log_scale, np.log(127.5))
+
+
+def test_invalid_arguments_are_value_errors(crop32):
+    params = logistic_for(crop32)
+    with pytest.raises(ValueError, match="uint8"):
+        E.encode_residual(crop32.astype(np.int32), params)
+    with pytest.raises(ValueError, match="finite"):
+        E.encode_residual(crop32, E.Logistic(np.full(crop32.shape, np.nan), params.log_scale))
+    with pytest.raises(ValueError, match=r"\[0, 36\)"):
+        E.encode_indices([E.LayerIndices(np.array([1]), np.array([36]))], 36)
+    with pytest.raises(ValueError, match="2 indices for 1 steps"):
+        E.encode_indices([E.LayerIndices(np.array([1]), np.array([0, 1]))], 36)
+    with pytest.raises(ValueError, match="num_candidates"):
+        E.encode_indices([], (1 << 24) + 1)
+    for bad in (E.CoderSettings(omega=-1.0), E.CoderSettings(omega=0.5),
+                E.CoderSettings(omega=20.0), E.CoderSettings(beams=0)):
+        with pytest.raises(ValueError, match="coder settings"):
+            E.pack(E.Container(E.Header(TOY_MODEL, bad, 2, 2, 3), (b"",), 0), MODELS)
+
+
+def test_entropy_does_not_import_jax():
+    code = ("import sys, irec_jax.entropy; "
+            "bad = [m for m in sys.modules if m == 'jax' or m.startswith(('jax.', "
+            "'irec_jax.rec', 'irec_jax.models', 'flax'))]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------ malformed input
+
+
+@pytest.fixture(scope="module")
+def real_file(crop32):
+    rng = np.random.default_rng(0)
+    s = E.CoderSettings()
+    return toy_compress(crop32, logistic_for(crop32), fake_layers(rng, num_candidates(s)),
+                        TOY_MODEL, s)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda d: b"PK" + d[2:], "not an .irec file"),
+    (lambda d: d[:2] + b"\x07" + d[3:], "unsupported .irec format version 7"),
+    (lambda d: d[:3] + bytes([d[3] | 0x80]) + d[4:], "unsupported header flags"),
+    (lambda d: d[:4] + b"\x05" + d[5:], "unknown model id 5"),
+    (lambda d: d[:6] + b"\xff\xff\x03" + d[8:], "truncated file: section 0 declares"),
+    (lambda d: d[:5], "too short"),
+    (lambda d: d[:-4] + bytes([d[-4] ^ 1]) + d[-3:], "CRC mismatch"),
+    (lambda d: d[:-200] + d[-4:], "CRC mismatch|corrupt"),
+])
+def test_malformed_files_raise_format_error(real_file, crop32, mutate, message):
+    with pytest.raises(FormatError, match=message):
+        toy_decompress(mutate(real_file), logistic_for(crop32))
+
+
+def test_padding_symbol_in_residual_is_format_error():
+    """The 17th table entry is never written; corrupt data that decodes to it
+    must be a FormatError, not an out-of-range pixel."""
+    from irec_jax.entropy import _coder, residual
+    pixels = np.zeros((1, 1, 1), np.uint8)
+    params = E.Logistic(np.zeros((1, 1, 1)), np.zeros((1, 1, 1)))
+    weights = residual._weights(residual._level1_cdf(residual._flatten(params)))
+    encoder = _coder.new_encoder()
+    encoder.encode(np.array([16], np.int32), _coder.categorical_family(), weights)
+    with pytest.raises(FormatError, match="padding symbol"):
+        E.decode_residual(_coder.finish(encoder), params)
+    assert E.decode_residual(E.encode_residual(pixels, params), params)[0, 0, 0] == 0
+
+
+def test_unknown_explicit_model_and_bad_settings():
+    c = E.Container(E.Header(E.ModelRef("mystery", b"abcd"), E.CoderSettings(), 4, 4, 3),
+                    (b"",), 0)
+    data = E.pack(c, ())
+    with pytest.raises(FormatError, match="unknown model 'mystery' \\(params 61626364\\)"):
+        E.unpack(data, MODELS)
+    c = E.Container(E.Header(TOY_MODEL, E.CoderSettings(omega=2.0), 4, 4, 3), (b"",), 0)
+    data = bytearray(E.pack(c, MODELS))
+    data[6] = 0x01  # omega: raw float64 follows...
+    with pytest.raises(FormatError):
+        E.unpack(bytes(data[:7]) + b"\x7f\xf8" + b"\0" * 6 + bytes(data[8:]), MODELS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=0, max_size=24))
+def test_any_settings_bytes_give_valid_settings_or_format_error(raw):
+    """Whatever bytes sit where the settings go, unpack returns settings a
+    decoder can use (2 <= N <= 2**24) or raises FormatError."""
+    data = E.MAGIC + bytes([E.VERSION, 0x01]) + b"\x00" + raw + b"\x04" + b"\0" * 8
+    try:
+        s = E.unpack(data, MODELS).header.settings
+    except FormatError:
+        return
+    assert 2 <= E.num_candidates(s) <= 1 << 24 and s.beams >= 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64), st.sampled_from(["uniform", "table", "adaptive"]),
+       st.sampled_from([2, 36, 1 << 24]))
+def test_random_bytes_never_crash_section_decoders(raw, model_name, n):
+    """Arbitrary bytes: FormatError or well-formed output, nothing else."""
+    model = _golden_index_model(model_name, n) if n < 1 << 20 else E.UniformIndexModel()
+    try:
+        layers = E.decode_indices(raw, n, model)
+    except FormatError:
+        pass
+    else:
+        for layer in layers:
+            assert layer.steps.min(initial=1) >= 1
+            assert layer.indices.size == layer.steps.sum()
+            assert layer.indices.size == 0 or 0 <= layer.indices.min() <= layer.indices.max() < n
+    params = E.Logistic(np.linspace(-10, 270, 40).reshape(2, 4, 5), np.full((2, 4, 5), 1.0))
+    try:
+        pixels = E.decode_residual(raw, params)
+    except FormatError:
+        return
+    assert pixels.dtype == np.uint8 and pixels.shape == (2, 4, 5)
+
+
+def test_index_section_rejects_oversized_declarations():
+    out = bytearray()
+    _bytes.put_uvarint(out, 1 << 2)  # one layer, uniform model
+    _bytes.put_uvarint(out, 1 << 30)  # a billion blocks...
+    _bytes.put_uvarint(out, 0)
+    _bytes.put_uvarint(out, 0)
+    with pytest.raises(FormatError, match="exceed what 0 payload bytes can hold"):
+        E.decode_indices(bytes(out), 36)
+    with pytest.raises(FormatError, match="adaptive index model, the reader uses the uniform"):
+        E.decode_indices(E.encode_indices([], 36, E.AdaptiveIndexModel()), 36)
+    with pytest.raises(FormatError, match="truncated"):
+        E.decode_indices(b"\x04\x05", 36)
+    with pytest.raises(FormatError, match="3 layers declared, only 1 bytes follow"):
+        E.decode_indices(b"\x0c\x05", 36)
+
+
+# ------------------------------------------------------------------- golden
+
+
+def _golden_cases() -> dict[str, dict]:
+    img = astronaut()
+    rng = np.random.default_rng(1234)
+    return {
+        "default_32x32_rgb": dict(
+            pixels=img[300:332, 180:212], family="logistic", model=0,
+            settings=E.CoderSettings(), index_model="uniform",
+            layers=fake_layers(rng, 36)),
+        "mixture_explicit_model": dict(
+            pixels=img[60:84, 300:340], family="mixture", model=1,
+            settings=E.CoderSettings(omega=2.5, epsilon=0.0, beams=10, seed=77),
+            index_model="adaptive", layers=fake_layers(rng, 12)),
+        "gray_table_indices": dict(
+            pixels=img[400:416, 10:30, 1:2], family="logistic", model=0,
+            settings=E.CoderSettings(omega=3.0, epsilon=0.2, beams=20, seed=5),
+            index_model="table", layers=fake_layers(rng, 36)),
+    }
+
+
+def _golden_index_model(name: str, n: int) -> E.IndexModel:
+    return {"uniform": E.UniformIndexModel(),
+            "table": E.TableIndexModel(np.linspace(2.0, 1.0, n)),
+            "adaptive": E.AdaptiveIndexModel()}[name]
+
+
+def _save_inputs(path: pathlib.Path, case: dict) -> None:
+    base = logistic_for(case["pixels"]) if case["family"] == "logistic" \
+        else mixture_for(case["pixels"])
+    arrays = {f"param_{k}": v for k, v in vars(base).items()}
+    for i, layer in enumerate(case["layers"]):
+        arrays[f"steps_{i}"], arrays[f"indices_{i}"] = layer.steps, layer.indices
+    np.savez_compressed(path, pixels=case["pixels"], **arrays)
+
+
+def _load_inputs(path: pathlib.Path, family: str):
+    z = np.load(path)
+    base = E.Logistic(z["param_loc"], z["param_log_scale"]) if family == "logistic" else \
+        E.LogisticMixture(z["param_logits"], z["param_loc"], z["param_log_scale"])
+    layers = [E.LayerIndices(z[f"steps_{i}"], z[f"indices_{i}"])
+              for i in range(sum(k.startswith("steps_") for k in z.files))]
+    return z["pixels"], base, layers
+
+
+@pytest.mark.parametrize("name", sorted(_golden_cases()))
+def test_golden_bitstreams(name):
+    case = _golden_cases()[name]
+    inputs, golden = GOLDEN_DIR / f"{name}.npz", GOLDEN_DIR / f"{name}.irec"
+    if REGEN:
+        _save_inputs(inputs, case)
+    pixels, base, layers = _load_inputs(inputs, case["family"])
+    model = MODELS[case["model"]]
+    known = MODELS if case["model"] == 0 else (TOY_MODEL,)  # model 1: written by name
+    index_model = _golden_index_model(case["index_model"], num_candidates(case["settings"]))
+    data = toy_compress(pixels, base, layers, model, case["settings"], index_model, known)
+    if REGEN:
+        golden.write_bytes(data)
+    assert data == golden.read_bytes(), (
+        f"{golden.name}: the byte format changed; if intended, bump VERSION and "
+        "regenerate with IREC_REGEN_GOLDEN=1")
+    np.testing.assert_array_equal(toy_decompress(golden.read_bytes(), base, index_model),
+                                  pixels)
+
+
+# --------------------------------------------------------------------- fuzz
+
+
+@pytest.fixture(scope="module")
+def fuzz_corpus():
+    """Real .irec files of astronaut crops, with the likelihoods to decode them."""
+    img = astronaut()
+    rng = np.random.default_rng(7)
+    corpus = []
+    for (y, x, h, w), family, s in [
+            ((120, 200, 24, 24), "logistic", E.CoderSettings()),
+            ((300, 330, 16, 20), "mixture", E.CoderSettings(omega=2.0, epsilon=0.0, seed=9))]:
+        pixels = img[y:y + h, x:x + w]
+        base = logistic_for(pixels) if family == "logistic" else mixture_for(pixels)
+        data = toy_compress(pixels, base, fake_layers(rng, num_candidates(s)), TOY_MODEL, s)
+        corpus.append((data, pixels, base))
+    return corpus
+
+
+def mutate(data: bytes, kind: int, pos: int, value: int) -> bytes:
+    """One mutation of `data`: truncate, flip a bit, overwrite, insert or
+    delete a byte, or flip several bits."""
+    pos %= len(data)
+    if kind == 0:
+        return data[:pos]
+    if kind == 1:
+        return data[:pos] + bytes([data[pos] ^ (1 << (value % 8))]) + data[pos + 1:]
+    if kind == 2:
+        return data[:pos] + bytes([value % 256]) + data[pos + 1:]
+    if kind == 3:
+        return data[:pos] + bytes([value % 256]) + data[pos:]
+    if kind == 4:
+        return data[:pos] + data[pos + 1:]
+    out = bytearray(data)
+    for i in range(1 + value % 4):
+        p = (pos + 97 * i * (value + 1)) % len(data)
+        out[p] ^= 1 << ((value >> i) % 8)
+    return bytes(out)
+
+
+def decode_outcome(data: bytes, pixels: np.ndarray, base) -> str:
+    """'error' (FormatError) or 'exact' (the original image); anything else
+    (another exception, a wrong image) fails the test."""
+    try:
+        out = toy_decompress(data, base)
+    except FormatError:
+        return "error"
+    if out.shape == pixels.shape and np.array_equal(out, pixels):
+        return "exact"
+    return "WRONG IMAGE"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, 1), kind=st.integers(0, 5), pos=st.integers(0, 10**6),
+       value=st.integers(0, 255))
+def test_fuzz_mutations(fuzz_corpus, which, kind, pos, value):
+    data, pixels, base = fuzz_corpus[which]
+    mutated = mutate(data, kind, pos, value)
+    assert decode_outcome(mutated, pixels, base) in ("error", "exact")
+
+
+@pytest.mark.slow
+def test_fuzz_10000_mutations(fuzz_corpus):
+    """10,000 seeded mutations: zero hangs (every decode < 5 s), zero
+    exceptions other than FormatError, zero wrong images."""
+    rng = np.random.default_rng(2024)
+    counts = {"error": 0, "exact": 0}
+    worst = 0.0
+    for i in range(10_000):
+        data, pixels, base = fuzz_corpus[i % len(fuzz_corpus)]
+        mutated = mutate(data, int(rng.integers(6)), int(rng.integers(len(data))),
+                         int(rng.integers(256)))
+        t0 = time.perf_counter()
+        outcome = decode_outcome(mutated, pixels, base)
+        worst = max(worst, time.perf_counter() - t0)
+        assert outcome in counts, f"mutation {i}: {outcome}"
+        counts[outcome] += 1
+    print(f"\nfuzz: 10000 mutations, {counts['error']} FormatError, {counts['exact']} "
+          f"exact original image, 0 other exceptions, 0 wrong images, "
+          f"slowest decode {worst * 1e3:.1f} ms")
+    assert worst < 5.0
