@@ -1,0 +1,137 @@
+"""Discretized logistic pixel likelihoods (single and mixture).
+
+Pixel convention (used throughout ``irec_jax.models``):
+
+* Images are integer arrays of 8-bit levels ``k in {0, ..., 255}``.
+* Networks see ``(k - 127.5) / 127.5`` in ``[-1, 1]`` (:func:`to_network_input`).
+* Likelihood parameters are in **units of 8-bit levels**: a logistic with
+  ``loc`` on the level axis (nominally 0..255, any real value allowed) and
+  ``scale > 0`` in levels. Bin ``k`` is ``[k - 0.5, k + 0.5)`` (width 1,
+  centred on ``k``), except the edge bins, which take the tails: bin 0 is
+  ``(-inf, 0.5)`` and bin 255 is ``[254.5, inf)``. So the 256 bin masses sum
+  to exactly one and ``-log2 p`` is the codelength of the 8-bit value.
+
+These are the parameters the entropy layer codes with; convert them to
+numpy with :func:`to_entropy_logistic` / :func:`to_entropy_mixture`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+NUM_LEVELS = 256
+_SOFTPLUS_INV_ONE = math.log(math.expm1(1.0))
+
+
+def positive_scale(raw: jax.Array, floor: float, init: float = 1.0) -> jax.Array:
+    """Map an unconstrained ``raw`` to a scale ``> floor > 0``.
+
+    ``scale = floor + init * softplus(raw + softplus^-1(1))``: ``raw = 0``
+    gives ``floor + init``; for ``raw -> -inf`` it behaves like
+    ``init * exp(raw)`` (log-scale regime), for large ``raw`` it grows
+    linearly (no overflow).
+    """
+    return floor + init * jax.nn.softplus(raw + _SOFTPLUS_INV_ONE)
+
+
+def to_network_input(x: jax.Array) -> jax.Array:
+    """Integer levels 0..255 -> float32 in [-1, 1]."""
+    return (x.astype(jnp.float32) - 127.5) / 127.5
+
+
+@struct.dataclass
+class Logistic:
+    """Discretized logistic per subpixel, in 8-bit level units."""
+
+    loc: jax.Array  # [B, H, W, C], levels
+    scale: jax.Array  # [B, H, W, C], levels, > 0
+
+
+@struct.dataclass
+class MixtureOfLogistics:
+    """Mixture of K discretized logistics per subpixel, in 8-bit level units.
+
+    Each subpixel has its own mixture (no coupling between colour channels),
+    so subpixels can be entropy coded independently given ``z``.
+    """
+
+    logits: jax.Array  # [B, H, W, C, K], unnormalized mixture log-weights
+    loc: jax.Array  # [B, H, W, C, K], levels
+    scale: jax.Array  # [B, H, W, C, K], levels, > 0
+
+
+PixelLikelihood = Logistic | MixtureOfLogistics
+
+
+def discretized_logistic_logpmf(x: jax.Array, loc: jax.Array, scale: jax.Array) -> jax.Array:
+    """log P(bin x) in nats for a logistic(loc, scale) discretized to levels 0..255.
+
+    ``x`` holds integer levels (any dtype), broadcast against ``loc``/``scale``.
+    Exact and stable everywhere: for an interior bin with edges a > b (in
+    standardized units), ``sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b)
+    (1 - exp(b - a))``; the edge bins are a single ``log_sigmoid``.
+    """
+    xf = x.astype(loc.dtype)
+    inv_s = 1.0 / scale
+    upper = (xf + 0.5 - loc) * inv_s  # standardized upper edge
+    lower = (xf - 0.5 - loc) * inv_s  # standardized lower edge
+    log_cdf_upper = jax.nn.log_sigmoid(upper)  # bin 0: P = sigmoid(upper)
+    log_sf_lower = jax.nn.log_sigmoid(-lower)  # bin 255: P = 1 - sigmoid(lower)
+    interior = log_cdf_upper + log_sf_lower + jnp.log(-jnp.expm1(-inv_s))
+    return jnp.where(x <= 0, log_cdf_upper, jnp.where(x >= NUM_LEVELS - 1, log_sf_lower, interior))
+
+
+def log_prob(dist: PixelLikelihood, x: jax.Array) -> jax.Array:
+    """log p(x) in nats per subpixel, shape ``x.shape`` = ``[B, H, W, C]``."""
+    if isinstance(dist, Logistic):
+        return discretized_logistic_logpmf(x, dist.loc, dist.scale)
+    if isinstance(dist, MixtureOfLogistics):
+        comp = discretized_logistic_logpmf(x[..., None], dist.loc, dist.scale)
+        return jax.nn.logsumexp(jax.nn.log_softmax(dist.logits, axis=-1) + comp, axis=-1)
+    raise TypeError(f"unknown likelihood type {type(dist).__name__}")
+
+
+def pmf_table(dist: PixelLikelihood) -> jax.Array:
+    """Probabilities of all 256 levels, shape ``[..., 256]`` (sums to 1 on the last axis)."""
+    levels = jnp.arange(NUM_LEVELS)
+    if isinstance(dist, Logistic):
+        return jnp.exp(discretized_logistic_logpmf(levels, dist.loc[..., None], dist.scale[..., None]))
+    if isinstance(dist, MixtureOfLogistics):
+        comp = discretized_logistic_logpmf(levels, dist.loc[..., None], dist.scale[..., None])
+        logw = jax.nn.log_softmax(dist.logits, axis=-1)[..., None]
+        return jnp.exp(jax.nn.logsumexp(logw + comp, axis=-2))
+    raise TypeError(f"unknown likelihood type {type(dist).__name__}")
+
+
+def mode(dist: PixelLikelihood) -> jax.Array:
+    """Most probable level per subpixel, int32 ``[B, H, W, C]`` (for previews)."""
+    return jnp.argmax(pmf_table(dist), axis=-1).astype(jnp.int32)
+
+
+def to_entropy_logistic(dist: Logistic) -> tuple[np.ndarray, np.ndarray]:
+    """(loc, scale) as float64 numpy arrays ``[B, H, W, C]`` in 8-bit level units.
+
+    Bins are centred on 0..255 with width 1; bins 0 and 255 take the tails
+    (see the module docstring). The float32 -> float64 conversion is exact.
+    """
+    if not isinstance(dist, Logistic):
+        raise TypeError(f"expected Logistic, got {type(dist).__name__}")
+    return np.asarray(dist.loc, np.float64), np.asarray(dist.scale, np.float64)
+
+
+def to_entropy_mixture(dist: MixtureOfLogistics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights, loc, scale) as float64 numpy arrays ``[B, H, W, C, K]``.
+
+    ``weights`` are softmax(logits) (sum to 1 over K, computed in float32 by
+    JAX); loc/scale as in :func:`to_entropy_logistic`.
+    """
+    if not isinstance(dist, MixtureOfLogistics):
+        raise TypeError(f"expected MixtureOfLogistics, got {type(dist).__name__}")
+    weights = jax.nn.softmax(dist.logits, axis=-1)
+    return (np.asarray(weights, np.float64), np.asarray(dist.loc, np.float64),
+            np.asarray(dist.scale, np.float64))

@@ -1,0 +1,99 @@
+"""Discretized logistic / mixture likelihoods: normalization, edge bins, exactness."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import expit
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from irec_jax.models import likelihoods as lik
+
+
+def _reference_pmf(loc: float, scale: float) -> np.ndarray:
+    """float64 reference: CDF differences with the tails folded into bins 0 and 255."""
+    edges = (np.arange(-0.5, 256.0, 1.0) - loc) / scale
+    cdf = expit(edges)
+    cdf[0], cdf[-1] = 0.0, 1.0
+    return np.diff(cdf)
+
+
+@settings(max_examples=60, deadline=None)
+@given(loc=st.floats(-2000.0, 2300.0), log_scale=st.floats(math.log(1e-3), math.log(1e4)))
+def test_pmf_is_normalized_and_finite_for_extreme_params(loc, log_scale):
+    dist = lik.Logistic(loc=jnp.float32(loc), scale=jnp.float32(math.exp(log_scale)))
+    logp = lik.log_prob(dist, jnp.arange(256))
+    assert np.all(np.isfinite(np.asarray(logp)))
+    total = float(jnp.sum(jnp.exp(logp)))
+    assert abs(total - 1.0) < 1e-4, total
+
+
+@pytest.mark.parametrize("loc,scale", [(0.0, 1.0), (127.3, 4.0), (255.0, 0.3), (40.0, 60.0), (-3.0, 2.0)])
+def test_pmf_matches_float64_reference_including_edge_tails(loc, scale):
+    got = np.asarray(lik.pmf_table(lik.Logistic(loc=jnp.float32(loc), scale=jnp.float32(scale))), np.float64)
+    want = _reference_pmf(loc, scale)
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-7)
+    # The edge bins hold the tails: bin 0 = P(X < 0.5), bin 255 = P(X >= 254.5).
+    assert got[0] == pytest.approx(expit((0.5 - loc) / scale), rel=1e-4, abs=1e-12)
+    assert got[255] == pytest.approx(expit((loc - 254.5) / scale), rel=1e-4, abs=1e-12)
+
+
+def test_log_prob_gradients_are_finite_at_extremes():
+    x = jnp.array([0, 1, 128, 254, 255])
+
+    def f(loc, raw):
+        return jnp.sum(lik.discretized_logistic_logpmf(x, loc, lik.positive_scale(raw, 0.05)))
+
+    for loc, raw in [(-1e4, -30.0), (1e4, 30.0), (127.5, -30.0), (0.0, 0.0)]:
+        g = jax.grad(f, argnums=(0, 1))(jnp.full(5, loc), jnp.full(5, raw))
+        assert all(np.all(np.isfinite(np.asarray(a))) for a in g), (loc, raw, g)
+
+
+def test_positive_scale_floor_and_init():
+    raw = jnp.array([-1e4, -50.0, 0.0, 50.0, 1e4])
+    s = np.asarray(lik.positive_scale(raw, floor=1e-3, init=2.0))
+    assert np.all(s >= 1e-3) and np.all(np.isfinite(s)) and np.all(np.diff(s) >= 0)
+    assert s[2] == pytest.approx(1e-3 + 2.0, rel=1e-6)
+
+
+def test_mixture_with_one_component_equals_logistic_and_is_normalized():
+    rng = np.random.default_rng(0)
+    shape = (2, 3, 4, 3)
+    loc = jnp.asarray(rng.uniform(-20, 280, shape), jnp.float32)
+    scale = jnp.asarray(rng.uniform(0.1, 30, shape), jnp.float32)
+    x = jnp.asarray(rng.integers(0, 256, shape))
+    single = lik.log_prob(lik.Logistic(loc, scale), x)
+    mix1 = lik.log_prob(lik.MixtureOfLogistics(jnp.zeros(shape + (1,)), loc[..., None], scale[..., None]), x)
+    np.testing.assert_allclose(np.asarray(mix1), np.asarray(single), rtol=1e-5, atol=1e-5)
+
+    k = 4
+    mix = lik.MixtureOfLogistics(logits=jnp.asarray(rng.normal(size=shape + (k,)), jnp.float32),
+                                 loc=jnp.asarray(rng.uniform(-20, 280, shape + (k,)), jnp.float32),
+                                 scale=jnp.asarray(rng.uniform(0.1, 30, shape + (k,)), jnp.float32))
+    table = np.asarray(lik.pmf_table(mix), np.float64)
+    assert table.shape == shape + (256,)
+    np.testing.assert_allclose(table.sum(-1), 1.0, atol=1e-4)
+    picked = np.take_along_axis(table, np.asarray(x)[..., None], -1)[..., 0]
+    np.testing.assert_allclose(np.log(picked), np.asarray(lik.log_prob(mix, x)), rtol=1e-4, atol=1e-4)
+    w, l, s = lik.to_entropy_mixture(mix)
+    assert w.dtype == np.float64 and w.shape == shape + (k,)
+    np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-6)
+
+
+def test_entropy_params_are_exact_float64_level_units():
+    loc = jnp.array([[[[0.25, 127.5, 300.0]]]], jnp.float32)
+    scale = jnp.array([[[[0.05, 1.0, 80.0]]]], jnp.float32)
+    el, es = lik.to_entropy_logistic(lik.Logistic(loc, scale))
+    assert el.dtype == np.float64 and es.dtype == np.float64 and el.shape == (1, 1, 1, 3)
+    np.testing.assert_array_equal(el, np.asarray(loc, np.float64))
+    np.testing.assert_array_equal(es, np.asarray(scale, np.float64))
+    with pytest.raises(TypeError):
+        lik.to_entropy_logistic(lik.MixtureOfLogistics(loc[..., None], loc[..., None], scale[..., None]))
+
+
+def test_network_input_range():
+    x = jnp.array([0, 255, 128], jnp.uint8)
+    np.testing.assert_allclose(np.asarray(lik.to_network_input(x)), [-1.0, 1.0, 0.5 / 127.5], atol=1e-7)
