@@ -40,7 +40,7 @@ class RecSettings:
     omega: float = 3.0
     epsilon: float = 0.2
     beams: int = 20
-    block_kl: float = 256.0
+    block_kl: float = 200.0
     prune_fraction: float = 1e-3
     seed: int = 0
     schedule: AuxSchedule = PowerLawSchedule()
