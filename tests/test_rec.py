@@ -379,6 +379,7 @@ def test_bad_codes_raise_value_error():
         (RecCode(code.steps, code.indices, 20), "candidates"),
         (RecCode(code.steps * 0, code.indices[:0], code.num_candidates), "step counts"),
         (RecCode(np.ones(301, np.int64), np.zeros(301, np.int64), 36), "blocks"),
+        (RecCode(np.full(65, 1 << 16), np.zeros(65 << 16, np.int64), 36), "more than"),
         ("not a code", "RecCode"),
     ]
     for c, match in bad:

@@ -411,6 +411,8 @@ def _check_code(code: RecCode, settings: RecSettings, size: int) -> tuple[np.nda
         raise ValueError(f"code has {steps.shape[0]} blocks; a tensor of {size} dims takes 1..{size}")
     if steps.min() < 1 or steps.max() > MAX_STEPS_PER_BLOCK:
         raise ValueError(f"block step counts must be in [1, {MAX_STEPS_PER_BLOCK}]")
+    if int(steps.sum()) > MAX_TOTAL_STEPS:
+        raise ValueError(f"code has {int(steps.sum())} steps, more than {MAX_TOTAL_STEPS}")
     if int(steps.sum()) != indices.shape[0]:
         raise ValueError(f"code has {indices.shape[0]} indices for {int(steps.sum())} steps")
     if indices.size and (indices.min() < 0 or indices.max() >= code.num_candidates):
