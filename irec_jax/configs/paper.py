@@ -14,8 +14,9 @@ Hardware: an accelerator is needed: one fused forward/backward at batch 8 of
 Expected negative ELBO (paper): 3.55 bits/dim on CIFAR-10, 4.18 on
 ImageNet32, 3.00 on Kodak.
 
-Run (once the training entry point exists): ``python train.py
---config=irec_jax/configs/paper.py --workdir=...``. Model only::
+Run (CIFAR-10 through ``tfds.data_source``; see ``cifar10.py`` and
+``imagenet32.py``): ``python train.py --config=irec_jax/configs/paper.py
+--workdir=...``. Model only::
 
     from irec_jax.configs import paper
     from irec_jax.models import RVAE, RVAEConfig
@@ -53,4 +54,24 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.free_bits = 0.1  # nats per channel per layer
     config.train.ema_decay = 0.999
     config.train.seed = 0
+    config.train.grad_clip = 100.0  # global-norm clip (not in the paper); 0 turns it off
+    config.train.log_every = 100
+    config.train.eval_every = 10_000  # 0: no periodic evaluation
+    config.train.eval_examples = 10_000  # 0: the whole held-out split
+    config.train.eval_batch_size = 0  # 0: batch_size
+    config.train.checkpoint_every = 5_000
+    config.train.keep_checkpoints = 3
+    config.train.async_checkpoint = True
+    config.train.progress_bar = True
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "cifar10"  # "cifar10", "imagenet32" (tfds data_source) or "folder"
+    config.data.tfds_data_dir = ""  # "": tfds' default (~/tensorflow_datasets)
+    config.data.train_dir = ""  # "folder": PNGs to train on
+    config.data.eval_dir = ""  # "folder": held-out PNGs ("": evaluate on train_dir)
+    config.data.random_flip = True
+    config.data.seed = 0  # shuffling and crop/flip seed
+    config.data.prefetch = 2  # training batches built ahead in a thread
+
+    config.distributed = False  # True: jax.distributed.initialize() (multi-host TPU/GPU)
     return config

@@ -8,6 +8,16 @@ Hardware: CPU. One forward/backward at batch 32 of 32x32x3 took 0.37 s
 (median of 20; first call with compilation 8.6 s) on a shared 2-core CPU
 (``python bench/model_bench.py --config small``).
 
+Train on a local folder of PNGs (random 32x32 crops and flips)::
+
+    python train.py --config=irec_jax/configs/small.py --workdir=/tmp/small \
+        --config.data.train_dir=TRAIN_PNGS --config.data.eval_dir=HELD_OUT_PNGS
+
+``train.py`` speed here (random crops of three skimage photos, batch 16, no
+evaluation; median of 50-step intervals): 5.7-5.9 steps/s on 1 CPU device,
+9.1-9.6 steps/s with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``
+(``flock /tmp/irec-bench.lock python bench/train_bench.py``).
+
 Run the 10-minute CPU measurement on scikit-image's lossless-origin photos::
 
     flock /tmp/irec-bench.lock python bench/train_small.py --minutes 10
@@ -37,4 +47,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.crop_size = 32
     config.train.num_steps = 5_000
     config.train.ema_decay = 0.0
+    config.train.log_every = 50
+    config.train.eval_every = 1_000
+    config.train.eval_examples = 512
+    config.train.checkpoint_every = 500
+
+    config.data.name = "folder"  # set --config.data.train_dir (and eval_dir)
     return config
