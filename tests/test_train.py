@@ -143,6 +143,26 @@ def _metrics(workdir, split="train"):
         return [r for r in map(json.loads, f) if r["split"] == split]
 
 
+def _tensorboard_scalars(workdir, split):
+    """{tag: {step: value}} read back from the TFRecord-framed event files."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out: dict = {}
+    d = os.path.join(workdir, "tensorboard", split)
+    for name in sorted(os.listdir(d)):
+        data = open(os.path.join(d, name), "rb").read()
+        pos = 0
+        while pos < len(data):
+            (n,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
+            pos += 12 + n + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, {})[event.step] = v.simple_value
+    return out
+
+
 def _steps(workdir):
     d = os.path.join(workdir, "checkpoints")
     return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(d) else []
@@ -194,6 +214,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(env):
     assert res_train[-1]["num_skipped"] == 0
     (ref_eval,), (res_eval,) = _metrics(ref, "eval"), _metrics(killed, "eval")
     assert res_eval == ref_eval and len(ref_eval["kl"]) == 2 and ref_eval["step"] == n
+    # The same numbers as TensorBoard scalars.
+    tb_train, tb_eval = _tensorboard_scalars(ref, "train"), _tensorboard_scalars(ref, "eval")
+    assert sorted(tb_train["loss"]) == list(range(1, n + 1))
+    assert tb_train["loss"][n] == pytest.approx(ref_train[-1]["loss"], rel=1e-6)
+    assert tb_eval["kl/1"][n] == pytest.approx(ref_eval["kl"][1], rel=1e-6)
     a, b = _restore(ref, n), _restore(killed, n)
     leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
     assert len(leaves_a) == len(leaves_b) > 10

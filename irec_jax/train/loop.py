@@ -5,7 +5,8 @@ Data parallel over all devices of all processes: a 1-D ``Mesh`` with axis
 rows), the state is replicated. Checkpoints (orbax) every
 ``train.checkpoint_every`` steps, at the end and on SIGTERM/SIGINT; a run
 resumes from the latest checkpoint in ``workdir``. Metrics go to
-``workdir/metrics.jsonl`` (one JSON object per line) and a tqdm bar.
+``workdir/metrics.jsonl`` (one JSON object per line), TensorBoard event files
+under ``workdir/tensorboard/`` and a tqdm bar.
 """
 
 from __future__ import annotations
@@ -77,6 +78,39 @@ class _SignalFlag:
 def _write_jsonl(path: str, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+class _MetricsLog:
+    """Appends each record to ``workdir/metrics.jsonl`` and writes its numbers as
+    TensorBoard scalars under ``workdir/tensorboard/{train,eval}`` (tensorboardX;
+    a per-layer list ``kl`` becomes ``kl/0``, ``kl/1``, ...)."""
+
+    def __init__(self, workdir: str):
+        from tensorboardX import SummaryWriter
+
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self._root = os.path.join(workdir, "tensorboard")
+        self._writers: dict[str, Any] = {}
+        self._new = SummaryWriter
+
+    def write(self, record: dict) -> None:
+        _write_jsonl(self.path, record)
+        split, step = record["split"], int(record["step"])
+        if split not in self._writers:
+            self._writers[split] = self._new(os.path.join(self._root, split))
+        tb = self._writers[split]
+        for name, value in record.items():
+            if name in ("split", "step"):
+                continue
+            tagged = [(f"{name}/{i}", v) for i, v in enumerate(value)] if isinstance(value, list) else [(name, value)]
+            for tag, v in tagged:
+                if isinstance(v, (int, float)):
+                    tb.add_scalar(tag, v, step)
+        tb.flush()
+
+    def close(self) -> None:
+        for tb in self._writers.values():
+            tb.close()
 
 
 def _truncate_jsonl(path: str, last_step: int) -> None:
@@ -179,8 +213,10 @@ def train_and_evaluate(config: Any, workdir: str) -> dict:
     start = int(jax.device_get(state.step))
     num_steps = int(tcfg.num_steps)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
+    log = None
     if is_main:
         _truncate_jsonl(metrics_path, start)
+        log = _MetricsLog(workdir)
 
     def meta() -> dict:
         return {"data_position": position, "step": int(jax.device_get(state.step)),
@@ -219,8 +255,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict:
                     m.update(step=done, split="train", steps_per_sec=(done - s_last) / (now - t_last))
                     t_last, s_last = now, done
                     last["train"] = m
-                    if is_main:
-                        _write_jsonl(metrics_path, m)
+                    if log is not None:
+                        log.write(m)
                     if bar is not None:
                         bar.set_postfix(loss=f"{m['loss']:.3f}", bpd=f"{m['nelbo']:.3f}",
                                         it_s=f"{m['steps_per_sec']:.2f}", skipped=m["num_skipped"])
@@ -231,8 +267,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict:
                                  eval_fn, to_global, eval_key)
                     e.update(step=done, split="eval")
                     last["eval"] = e
-                    if is_main:
-                        _write_jsonl(metrics_path, e)
+                    if log is not None:
+                        log.write(e)
                 if done % ckpt_every == 0:
                     ckpt.save(mngr, state, meta())
                 signum = flag.signum
@@ -249,6 +285,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict:
         pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
+        if log is not None:
+            log.close()
         mngr.close()
     last["step"] = int(jax.device_get(state.step))
     last["state"] = state
