@@ -28,7 +28,9 @@ import skimage.data
 import skimage.io
 
 from irec_jax.configs import small
+from irec_jax.data import BatchSpec, train_batch
 from irec_jax.models import RVAE, RVAEConfig, negative_elbo
+from irec_jax.train import make_optimizer
 
 PHOTOS = ("astronaut.png", "coffee.png", "motorcycle_left.png")
 
@@ -37,24 +39,6 @@ def load_photos() -> list[np.ndarray]:
     """The training photos as uint8 [H, W, 3] arrays (shipped inside scikit-image)."""
     root = os.path.dirname(skimage.data.__file__)
     return [np.ascontiguousarray(skimage.io.imread(os.path.join(root, n))[..., :3]) for n in PHOTOS]
-
-
-def random_crops(rng: np.random.Generator, photos: list[np.ndarray], n: int, size: int) -> np.ndarray:
-    """``n`` random ``size``x``size`` crops, uint8 [n, size, size, 3]."""
-    out = np.empty((n, size, size, 3), np.uint8)
-    for i in range(n):
-        img = photos[rng.integers(len(photos))]
-        y, x = rng.integers(img.shape[0] - size + 1), rng.integers(img.shape[1] - size + 1)
-        out[i] = img[y:y + size, x:x + size]
-    return out
-
-
-def make_optimizer(train_cfg) -> optax.GradientTransformation:
-    """Adam or Adamax (config.train.optimizer) with the step-decay schedule."""
-    schedule = optax.piecewise_constant_schedule(
-        train_cfg.learning_rate, {int(s): train_cfg.lr_decay_factor for s in train_cfg.lr_decay_steps})
-    opt = {"adam": optax.adam, "adamax": optax.adamax}[train_cfg.optimizer](schedule)
-    return optax.chain(optax.clip_by_global_norm(100.0), opt)
 
 
 def main() -> None:
@@ -68,9 +52,10 @@ def main() -> None:
     model = RVAE(RVAEConfig.from_config(cfg.model))
     opt = make_optimizer(cfg.train)
     free_bits = float(cfg.train.free_bits)
-    photos = load_photos()
-    rng = np.random.default_rng(args.seed)
-    eval_x = jnp.asarray(random_crops(np.random.default_rng(12345), photos, 256, cfg.train.crop_size))
+    photos = load_photos()  # a list of arrays is an ImageSource
+    crop = int(cfg.train.crop_size)
+    train_spec = BatchSpec(global_batch=int(cfg.train.batch_size), crop=crop, random_flip=False, seed=args.seed)
+    eval_x = jnp.asarray(train_batch(photos, BatchSpec(global_batch=256, crop=crop, seed=12345), 0))
 
     @jax.jit
     def train_step(params, opt_state, x, key):
@@ -95,7 +80,7 @@ def main() -> None:
     budget = 60.0 * args.minutes
     step, next_eval, losses = 0, args.eval_every_s, []
     while time.perf_counter() - start < budget:
-        x = jnp.asarray(random_crops(rng, photos, cfg.train.batch_size, cfg.train.crop_size))
+        x = jnp.asarray(train_batch(photos, train_spec, step))
         params, opt_state, loss = train_step(params, opt_state, x, jax.random.fold_in(key, step + 1))
         losses.append(float(loss))
         step += 1

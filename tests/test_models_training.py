@@ -13,16 +13,8 @@ import optax
 import skimage.data
 import skimage.io
 
+from irec_jax.data import BatchSpec, train_batch
 from irec_jax.models import RVAE, RVAEConfig, negative_elbo
-
-
-def _photo_crops(rng: np.random.Generator, photos, n: int, size: int) -> np.ndarray:
-    out = np.empty((n, size, size, 3), np.uint8)
-    for i in range(n):
-        img = photos[rng.integers(len(photos))]
-        y, x = rng.integers(img.shape[0] - size + 1), rng.integers(img.shape[1] - size + 1)
-        out[i] = img[y:y + size, x:x + size]
-    return out
 
 
 def test_training_on_photo_crops_lowers_negative_elbo():
@@ -33,7 +25,7 @@ def test_training_on_photo_crops_lowers_negative_elbo():
     key = jax.random.key(0, impl="rbg")  # the model takes any key type; rbg compiles fastest on CPU
     params = model.init(jax.random.key(0))
     opt_state = opt.init(params)
-    held_in = jnp.asarray(_photo_crops(np.random.default_rng(1), photos, 64, 16))
+    held_in = jnp.asarray(train_batch(photos, BatchSpec(global_batch=64, crop=16, seed=1), 0))
 
     @jax.jit
     def step(params, opt_state, x, key):
@@ -46,9 +38,9 @@ def test_training_on_photo_crops_lowers_negative_elbo():
         return negative_elbo(model, params, held_in, jax.random.fold_in(key, 10**6)).nelbo
 
     before = float(held_in_nelbo(params))
-    rng = np.random.default_rng(2)
+    spec = BatchSpec(global_batch=8, crop=16, seed=2)
     for i in range(300):
-        x = jnp.asarray(_photo_crops(rng, photos, 8, 16))
+        x = jnp.asarray(train_batch(photos, spec, i))
         params, opt_state, loss = step(params, opt_state, x, jax.random.fold_in(key, i))
         assert np.isfinite(float(loss)), (i, float(loss))
     after = float(held_in_nelbo(params))
