@@ -125,10 +125,9 @@ def _check_prior(p_loc, p_scale) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"cannot code an empty tensor (shape {p_loc.shape})")
     if p_loc.size > MAX_DIMS:
         raise ValueError(f"tensor of shape {p_loc.shape} has more than {MAX_DIMS} dimensions")
-    if not np.all(p_scale > 0):
-        raise ValueError(f"p_scale must be > 0 everywhere (shape {p_scale.shape})")
-    if not np.all(np.isfinite(p_scale.astype(np.float32))) or not np.all(p_scale.astype(np.float32) > 0):
-        raise ValueError("p_scale must be a positive finite float32")
+    scale32 = p_scale.astype(np.float32)  # what the decoder multiplies by
+    if not np.all((scale32 > 0) & np.isfinite(scale32)):
+        raise ValueError(f"p_scale must be > 0 and finite in float32 everywhere (shape {p_scale.shape})")
     return p_loc, p_scale
 
 
