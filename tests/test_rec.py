@@ -389,3 +389,13 @@ def test_bad_codes_raise_value_error():
         decode(code, *p, s, stream=-1)
     with pytest.raises(ValueError, match="shape"):
         decode(code, pair.p_loc, pair.p_scale[:-1], s)
+
+
+def test_normals_are_finite_and_symmetric_at_the_extremes():
+    """The largest 24-bit uniform once rounded to u = 1 in float32 and gave an infinite sample."""
+    from irec_jax.rec import rng
+    bits = jnp.array([0, 0xFF, 0xFFFFFFFF, 0xFFFFFF00, 0x7FFFFFFF, 0x80000000], jnp.uint32)
+    n = np.asarray(rng._to_normal(bits))
+    assert np.isfinite(n).all()
+    assert n[0] == -n[2] and n[1] == n[0] and n[3] == n[2] and n[4] == -n[5]
+    assert 5.0 < n[2] < 6.0

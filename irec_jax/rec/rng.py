@@ -70,9 +70,15 @@ def step_keys(key: jax.Array, num_blocks: int, num_steps: int) -> jax.Array:
 
 def _to_normal(bits: jax.Array) -> jax.Array:
     """uint32 -> float32 standard normal via the inverse CDF of a 24-bit
-    uniform on the open interval (0, 1)."""
-    u = (lax.shift_right_logical(bits, jnp.uint32(8)).astype(jnp.float32) + 0.5) * np.float32(2.0**-24)
-    return _SQRT2 * lax.erf_inv(2.0 * u - 1.0)
+    uniform on the open interval (0, 1).
+
+    With k the top 24 bits, x = 2u - 1 = (2k + 1 - 2^24) * 2^-24 is formed in
+    integers first: every x is then exact in float32 and |x| <= 1 - 2^-24, so
+    erfinv is always finite. (Forming u = (k + 0.5) 2^-24 in float32 rounds
+    k = 2^24 - 1 to u = 1 and an infinite sample.)"""
+    k = lax.shift_right_logical(bits, jnp.uint32(8)).astype(jnp.int32)
+    x = (2 * k + (1 - (1 << 24))).astype(jnp.float32) * np.float32(2.0**-24)
+    return _SQRT2 * lax.erf_inv(x)
 
 
 def all_candidates(key: jax.Array, num: int, positions: jax.Array) -> jax.Array:
