@@ -1,0 +1,229 @@
+"""The ``irec`` command line: compress, decompress and inspect ``.irec`` files.
+
+    irec compress photo.png photo.irec [--model PATH] [--omega 3 --epsilon 0.2 --beams 20]
+    irec decompress photo.irec photo.png
+    irec info photo.irec
+    irec export-model TRAIN_WORKDIR MODEL_DIR
+
+Outputs are written through a temporary file and renamed; an existing output
+is never replaced without ``--force``. Any error prints one line to stderr
+and exits with status 1 (2 for bad command-line usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+EXIT_ERROR = 1
+
+
+def _progress_bar(quiet: bool, desc: str):
+    """A (callback, close) pair showing a tqdm bar after the work has taken 1 s."""
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, delay=1.0, leave=False, file=sys.stderr,
+                       dynamic_ncols=True,
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} [{elapsed}]")
+        bar.n = done
+        bar.refresh()
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+    return update, close
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory") from None
+
+
+def _check_output(path: str, force: bool) -> None:
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory")
+    if os.path.exists(path) and not force:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{path}: folder {folder} does not exist")
+
+
+def _cmd_compress(args: argparse.Namespace) -> None:
+    from irec_jax import codec, imageio, modelzoo
+
+    _check_output(args.output, args.force)
+    pixels = imageio.read_image(args.input)
+    cm = modelzoo.load_model(args.model)
+    settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed, base=cm.defaults)
+    update, close = _progress_bar(args.quiet, "compress")
+    try:
+        data, report = codec.compress_report(pixels, model=cm, settings=settings, progress=update)
+        if not args.no_verify:
+            decoded = codec.decompress(data, model=cm)
+            if decoded.shape != pixels.shape or not (decoded == pixels).all():
+                raise RuntimeError("verification failed: the file does not decode to the input "
+                                   "(nothing was written; please report this)")
+    finally:
+        close()
+    imageio.write_atomic(args.output, data, force=args.force)
+    if not args.quiet:
+        h, w, c = report.shape
+        print(f"{args.input} -> {args.output}: {w}x{h}x{c}, {report.total_bytes:,} bytes, "
+              f"{report.bpd:.3f} bits/dim (latent indices {report.index_bytes:,} B, "
+              f"residual {report.residual_bytes:,} B, header {report.header_bytes} B), "
+              f"{report.encode_seconds:.1f} s")
+
+
+def _cmd_decompress(args: argparse.Namespace) -> None:
+    from irec_jax import codec, imageio
+
+    _check_output(args.output, args.force)
+    data = _read_bytes(args.input)
+    update, close = _progress_bar(args.quiet, "decompress")
+    try:
+        pixels = codec.decompress(data, model=args.model, progress=update)
+    finally:
+        close()
+    imageio.write_image(args.output, pixels, force=args.force)
+    if not args.quiet:
+        h, w, c = pixels.shape
+        print(f"{args.input} -> {args.output}: {w}x{h}x{c}, bit-exact (CRC-32 checked)")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from irec_jax import codec
+
+    info = codec.read_info(_read_bytes(args.input), model=args.model)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    print(f"{args.input}: .irec, {info['width']}x{info['height']}x{info['channels']}, "
+          f"{info['total_bytes']:,} bytes, {info['bpd']:.4f} bits/dim")
+    print(f"  model       {info['model']} (params {info['model_hash']})")
+    print(f"  coder       omega {info['omega']:g}, epsilon {info['epsilon']:g}, "
+          f"beams {info['beams']}, seed {info['seed']}, {info['candidates']} candidates/step")
+    print(f"  sizes       header {info['header_bytes']} B, latent indices {info['index_bytes']:,} B, "
+          f"residual {info['residual_bytes']:,} B")
+    if "blocks_per_layer" in info:
+        print(f"  layers      blocks {info['blocks_per_layer']}, steps {info['steps_per_layer']}")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from irec_jax import modelzoo
+
+    if os.path.exists(os.path.join(args.output, "model.json")) and not args.force:
+        raise FileExistsError(f"{args.output} already holds a model (use --force to overwrite)")
+    cm = modelzoo.load_model(args.workdir)
+    modelzoo.export_model(cm, args.output, name=args.name or cm.name)
+    if not args.quiet:
+        print(f"{args.workdir} -> {args.output}: model {args.name or cm.name!r}, "
+              f"params {cm.ref.param_hash.hex()}")
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="irec", description="Lossless image compression by relative entropy coding (iREC).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, model_help: str) -> None:
+        p.add_argument("--model", default=None, help=model_help)
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+    c = sub.add_parser("compress", help="image file (PNG, ...) -> .irec")
+    c.add_argument("input")
+    c.add_argument("output")
+    common(c, "'default' (bundled), a model folder or a train.py workdir (default: default)")
+    c.add_argument("--omega", type=_float, help="nats per iREC step (default 3)")
+    c.add_argument("--epsilon", type=_float, help="candidate oversampling (default 0.2)")
+    c.add_argument("--beams", type=int, help="beam width B (default 20)")
+    c.add_argument("--seed", type=int, help="shared-randomness seed (default 0)")
+    c.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
+    c.add_argument("--no-verify", action="store_true",
+                   help="skip decoding the result to check it before writing")
+    c.set_defaults(func=_cmd_compress)
+
+    d = sub.add_parser("decompress", help=".irec -> image file (PNG unless the extension says)")
+    d.add_argument("input")
+    d.add_argument("output")
+    common(d, "the model folder or workdir the file was written with (not needed for the default)")
+    d.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
+    d.set_defaults(func=_cmd_decompress)
+
+    i = sub.add_parser("info", help="header, sizes and bits/dim of an .irec file")
+    i.add_argument("input")
+    i.add_argument("--model", default=None, help="model folder, for files of a non-default model")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=_cmd_info)
+
+    e = sub.add_parser("export-model", help="train.py workdir -> model folder for --model")
+    e.add_argument("workdir")
+    e.add_argument("output")
+    e.add_argument("--name", default=None, help="model name written to files (default: workdir@step)")
+    e.add_argument("-q", "--quiet", action="store_true")
+    e.add_argument("-f", "--force", action="store_true")
+    e.set_defaults(func=_cmd_export)
+    return parser
+
+
+def _enable_compile_cache() -> None:
+    """Keep JAX's compiled programs between runs (a cold ``irec`` run is mostly compilation).
+
+    ``$IREC_CACHE_DIR`` (default ``~/.cache/irec_jax/xla``); ``IREC_NO_CACHE=1``
+    turns it off; an explicit ``JAX_COMPILATION_CACHE_DIR`` wins. Cached
+    programs are the same programs, so the bytes written do not change.
+    """
+    if os.environ.get("IREC_NO_CACHE") == "1" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    path = os.environ.get("IREC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "irec_jax", "xla")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return
+    import jax
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``irec`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _enable_compile_cache()
+    if getattr(args, "model", None) is None and args.command == "compress":
+        args.model = "default"
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("irec: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as e:  # FormatError, ImageError, ModelError are ValueErrors
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"irec: error: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Codec models: the bundled default, exported model folders and train.py workdirs.
+
+A *model folder* holds ``model.json`` (name, RVAE config, coder defaults and a
+model card) and ``params.npz`` (one array per parameter, keyed by its path in
+the parameter tree, ``a/b/c``). The bundled default lives in
+``irec_jax/assets/models/default``. ``load_model`` also reads a ``train.py``
+workdir directly (its latest checkpoint, EMA parameters if it kept any);
+``export_model`` turns a workdir into a model folder.
+
+The model a file was written with is named in its header by position in the
+reader's list of known models (the bundled default is position 0) or by name
+plus a hash of its parameters, so decoding with different weights fails
+cleanly instead of producing garbage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from irec_jax.entropy import CoderSettings, ModelRef, param_hash
+from irec_jax.errors import ModelError
+
+MODEL_FORMAT = "irec-model"
+MODEL_FORMAT_VERSION = 1
+DEFAULT_NAME = "default"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CodecModel:
+    """A VAE the codec can drive, with the name and defaults written to files.
+
+    name: the model's name (written in the header when it is not a known model).
+    config: an ``RVAEConfig``. params: numpy parameter pytree.
+    defaults: the coder settings a file omits when it uses them.
+    card: free-form facts about the model (training data, command, bits/dim).
+    """
+
+    name: str
+    config: Any
+    params: Any
+    defaults: CoderSettings = CoderSettings()
+    card: dict = dataclasses.field(default_factory=dict)
+
+    @functools.cached_property
+    def model(self):
+        """The ``RVAE`` module wrapper for ``config``."""
+        from irec_jax.models import RVAE
+        return RVAE(self.config)
+
+    @functools.cached_property
+    def ref(self) -> ModelRef:
+        """Name, 4-byte parameter hash and defaults, as the container writes them."""
+        return ModelRef(self.name, param_hash(_leaves(self.params)), self.defaults)
+
+    @property
+    def image_channels(self) -> int:
+        return int(self.config.image_channels)
+
+
+def _leaves(params: Any) -> list[np.ndarray]:
+    return [np.asarray(v) for _, v in sorted(_flatten(params).items())]
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    if isinstance(tree, dict) or hasattr(tree, "items"):
+        out: dict[str, np.ndarray] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        return out
+    return {prefix[:-1]: tree if hasattr(tree, "shape") and hasattr(tree, "dtype") else np.asarray(tree)}
+
+
+def _unflatten(flat: dict[str, np.ndarray]) -> dict:
+    tree: dict = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def _config_from_dict(d: dict):
+    from irec_jax.models import RVAEConfig
+    fields = {f.name for f in dataclasses.fields(RVAEConfig)}
+    unknown = set(d) - fields
+    if unknown:
+        raise ModelError(f"model config has unknown fields {sorted(unknown)}")
+    try:
+        return RVAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"invalid model config: {e}") from None
+
+
+def _check_params(config, params: Any, where: str) -> None:
+    """Raises ModelError unless ``params`` has exactly the shapes ``config`` initializes."""
+    import jax
+    from irec_jax.models import RVAE
+    expected = _flatten(jax.eval_shape(
+        lambda: RVAE(config).init(jax.random.key(0), (1, 32, 32, config.image_channels))))
+    got = _flatten(params)
+    if set(expected) != set(got):
+        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        raise ModelError(f"{where}: parameters do not match the config "
+                         f"(missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, e in expected.items():
+        g = np.asarray(got[k])
+        if tuple(e.shape) != g.shape or g.dtype != np.float32:
+            raise ModelError(f"{where}: parameter {k} is {g.dtype}{g.shape}, "
+                             f"expected float32{tuple(e.shape)}")
+
+
+def bundled_model_dir() -> str:
+    """Folder of the bundled default model."""
+    from irec_jax.assets import asset_path
+    return asset_path("models", DEFAULT_NAME)
+
+
+def _load_folder(path: str) -> CodecModel:
+    meta_path = os.path.join(path, "model.json")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"cannot read {meta_path}: {e}") from None
+    if meta.get("format") != MODEL_FORMAT or meta.get("version") != MODEL_FORMAT_VERSION:
+        raise ModelError(f"{meta_path} is not an irec model (format {meta.get('format')!r}, "
+                         f"version {meta.get('version')!r})")
+    config = _config_from_dict(dict(meta.get("config", {})))
+    try:
+        with np.load(os.path.join(path, "params.npz"), allow_pickle=False) as npz:
+            params = _unflatten({k: npz[k] for k in npz.files})
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read {os.path.join(path, 'params.npz')}: {e}") from None
+    _check_params(config, params, path)
+    defaults = CoderSettings(**meta.get("defaults", {}))
+    return CodecModel(str(meta["name"]), config, params, defaults, dict(meta.get("card", {})))
+
+
+def _checkpoint_config(workdir: str, step: int) -> dict:
+    """The model config that train.py stored with checkpoint ``step``."""
+    root = os.path.join(workdir, "checkpoints", str(step), "meta")
+    for name in ("metadata", "meta.json", "metadata.json"):
+        p = os.path.join(root, name)
+        if os.path.isfile(p):
+            with open(p, encoding="utf-8") as f:
+                meta = json.load(f)
+            cfg = meta.get("config", {}).get("model")
+            if cfg is None:
+                break
+            return cfg
+    raise ModelError(f"{workdir}: checkpoint {step} has no stored model config")
+
+
+def _load_workdir(workdir: str) -> CodecModel:
+    from irec_jax.models import RVAEConfig
+    from irec_jax.train import load_params
+
+    root = os.path.join(workdir, "checkpoints")
+    steps = sorted(int(n) for n in os.listdir(root) if n.isdigit())
+    if not steps:
+        raise ModelError(f"{workdir}: no checkpoints")
+    cfg = _checkpoint_config(workdir, steps[-1])
+    import ml_collections
+    config = RVAEConfig.from_config(ml_collections.ConfigDict(cfg))
+    try:
+        params = load_params(workdir, steps[-1], ema=True)
+    except Exception as e:  # orbax raises many kinds
+        raise ModelError(f"{workdir}: cannot restore checkpoint {steps[-1]}: {e}") from None
+    import jax
+    params = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+    _check_params(config, params, workdir)
+    name = f"{os.path.basename(os.path.abspath(workdir))}@{steps[-1]}"
+    return CodecModel(name, config, params, CoderSettings(), {"workdir": os.path.abspath(workdir),
+                                                              "step": steps[-1]})
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: float) -> CodecModel:
+    if os.path.isfile(os.path.join(path, "model.json")):
+        return _load_folder(path)
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        return _load_workdir(path)
+    raise ModelError(f"{path} is neither an irec model folder (model.json) nor a train.py "
+                     "workdir (checkpoints/)")
+
+
+def load_model(spec: "str | os.PathLike | CodecModel" = DEFAULT_NAME) -> CodecModel:
+    """A ``CodecModel`` from ``"default"`` (bundled), a model folder or a train.py workdir.
+
+    Raises ModelError (a ValueError) with a readable message for anything else.
+    """
+    if isinstance(spec, CodecModel):
+        return spec
+    path = bundled_model_dir() if str(spec) == DEFAULT_NAME else os.path.abspath(os.fspath(spec))
+    if not os.path.isdir(path):
+        raise ModelError(f"model {str(spec)!r} not found (expected 'default', a model folder "
+                         "or a train.py workdir)")
+    stamp = max((os.path.getmtime(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs),
+                default=0.0)
+    return _load_cached(path, stamp)
+
+
+def known_models(extra: CodecModel | None = None) -> list[CodecModel]:
+    """The models a reader knows, in header order: the bundled default, then ``extra``."""
+    models = [load_model(DEFAULT_NAME)]
+    if extra is not None and extra.ref != models[0].ref:
+        models.append(extra)
+    return models
+
+
+def export_model(model: CodecModel, out_dir: str, *, name: str | None = None,
+                 card: dict | None = None) -> str:
+    """Writes ``model`` as a model folder (``model.json`` + ``params.npz``); returns ``out_dir``."""
+    os.makedirs(out_dir, exist_ok=True)
+    flat = _flatten(model.params)
+    np.savez_compressed(os.path.join(out_dir, "params.npz"),
+                        **{k: np.asarray(v, np.float32) for k, v in sorted(flat.items())})
+    meta = {
+        "format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION,
+        "name": name or model.name,
+        "config": dataclasses.asdict(model.config),
+        "defaults": dataclasses.asdict(model.defaults),
+        "card": card if card is not None else model.card,
+    }
+    with open(os.path.join(out_dir, "model.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return out_dir
