@@ -1,0 +1,14 @@
+"""Baseline coders the benchmark compares iREC against.
+
+  bbans -- bits-back coding with ANS (BB-ANS / HiLLoC style) of the same
+           hierarchical VAE, single images and chained sequences.
+"""
+
+from irec_jax.baselines.bbans import (DEFAULT_BITS, BbansRates, bbans_decode_sequence,
+                                      bbans_decode_single, bbans_encode_sequence,
+                                      bbans_encode_single, bbans_rates)
+
+__all__ = [
+    "DEFAULT_BITS", "BbansRates", "bbans_decode_sequence", "bbans_decode_single",
+    "bbans_encode_sequence", "bbans_encode_single", "bbans_rates",
+]

@@ -1,0 +1,171 @@
+"""BB-ANS baseline: bit-exact round trips, honest rates from real bytes, determinism, bad input."""
+
+import math
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from irec_jax import FormatError
+from irec_jax.baselines import (BbansRates, bbans_decode_sequence, bbans_decode_single,
+                                bbans_encode_sequence, bbans_encode_single, bbans_rates)
+from irec_jax.configs import small
+from irec_jax.models import RVAE, RVAEConfig
+
+BITS = 8
+
+
+@pytest.fixture(scope="module")
+def model_params():
+    model = RVAE(RVAEConfig.from_config(small.get_config().model))
+    return model, model.init(jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def crops():
+    """16x16 crops of scikit-image's lossless-origin photos (astronaut, coffee)."""
+    astro, coffee = skdata.astronaut(), skdata.coffee()
+    return [astro[100:116, 200:216], coffee[150:166, 300:316], astro[300:316, 120:136]]
+
+
+@pytest.fixture(scope="module")
+def single(model_params, crops):
+    model, params = model_params
+    return bbans_encode_single(model, params, crops[0], bits=BITS)
+
+
+def _latent_dims(model, shape):
+    return model.num_layers * math.prod(model.latent_shape((1, *shape), 0))
+
+
+def test_single_round_trip_is_bit_exact_and_deterministic(model_params, crops, single):
+    model, params = model_params
+    out = bbans_decode_single(model, params, single, crops[0].shape, bits=BITS)
+    assert out.dtype == np.uint8 and out.shape == crops[0].shape
+    assert np.array_equal(out, crops[0])
+    assert bbans_encode_single(model, params, crops[0], bits=BITS) == single
+
+
+def test_another_process_decodes_the_same_bytes(tmp_path, crops, single):
+    (tmp_path / "file.bb").write_bytes(single)
+    np.save(tmp_path / "crop.npy", crops[0])
+    script = textwrap.dedent(f"""
+        import jax, numpy as np
+        from irec_jax.baselines import bbans_decode_single
+        from irec_jax.configs import small
+        from irec_jax.models import RVAE, RVAEConfig
+        model = RVAE(RVAEConfig.from_config(small.get_config().model))
+        params = model.init(jax.random.key(0))
+        crop = np.load({str(tmp_path / "crop.npy")!r})
+        data = open({str(tmp_path / "file.bb")!r}, "rb").read()
+        out = bbans_decode_single(model, params, data, crop.shape, bits={BITS})
+        assert np.array_equal(out, crop)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_single_image_pays_its_initial_bits(model_params, crops, single):
+    # Pushing the priors alone costs exactly BITS per latent dim; the file must
+    # hold them all (no free initial bits) plus the pixels, and little else.
+    model, params = model_params
+    prior_bits = BITS * _latent_dims(model, crops[0].shape)
+    assert 8 * len(single) > prior_bits
+    # Pixels under any model cost < 16 bits/subpixel with these tables here;
+    # a file far above prior + pixels would mean wasted initial bits.
+    assert 8 * len(single) < prior_bits + 16 * crops[0].size
+
+
+def test_sequence_round_trip_and_amortized_rates(model_params, crops):
+    model, params = model_params
+    seq = bbans_encode_sequence(model, params, crops, bits=BITS)
+    out = bbans_decode_sequence(model, params, seq, [c.shape for c in crops], bits=BITS)
+    assert all(np.array_equal(o, c) for o, c in zip(out, crops))
+
+    rates = bbans_rates(model, params, crops, bits=BITS)
+    assert isinstance(rates, BbansRates)
+    assert rates.sequence_bytes == len(seq)
+    assert rates.single_bytes[0] == len(bbans_encode_single(model, params, crops[0], bits=BITS))
+    # The chained file is the first image's file plus what the others add.
+    assert abs(rates.prefix_bytes[0] - rates.single_bytes[0]) <= 3
+    assert rates.prefix_bytes[-1] - 3 <= rates.sequence_bytes <= rates.prefix_bytes[-1]
+    # Bits back: chaining beats coding one by one, and later images cost less
+    # than a single image does.
+    assert len(seq) < sum(rates.single_bytes)
+    assert rates.amortized_bpd < rates.single_bpd
+    assert rates.marginal_bpd < rates.amortized_bpd
+    dims = sum(c.size for c in crops)
+    assert rates.amortized_bpd == pytest.approx(8 * len(seq) / dims)
+    assert rates.single_bpd == pytest.approx(8 * sum(rates.single_bytes) / dims)
+
+
+def test_mixed_shapes_and_other_bits_round_trip(model_params, crops):
+    model, params = model_params
+    images = [skdata.coffee()[40:48, 60:72], crops[1]]
+    for bits in (3, 12):
+        seq = bbans_encode_sequence(model, params, images, bits=bits)
+        out = bbans_decode_sequence(model, params, seq, [im.shape for im in images], bits=bits)
+        assert all(np.array_equal(o, im) for o, im in zip(out, images))
+
+
+def test_corrupt_truncated_or_mismatched_data_raises_format_error(model_params, crops, single):
+    model, params = model_params
+    shape = crops[0].shape
+    flipped = bytearray(single)
+    flipped[len(flipped) // 2] ^= 0x10
+    bad_inputs = {
+        "flipped byte": (bytes(flipped), shape, BITS),
+        "truncated top": (single[: len(single) // 2], shape, BITS),
+        "truncated bottom": (single[len(single) // 2:], shape, BITS),
+        "empty": (b"", shape, BITS),
+        "zero top word": (single + b"\0" * (-len(single) % 4 + 4), shape, BITS),
+        "wrong bits": (single, shape, BITS - 1),
+        "wrong shape": (single, (16, 18, 3), BITS),
+    }
+    for name, (data, shp, bits) in bad_inputs.items():
+        with pytest.raises(FormatError):
+            bbans_decode_single(model, params, data, shp, bits=bits)
+            pytest.fail(f"{name}: no FormatError")
+
+
+def test_bad_arguments_raise_value_error(model_params, crops, single):
+    model, params = model_params
+    img = crops[0]
+    with pytest.raises(ValueError, match="even"):
+        bbans_encode_single(model, params, img[:15])
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        bbans_encode_single(model, params, img[..., :1])
+    with pytest.raises(ValueError, match="integer"):
+        bbans_encode_single(model, params, img.astype(np.float32))
+    with pytest.raises(ValueError, match="0..255"):
+        bbans_encode_single(model, params, img.astype(np.int32) - 1 - img.min())
+    with pytest.raises(ValueError, match="bits"):
+        bbans_encode_single(model, params, img, bits=0)
+    with pytest.raises(ValueError, match="bits"):
+        bbans_encode_single(model, params, img, bits=17)
+    with pytest.raises(ValueError, match="at least one"):
+        bbans_encode_sequence(model, params, [])
+    with pytest.raises(ValueError, match="sequence"):
+        bbans_encode_sequence(model, params, img)
+    with pytest.raises(ValueError, match="even"):
+        bbans_decode_single(model, params, single, (15, 16, 3), bits=BITS)
+    with pytest.raises(ValueError, match="bytes"):
+        bbans_decode_single(model, params, "text", img.shape, bits=BITS)
+    # FormatError is a ValueError too.
+    assert issubclass(FormatError, ValueError)
+
+
+def test_grayscale_mixture_model_round_trip():
+    cfg = small.get_config().model
+    cfg.image_channels = 1
+    cfg.num_layers = 2
+    cfg.likelihood = "mixture"
+    cfg.num_mixtures = 3
+    model = RVAE(RVAEConfig.from_config(cfg))
+    params = model.init(jax.random.key(1), (1, 16, 16, 1))
+    img = skdata.camera()[200:216, 240:256, None]  # clean grayscale photo
+    data = bbans_encode_single(model, params, img)
+    assert np.array_equal(bbans_decode_single(model, params, data, img.shape), img)
