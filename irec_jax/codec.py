@@ -155,7 +155,9 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
     h, w, c = pixels.shape
     container = entropy.Container(entropy.Header(cm.ref, settings, h, w, c),
                                   (index_section, residual_section), entropy.pixel_crc(pixels))
-    data = entropy.pack(container, [m.ref for m in modelzoo.known_models(cm)])
+    # Only the bundled models are written by position; any other by name + parameter hash,
+    # so a reader that lacks it can say which model the file needs.
+    data = entropy.pack(container, [m.ref for m in modelzoo.known_models()])
     if progress:
         progress(total, total)
     report = CodecReport(

@@ -1,0 +1,126 @@
+"""Lossless image benchmark: codecs x image sets -> table, results.json, per-image rows, plots.
+
+    python eval.py --suite quick                      # bundled 32x32 crops + 64x64 photos, every codec
+    python eval.py --images DIR [--images NAME=DIR]   # folders of PNGs, one set each
+    python eval.py --dataset cifar10 --split test --limit 100 [--data-dir DIR]   # prepared tfds data only
+    python eval.py --suite quick --codecs PNG,JPEG-XL --out eval_out
+    python eval.py --ablation [--grid default|full] [--model PATH|default] [--images DIR] [--out DIR]
+        # iREC over omega x (1+epsilon) x beams: ablation.json, ablation_table.txt, heatmaps
+    python eval.py --ablation --omega 2,3 --one-plus-epsilon 1.0,1.2 --beams 1,10 --limit 2
+
+A thin door to ``irec_jax.bench.evaluate.evaluate``; see that module for the
+row kinds, the measurements and the output files; ``--ablation`` is a door to
+``irec_jax.bench.ablation.ablate`` (default images: the first few bundled
+32x32 crops; --images/--suite/--dataset/--limit pick others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n", 1)[1])
+    p.add_argument("--suite", choices=["quick"], help="bundled held-out images: crops32 and photos64")
+    p.add_argument("--images", action="append", default=[], metavar="[NAME=]DIR",
+                   help="a folder of PNGs (recursive) as one image set; repeatable")
+    p.add_argument("--dataset", help="a prepared tfds dataset: cifar10, imagenet32 (never downloaded)")
+    p.add_argument("--split", default="test", help="tfds split (default test; imagenet32's is validation)")
+    p.add_argument("--data-dir", default=None, help="tfds data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    p.add_argument("--limit", type=int, default=None, help="first N images of each folder / dataset")
+    p.add_argument("--model", default="default", help="model for the model-based rows: 'default' or a PATH")
+    p.add_argument("--codecs", default=None,
+                   help="comma-separated subset of codec rows, e.g. PNG,WebP,JPEG-XL (default: all)")
+    p.add_argument("--out", default="eval_out", help="output folder (default eval_out/)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="time the first image of each set too (default: one untimed warm-up encode/decode)")
+    a = p.add_argument_group("ablation (--ablation)")
+    a.add_argument("--ablation", action="store_true",
+                   help="run the iREC ablation over omega, 1+epsilon and beams instead of the codec benchmark")
+    a.add_argument("--grid", choices=["default", "full"], default=None,
+                   help="default: omega 2,3,4 x 1+eps 1.0,1.2 x B 1,10,20 on 4 crops (~4 min on 2 CPU cores); "
+                        "full: the paper's omega 2..6 x 1+eps 1.0,1.1,1.2,1.5 x B 1,10,50 on 8 crops (~1 h)")
+    a.add_argument("--omega", default=None, metavar="LIST", help="override the grid's omegas, e.g. 2,3,4")
+    a.add_argument("--one-plus-epsilon", default=None, metavar="LIST",
+                   help="override the grid's 1+epsilon values, e.g. 1.0,1.2")
+    a.add_argument("--beams", default=None, metavar="LIST", help="override the grid's beam widths, e.g. 1,10")
+    a.add_argument("--mc-samples", type=int, default=None,
+                   help="posterior samples per image for the Monte Carlo ELBO (default 16)")
+    a.add_argument("--seed", type=int, default=0, help="coder seed (shared randomness) and MC seed (default 0)")
+    return p.parse_args(argv)
+
+
+def _ablation(args: argparse.Namespace) -> int:
+    from irec_jax.bench import ablation
+    from irec_jax.bench.evaluate import EvalError, EvalSpec, load_sets
+
+    try:
+        if args.codecs is not None:
+            raise EvalError("--codecs does not apply to --ablation (it codes with iREC only)")
+        grid_name = args.grid or "default"
+        axes = dict(ablation.GRIDS[grid_name])
+        for axis in ("omega", "one_plus_epsilon", "beams"):
+            text = getattr(args, axis)
+            if text is not None:
+                axes[axis] = ablation.parse_axis(text, axis)
+        custom = any(getattr(args, a) is not None for a in ("omega", "one_plus_epsilon", "beams"))
+        grid = ablation.make_grid(**axes, name=f"{grid_name} (modified)" if custom else grid_name,
+                                  seed=args.seed)
+        mc = ablation.DEFAULT_MC_SAMPLES if args.mc_samples is None else args.mc_samples
+        if mc < 2:
+            raise EvalError(f"--mc-samples must be at least 2, got {mc}")
+        if not 0 <= args.seed < 2**32:
+            raise EvalError(f"--seed must be in [0, 2^32), got {args.seed}")
+        if args.suite or args.images or args.dataset:
+            sets = load_sets(EvalSpec(suite=args.suite, images=tuple(args.images), dataset=args.dataset,
+                                      split=args.split, limit=args.limit, data_dir=args.data_dir,
+                                      progress=not args.no_progress))
+        else:
+            limit = ablation.DEFAULT_LIMIT[grid_name] if args.limit is None else args.limit
+            if limit < 1:
+                raise EvalError(f"--limit must be at least 1, got {limit}")
+            sets = ablation.default_sets(limit)
+        ablation.ablate(grid, sets, args.model, args.out, seed=args.seed, mc_samples=mc,
+                        progress=not args.no_progress, plots=not args.no_plots, warmup=not args.no_warmup)
+    except EvalError as e:
+        print(f"eval.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.ablation:
+        return _ablation(args)
+    used = [f for f, v in (("--grid", args.grid), ("--omega", args.omega), ("--one-plus-epsilon",
+            args.one_plus_epsilon), ("--beams", args.beams), ("--mc-samples", args.mc_samples)) if v is not None]
+    if used:
+        print(f"eval.py: error: {', '.join(used)} only apply with --ablation", file=sys.stderr)
+        return 2
+    from irec_jax.bench.evaluate import EvalError, EvalSpec, evaluate
+
+    codecs = None
+    if args.codecs is not None:
+        codecs = tuple(c.strip() for c in args.codecs.split(",") if c.strip())
+        if not codecs:
+            print("eval.py: error: --codecs names no codec", file=sys.stderr)
+            return 2
+    spec = EvalSpec(suite=args.suite, images=tuple(args.images), dataset=args.dataset, split=args.split,
+                    limit=args.limit, data_dir=args.data_dir, model=args.model, codecs=codecs, out=args.out,
+                    progress=not args.no_progress, plots=not args.no_plots,
+                    warmup=not args.no_warmup)
+    try:
+        evaluate(spec)
+    except EvalError as e:
+        print(f"eval.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The iREC ablation (irec_jax.bench.ablation, eval.py --ablation): a tiny real run, its outputs, clean errors."""
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from irec_jax import codec, imageio, modelzoo
+from irec_jax.assets import bundled_images
+from irec_jax.bench import ablation
+from irec_jax.bench.evaluate import EvalError, ImageSet
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import eval as eval_cli  # noqa: E402  (the repo-root CLI)
+
+# Two grid points (N = 20 and 36), beam width 2, on the first bundled 32x32 crop.
+ARGS = ["--ablation", "--omega", "3", "--one-plus-epsilon", "1.0,1.2", "--beams", "2", "--limit", "1",
+        "--mc-samples", "4", "--no-progress"]
+HEATMAPS = ("ablation_total_overhead.png", "ablation_coding_overhead.png", "ablation_residual_overhead.png",
+            "ablation_encode_s.png")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A frozen copy of the bundled model: a training job may re-export the bundled one mid-test."""
+    path = str(tmp_path_factory.mktemp("model"))
+    for _ in range(5):
+        for name in ("model.json", "params.npz"):
+            shutil.copy(os.path.join(modelzoo.bundled_model_dir(), name), os.path.join(path, name))
+        try:
+            modelzoo.load_model(path)
+            return path
+        except ValueError:  # copied while being rewritten: copy again
+            time.sleep(1.0)
+    pytest.fail("could not copy a consistent bundled model")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, model_dir):
+    out = str(tmp_path_factory.mktemp("ablation"))
+    rc = eval_cli.main(ARGS + ["--model", model_dir, "--out", out])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def doc(run_dir):
+    with open(os.path.join(run_dir, "ablation.json")) as f:
+        return json.load(f)
+
+
+def test_json_has_documented_keys_and_types(doc, model_dir):
+    for key, kind in (("name", str), ("description", str), ("started", str), ("wall_s", float), ("seed", int),
+                      ("mc_samples", int), ("model", dict), ("grid", dict), ("images", list), ("sets", list),
+                      ("points", list), ("rows", list), ("metrics", dict), ("environment", dict),
+                      ("files", dict)):
+        assert isinstance(doc[key], kind), key
+    assert doc["mc_samples"] == 4
+    model = modelzoo.load_model(model_dir)
+    assert doc["model"]["spec"] == model_dir and doc["model"]["name"] == model.name
+    assert doc["model"]["param_hash"] == model.ref.param_hash.hex()
+    assert doc["grid"]["omega"] == [3.0] and doc["grid"]["one_plus_epsilon"] == [1.0, 1.2]
+    assert doc["grid"]["beams"] == [2]
+    assert [p["num_candidates"] for p in doc["grid"]["points"]] == [20, 36]
+    assert [im["image"] for im in doc["images"]] == [os.path.basename(bundled_images("crops")[0])]
+    assert len(doc["points"]) == 2 and len(doc["rows"]) == 2
+    for p in doc["points"]:
+        assert p["error"] is None and p["num_images"] == 1 and p["num_ok"] == 1
+        for k in ("total_overhead", "coding_overhead", "coding_overhead_ideal", "residual_overhead",
+                  "residual_overhead_ideal", "bpd", "encode_s", "decode_s"):
+            assert isinstance(p[k], float) and math.isfinite(p[k]) and p[k] > 0, k
+    for r in doc["rows"]:
+        for k in ("total_bytes", "header_bytes", "index_bytes", "residual_bytes", "num_candidates", "dims"):
+            assert isinstance(r[k], int), k
+        assert isinstance(r["kl_bits_per_layer"], list) and isinstance(r["exact"], bool)
+
+
+def test_every_point_is_bit_exact(doc):
+    assert all(p["all_exact"] and p["num_exact"] == p["num_images"] for p in doc["points"])
+    assert all(r["exact"] and r["error"] is None for r in doc["rows"])
+    assert all(isinstance(r["retimed"], bool) and r["compiled_in_timed_call"] is False for r in doc["rows"])
+
+
+def test_overheads_come_from_the_real_bytes(doc, model_dir):
+    img = imageio.read_image(bundled_images("crops")[0])
+    stats = doc["images"][0]
+    for r in doc["rows"]:
+        # the file is exactly what the codec writes for this image and setting
+        settings = codec.coder_settings(omega=r["omega"], epsilon=r["epsilon"], beams=r["beams"], seed=0)
+        data, rep = codec.compress_report(img, model=model_dir, settings=settings)
+        assert (len(data), rep.index_bytes, rep.residual_bytes) == (r["total_bytes"], r["index_bytes"],
+                                                                     r["residual_bytes"])
+        assert r["header_bytes"] + r["index_bytes"] + r["residual_bytes"] == r["total_bytes"]
+        kl_bits = sum(rep.kl_nats) / math.log(2)
+        assert r["kl_bits"] == pytest.approx(kl_bits, rel=1e-9)
+        assert r["coding_overhead"] == pytest.approx(8 * r["index_bytes"] / kl_bits, rel=1e-9)
+        assert r["coding_overhead_ideal"] == pytest.approx(rep.index_bits_ideal / kl_bits, rel=1e-9)
+        assert r["residual_overhead"] == pytest.approx(8 * r["residual_bytes"] / stats["eq_recon_bits"], rel=1e-9)
+        assert r["total_overhead"] == pytest.approx(8 * r["total_bytes"] / stats["nelbo_bits"], rel=1e-9)
+        assert r["bpd"] == pytest.approx(8 * r["total_bytes"] / img.size, rel=1e-12)
+    # aggregates over one image are that image's row
+    for p, r in zip(doc["points"], doc["rows"]):
+        assert p["total_overhead"] == pytest.approx(r["total_overhead"])
+
+
+def test_mc_elbo_is_consistent(doc):
+    s = doc["images"][0]
+    assert s["samples"] == 4 and s["dims"] == 32 * 32 * 3
+    assert s["nelbo_bits"] == pytest.approx(s["kl_bits"] + s["eq_recon_bits"], rel=1e-5)
+    assert 0 < s["eq_recon_bits_se"] < s["eq_recon_bits"] and s["nelbo_bits_se"] > 0
+
+
+def test_heatmaps_and_table_are_written(run_dir, doc):
+    for name in HEATMAPS:
+        with open(os.path.join(run_dir, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+    assert set(HEATMAPS) <= set(doc["files"].values())
+    with open(os.path.join(run_dir, "ablation_table.txt")) as f:
+        table = f.read()
+    assert "1+ε" in table and "1/1" in table and "FAILED" not in table
+
+
+@pytest.mark.parametrize("axes, words", [
+    (dict(omega=(0.0,), one_plus_epsilon=(1.2,), beams=(1,)), "omega 0.0 must be > 0"),
+    (dict(omega=(3.0,), one_plus_epsilon=(0.9,), beams=(1,)), "must be >= 1"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(0,)), "beams 0 must be an integer"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(2.5,)), "beams 2.5 must be an integer"),
+    (dict(omega=(3.0, 3.0), one_plus_epsilon=(1.2,), beams=(1,)), "repeats"),
+    (dict(omega=(20.0,), one_plus_epsilon=(1.0,), beams=(1,)), "Ω=20 1+ε=1 B=1"),  # 4.9e8 candidates
+    (dict(omega=(3.0,), one_plus_epsilon=(), beams=(1,)), "no values"),
+])
+def test_bad_grid_values_are_clear_errors(axes, words):
+    with pytest.raises(EvalError, match=words.replace("+", r"\+")):
+        ablation.make_grid(**axes)
+
+
+def test_named_grids():
+    full = ablation.named_grid("full")
+    assert len(full.points) == 5 * 4 * 3
+    assert max(p.num_candidates for p in full.points) == math.floor(math.exp(9.0))
+    assert len(ablation.named_grid("default").points) == 3 * 2 * 3
+    with pytest.raises(EvalError, match="unknown ablation grid"):
+        ablation.named_grid("huge")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--ablation", "--beams", "1,x"], "'x' is not an integer"),
+    (["--ablation", "--omega", "2,,3"], "comma-separated"),
+    (["--ablation", "--omega", "-1"], "must be > 0"),
+    (["--ablation", "--mc-samples", "1"], "at least 2"),
+    (["--ablation", "--codecs", "PNG"], "does not apply"),
+    (["--ablation", "--images", "/nonexistent/dir"], "does not exist"),
+    (["--grid", "full"], "only apply with --ablation"),
+])
+def test_cli_bad_input_is_one_line_and_nonzero(argv, words, capsys, tmp_path):
+    rc = eval_cli.main(argv + ["--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("eval.py: error:") and words in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_images_the_model_cannot_take_are_refused():
+    odd = ImageSet("odd", (np.zeros((5, 6, 3), np.uint8),), ("odd.png",))
+    gray = ImageSet("gray", (np.zeros((4, 4, 1), np.uint8),), ("gray.png",))
+    for s in (odd, gray):
+        with pytest.raises(EvalError, match="even height and width and 3 channels"):
+            ablation.ablation_images([s], 3)
+
+
+def test_a_failing_point_is_recorded_and_the_run_goes_on(monkeypatch, model_dir):
+    real = codec.compress_report
+
+    def flaky(image, *, model="default", settings=None, progress=None):
+        if settings is not None and settings.epsilon == 0.0:
+            raise RuntimeError("injected failure")
+        return real(image, model=model, settings=settings, progress=progress)
+
+    monkeypatch.setattr(codec, "compress_report", flaky)
+    img = imageio.read_image(bundled_images("crops")[0])
+    grid = ablation.make_grid((3.0,), (1.0, 1.2), (2,))
+    res = ablation.run(grid, [ImageSet("one", (img,), ("a.png",))], model_dir, mc_samples=4, progress=False)
+    bad, good = res.points
+    assert bad["error"] == "RuntimeError: injected failure" and bad["total_overhead"] is None
+    assert good["error"] is None and good["all_exact"]
+    assert "failed: B=2 Ω=3 1+ε=1: RuntimeError: injected failure" in ablation.format_table(res)
