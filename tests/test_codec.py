@@ -1,0 +1,230 @@
+"""The lossless codec end to end: round trips, sizes, modes, models, golden files, errors."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from irec_jax import FormatError, codec, entropy, imageio, modelzoo
+from irec_jax.assets import bundled_images
+from irec_jax.errors import ImageError, ModelError
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "data", "codec")
+REGEN = os.environ.get("IREC_REGEN_GOLDEN") == "1"
+
+
+def _photo(name: str = "monarch_64.png") -> np.ndarray:
+    return imageio.read_image(next(p for p in bundled_images() if p.endswith(name)))
+
+
+@pytest.fixture(scope="module")
+def crops() -> list[np.ndarray]:
+    return [imageio.read_image(p) for p in bundled_images("crops")[:3]]
+
+
+def _roundtrip(img, **kw) -> tuple[bytes, np.ndarray]:
+    data = codec.compress(img, **kw)
+    out = codec.decompress(data, model=kw.get("model"))
+    return data, out
+
+
+def test_roundtrip_bundled_crops_bit_exact_and_smaller_than_raw(crops):
+    for img in crops:
+        data, out = _roundtrip(img)
+        assert out.dtype == np.uint8 and out.shape == img.shape
+        np.testing.assert_array_equal(out, img)
+        assert len(data) < img.size  # under 8 bits per subpixel on a real photo
+
+
+def test_roundtrip_64x64_photo_and_report_accounts_for_every_byte():
+    img = _photo()
+    data, report = codec.compress_report(img)
+    np.testing.assert_array_equal(codec.decompress(data), img)
+    assert report.total_bytes == len(data)
+    assert report.header_bytes + report.index_bytes + report.residual_bytes == len(data)
+    assert 0 < report.header_bytes < 32
+    assert len(report.kl_nats) == modelzoo.load_model().model.num_layers
+    # The index section is the ideal uniform code plus a little framing.
+    assert report.index_bits_ideal <= 8 * report.index_bytes <= report.index_bits_ideal * 1.1 + 200
+    assert report.bpd == pytest.approx(8 * len(data) / img.size)
+
+
+def test_same_input_same_bytes():
+    img = _photo("sail_crop0_32.png")
+    assert codec.compress(img) == codec.compress(img.copy())
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (31, 33, 3), (257, 129, 3), (2, 1, 3), (5, 7, 1)])
+def test_odd_sizes(shape):
+    src = _photo("tulips_64.png")
+    h, w, c = shape
+    tiled = np.tile(src, (h // 64 + 1, w // 64 + 1, 1))[:h, :w]
+    img = tiled[..., :1] if c == 1 else tiled
+    data, out = _roundtrip(img)
+    assert out.shape == shape
+    np.testing.assert_array_equal(out, img)
+    assert entropy.unpack(data, [modelzoo.load_model().ref]).header.shape == shape
+
+
+def test_grayscale_array_and_png():
+    rgb = _photo("kodim23_64.png")
+    gray = np.round(rgb.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+    data, out = _roundtrip(gray)
+    assert out.shape == (64, 64, 1)
+    np.testing.assert_array_equal(out[..., 0], gray)
+    buf = io.BytesIO()
+    Image.fromarray(gray).save(buf, format="PNG")
+    assert codec.compress(Image.open(io.BytesIO(buf.getvalue()))) == data
+    # One coded channel instead of three: far fewer residual bytes than the RGB image.
+    assert len(data) < 0.6 * len(codec.compress(rgb))
+
+
+def test_palette_one_bit_and_opaque_alpha_are_converted_without_loss():
+    rgb = _photo("sail_crop1_32.png")
+    pal = Image.fromarray(rgb).quantize(colors=64)
+    expect = np.asarray(pal.convert("RGB"))
+    np.testing.assert_array_equal(codec.decompress(codec.compress(pal)), expect)
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    assert codec.compress(Image.fromarray(rgba, "RGBA")) == codec.compress(rgb)
+    bw = Image.fromarray(rgb[..., 0] > 128)
+    out = codec.decompress(codec.compress(bw))
+    np.testing.assert_array_equal(out[..., 0], np.where(rgb[..., 0] > 128, 255, 0))
+    gray_pal = Image.fromarray(rgb[..., 1]).convert("P")
+    assert codec.decompress(codec.compress(gray_pal)).shape == (32, 32, 1)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda a: Image.fromarray(np.dstack([a, np.full(a.shape[:2], 7, np.uint8)]), "RGBA"),
+     "transparency"),
+    (lambda a: Image.fromarray(np.dstack([a[..., 0], a[..., 1]]), "LA"), "transparency"),
+    (lambda a: Image.fromarray(a[..., 0].astype(np.uint16) * 257), "16-bit"),
+    (lambda a: Image.fromarray(a).convert("CMYK"), "CMYK"),
+    (lambda a: Image.fromarray(a).convert("F"), "32-bit"),
+    (lambda a: a.astype(np.uint16), "16-bit"),
+    (lambda a: a.astype(np.float32), "8-bit integers"),
+    (lambda a: a[..., :2], "shape"),
+    (lambda a: np.zeros((0, 4, 3), np.uint8), "empty"),
+    (lambda a: a.astype(np.int32) + 200, "0..255"),
+])
+def test_unsupported_images_are_refused_clearly(make, match):
+    with pytest.raises(ImageError, match=match):
+        codec.compress(make(_photo("sail_crop0_32.png")))
+
+
+def test_palette_with_transparency_is_refused():
+    pal = Image.fromarray(_photo("sail_crop0_32.png")).quantize(colors=16)
+    pal.info["transparency"] = 0
+    pal_rgba = pal.convert("RGBA")
+    if np.asarray(pal_rgba)[..., 3].min() == 255:  # colour 0 unused: make it used
+        pal.putpixel((0, 0), 0)
+    with pytest.raises(ImageError, match="transparency"):
+        codec.compress(pal)
+
+
+def test_settings_are_stored_and_used():
+    img = _photo("tulips_crop0_32.png")
+    settings = codec.coder_settings(omega=2.5, epsilon=0.1, beams=5, seed=7)
+    data = codec.compress(img, settings=settings)
+    assert entropy.unpack(data, [modelzoo.load_model().ref]).header.settings == settings
+    np.testing.assert_array_equal(codec.decompress(data), img)
+    assert data != codec.compress(img)
+    info = codec.read_info(data)
+    assert (info["omega"], info["epsilon"], info["beams"], info["seed"]) == (2.5, 0.1, 5, 7)
+    assert info["total_bytes"] == len(data)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(omega=-1.0), "omega"), (dict(epsilon=-0.5), "epsilon"), (dict(beams=0), "beams"),
+    (dict(omega=0.1, epsilon=0.0), "candidate"), (dict(omega=40.0), "candidates")])
+def test_bad_settings(kw, match):
+    with pytest.raises(ValueError, match=match):
+        codec.coder_settings(**kw)
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory) -> str:
+    """A random-init model folder of the default's architecture (different weights)."""
+    default = modelzoo.load_model()
+    params = jax.tree.map(np.asarray, default.model.init(jax.random.key(1)))
+    path = str(tmp_path_factory.mktemp("model"))
+    modelzoo.export_model(modelzoo.CodecModel("random-1", default.config, params), path)
+    return path
+
+
+def test_user_model_folder_roundtrip_and_wrong_model_rejected(other_model):
+    img = _photo("kodim23_crop0_32.png")
+    data = codec.compress(img, model=other_model)
+    np.testing.assert_array_equal(codec.decompress(data, model=other_model), img)
+    with pytest.raises(FormatError, match="unknown model 'random-1'"):
+        codec.decompress(data)
+    default = modelzoo.load_model()
+    impostor = modelzoo.CodecModel("random-1", default.config, default.params)
+    with pytest.raises(FormatError, match="unknown model"):
+        codec.decompress(data, model=impostor)
+
+
+def test_bad_model_specs(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        modelzoo.load_model(str(tmp_path / "nope"))
+    with pytest.raises(ModelError, match="neither"):
+        modelzoo.load_model(str(tmp_path))
+    (tmp_path / "model.json").write_text("{not json")
+    with pytest.raises(ModelError, match="cannot read"):
+        modelzoo.load_model(str(tmp_path))
+
+
+def test_corrupt_files_raise_format_error_or_decode_exactly():
+    img = _photo("monarch_crop0_32.png")
+    data = codec.compress(img)
+    rng = np.random.default_rng(0)
+    for n in (0, 3, 8, len(data) // 2, len(data) - 1):
+        with pytest.raises(FormatError):
+            codec.decompress(data[:n])
+    for _ in range(25):
+        bad = bytearray(data)
+        i = int(rng.integers(len(bad)))
+        bad[i] ^= 1 << int(rng.integers(8))
+        try:
+            out = codec.decompress(bytes(bad))
+        except FormatError:
+            continue
+        np.testing.assert_array_equal(out, img)
+
+
+def test_decode_in_another_process_is_bit_exact(tmp_path):
+    img = _photo("tulips_crop1_32.png")
+    src = tmp_path / "x.irec"
+    src.write_bytes(codec.compress(img))
+    out = tmp_path / "x.npy"
+    code = ("import sys, numpy as np; from irec_jax import codec; "
+            "np.save(sys.argv[2], codec.decompress(open(sys.argv[1], 'rb').read()))")
+    subprocess.run([sys.executable, "-c", code, str(src), str(out)], check=True)
+    np.testing.assert_array_equal(np.load(out), img)
+
+
+@pytest.mark.parametrize("name, gray", [("kodim23_crop1_32.png", False), ("sail_crop0_32.png", True)])
+def test_golden_files_of_the_bundled_model(name, gray):
+    """A change to the format, the coder or the bundled model's weights must fail here visibly.
+
+    Regenerate deliberately with IREC_REGEN_GOLDEN=1 (and bump the format or model version).
+    """
+    img = _photo(name)
+    if gray:
+        img = img[..., 1:2]
+    path = os.path.join(GOLDEN, name.replace(".png", "_gray" if gray else "") + ".irec")
+    data = codec.compress(img)
+    if REGEN:
+        os.makedirs(GOLDEN, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    with open(path, "rb") as f:
+        golden = f.read()
+    assert data == golden, "compressed bytes changed: format, coder or bundled model changed"
+    np.testing.assert_array_equal(codec.decompress(golden), img)
