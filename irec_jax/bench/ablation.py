@@ -550,7 +550,7 @@ def format_table(res: AblationResult) -> str:
     n = len(res.images)
     nelbo = np.mean([s.nelbo_bits / s.dims for s in res.images])
     lines = [
-        f"iREC ablation: model {res.model['name']} ({res.model['param_hash']}, card {res.model['card']}), "
+        f"iREC ablation: model {res.model['name']} ({res.model['param_hash']}), "
         f"{n} images, grid {res.grid.name!r}, {len(res.points)} points, {res.wall_s:.0f} s",
         f"negative ELBO (MC, {res.mc_samples} samples/image): mean {nelbo:.4f} bits/dim; overheads are ratios "
         "(1.000 = none), means over images; (ideal) = uniform-code index bits / float64 residual",
