@@ -311,3 +311,21 @@ def test_bad_train_config_is_rejected_before_any_work(tmp_path):
     cfg = small.get_config()
     with pytest.raises(ValueError, match="train_dir must name a folder"):
         train_and_evaluate(cfg, str(tmp_path))
+
+
+def test_too_small_eval_set_is_refused_before_training(tmp_path):
+    """An evaluation folder without one full batch fails at startup, not at the first evaluation."""
+    from irec_jax.train import train_and_evaluate
+
+    for name in ("train", "eval"):
+        (tmp_path / name).mkdir()
+    img = skimage.data.astronaut()[:64, :64]
+    Image.fromarray(img).save(tmp_path / "train" / "a.png")
+    Image.fromarray(img).save(tmp_path / "eval" / "a.png")
+    cfg = small.get_config()
+    cfg.data.train_dir, cfg.data.eval_dir = str(tmp_path / "train"), str(tmp_path / "eval")
+    cfg.train.eval_every, cfg.train.batch_size, cfg.train.progress_bar = 5, 4, False
+    workdir = tmp_path / "work"
+    with pytest.raises(ValueError, match="no full batch of 4.*eval_every=0"):
+        train_and_evaluate(cfg, str(workdir))
+    assert not (workdir / "checkpoints").exists() or not os.listdir(workdir / "checkpoints")

@@ -188,6 +188,12 @@ def train_and_evaluate(config: Any, workdir: str) -> dict:
     eval_spec = data_lib.BatchSpec(tcfg.get("eval_batch_size", 0) or tcfg.batch_size, tcfg.crop_size,
                                    False, 0, host, hosts)
     image_shape = (tcfg.batch_size, tcfg.crop_size, tcfg.crop_size, config.model.image_channels)
+    if int(tcfg.get("eval_every", 0)) and data_lib.num_eval_batches(
+            eval_src, eval_spec, int(tcfg.eval_examples)) == 0:
+        # Checked now, not at the first evaluation thousands of steps in.
+        raise ValueError(f"evaluation set of {len(eval_src)} images has no full batch of "
+                         f"{eval_spec.global_batch}; add images, lower "
+                         "config.train.eval_batch_size, or set config.train.eval_every=0")
 
     init_fn = jax.jit(functools.partial(init_state, model, tx, int(tcfg.seed), image_shape),
                       out_shardings=replicated)
