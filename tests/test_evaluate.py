@@ -4,7 +4,6 @@ import io
 import json
 import os
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -249,13 +248,13 @@ def test_cli_bad_input_is_one_clean_line(tmp_path, capsys, argv, message):
     assert len(err.splitlines()) == 1 and err.startswith("eval.py: error:") and message in err
 
 
-def test_tfds_not_prepared_fails_fast_without_download(tmp_path, capsys):
-    t0 = time.perf_counter()
+def test_tfds_not_prepared_fails_fast_without_download(tmp_path, capsys, monkeypatch):
+    # tfds is never imported (so it cannot start a download): importing it here would fail.
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
     rc = eval_cli.main(["--dataset", "cifar10", "--data-dir", str(tmp_path), "--limit", "3", "--out",
                         str(tmp_path / "out"), "--no-progress"])
-    elapsed = time.perf_counter() - t0
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and elapsed < 5
+    assert rc == 2
     assert len(err.splitlines()) == 1
     assert "not prepared" in err and "tfds build cifar10" in err and str(tmp_path) in err
     assert not (tmp_path / "out").exists()
@@ -274,11 +273,10 @@ def test_tfds_damaged_dataset_is_one_clean_line(tmp_path, capsys):
     version = tmp_path / "cifar10" / "3.0.2"
     version.mkdir(parents=True)
     (version / "dataset_info.json").write_text("{}")
-    t0 = time.perf_counter()
     rc = eval_cli.main(["--dataset", "cifar10", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"),
                         "--no-progress"])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and time.perf_counter() - t0 < 30
+    assert rc == 2
     assert len(err.splitlines()) == 1 and "cannot read tfds dataset 'cifar10'" in err
 
 
