@@ -16,9 +16,12 @@ Grayscale images go through an RGB model as R = G = B, and only one
 channel's pixels are coded (the model codes subpixels independently given
 the latents, so this is exact).
 
-Determinism: the same image, model and settings give the same bytes, and
-decoding reproduces the encoder's latents bit for bit (on one platform and
-jax/jaxlib version: XLA's float maths is not portable across them).
+Portability: everything the decoder computes is exact integer arithmetic
+(the model's integer generative path, ``irec_jax.models.integer``; the
+coder's integer reconstruction, ``irec_jax.rec``; integer frequency tables,
+``irec_jax.entropy``), so a file decodes to the same pixels on every CPU code
+path, GPU and TPU. The encoder's own float work (posteriors, the search)
+never needs to be repeated.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ class CodecReport:
     ``kl_nats`` [L]: KL(q || p) of each layer along the coded path;
     ``log_ratio_nats`` [L]: log q(z_hat)/p(z_hat) of the coded sample;
     ``index_bits_ideal``: sum over layers of K_b log2 N (uniform-code ideal);
-    ``residual_bits_ideal``: -log2 p(x | z_hat) from float64 CDFs (an ideal
-    figure, not bytes). Times in seconds, wall clock.
+    ``residual_bits_ideal``: -log2 p(x | z_hat) under the coder's own integer
+    frequency tables (the codelength before the range coder's few bytes of
+    flush; a figure, not bytes). Times in seconds, wall clock.
     """
 
     shape: tuple[int, int, int]
@@ -104,16 +108,17 @@ def _model_input(pixels: np.ndarray, image_channels: int) -> np.ndarray:
     return x[None].astype(np.int32)
 
 
-def _pixel_params(dist: Any, shape: tuple[int, int, int]) -> entropy.Likelihood:
-    """The model's pixel likelihood cropped to the true image, as entropy-layer parameters."""
-    from irec_jax.models import Logistic, MixtureOfLogistics
+def _pixel_params(dist: Any, shape: tuple[int, int, int], index: int = 0) -> entropy.Likelihood:
+    """Image ``index`` of the model's pixel likelihood, cropped to the true
+    image, as entropy-layer parameters."""
+    from irec_jax.models import Logistic, MixtureOfLogistics, QuantizedLogistic
     h, w, c = shape
+    sl = (index, slice(0, h), slice(0, w), slice(0, c))
+    if isinstance(dist, QuantizedLogistic):
+        return entropy.QuantizedLogistic(np.asarray(dist.loc)[sl], np.asarray(dist.inv_scale)[sl])
     if isinstance(dist, Logistic):
-        loc = np.asarray(dist.loc, np.float64)[0, :h, :w, :c]
-        scale = np.asarray(dist.scale, np.float64)[0, :h, :w, :c]
-        return entropy.Logistic(loc, np.log(scale))
+        return entropy.Logistic(np.asarray(dist.loc, np.float64)[sl], np.log(np.asarray(dist.scale, np.float64)[sl]))
     if isinstance(dist, MixtureOfLogistics):
-        sl = (0, slice(0, h), slice(0, w), slice(0, c))
         return entropy.LogisticMixture(np.asarray(dist.logits, np.float64)[sl],
                                        np.asarray(dist.loc, np.float64)[sl],
                                        np.log(np.asarray(dist.scale, np.float64)[sl]))
@@ -165,7 +170,7 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
         header_bytes=len(data) - len(index_section) - len(residual_section),
         index_bytes=len(index_section), residual_bytes=len(residual_section),
         kl_nats=tuple(float(k) for k in kls), log_ratio_nats=tuple(float(r) for r in ratios),
-        index_bits_ideal=float(ideal), residual_bits_ideal=float(entropy.residual_bits(pixels, lik)),
+        index_bits_ideal=float(ideal), residual_bits_ideal=float(entropy.coded_bits(pixels, lik)),
         encode_seconds=time.perf_counter() - t0)
     return data, report
 
@@ -219,37 +224,51 @@ class ElboEstimate:
     samples: int
 
 
-def negative_elbo(image: Any, *, model: "str | CodecModel" = "default", samples: int = 8,
-                  seed: int = 0) -> ElboEstimate:
-    """The model's negative ELBO of ``image`` as the codec sees it (same padding, same channels).
+def elbo_samples(pixels: np.ndarray, cm: CodecModel, samples: int, seed: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo terms of the negative ELBO of uint8 ``pixels`` [H, W, C] under
+    the codec model (its integer decoder path, as the codec codes it):
+    (recon_bits [S], kl_bits [S]), one entry per posterior sample.
 
-    One batched pass over ``samples`` copies of the image, each with its own
-    posterior sample; only the true H x W x C pixels count in the likelihood.
+    recon: -log2 p(x | z) of the true pixels under the coder's integer
+    frequency tables; kl: sum over layers of KL(q || p) (analytic, given the
+    sampled parents). z_l ~ q_l from ``sample_gaussian(key(seed), q_l, l)``,
+    put on the decoder's 2^-10 grid by the model. All S samples run as one
+    batch.
     """
     import jax
     import jax.numpy as jnp
 
-    from irec_jax.models import log_prob
+    from irec_jax.models import gaussian_kl, sample_gaussian
 
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    cm = modelzoo.load_model(model)
-    pixels = imageio.to_array(image)
-    h, w, c = pixels.shape
+    shape = pixels.shape
+    model, params = cm.model, cm.params
     x = jnp.asarray(np.repeat(_model_input(pixels, cm.image_channels), samples, axis=0))
-    out = _forward_jit(cm.model)(cm.params, x, jax.random.key(seed))
-    lp = log_prob(out.likelihood, x)[:, :h, :w, :c]  # [S, h, w, c] nats
-    recon = -np.asarray(jnp.sum(lp, axis=(1, 2, 3)), np.float64) / np.log(2.0)
-    kl = np.asarray(jnp.sum(out.kl, axis=(0, 2)), np.float64) / np.log(2.0)  # [S]
+    acts = model.bottom_up(params, x)
+    state = model.initial_state(params, x.shape)
+    key = jax.random.key(seed)
+    kl = np.zeros(samples)
+    for layer in range(model.num_layers):
+        p = model.prior(params, state, layer)
+        q = model.posterior(params, state, acts, layer)
+        kl += np.asarray(jnp.sum(gaussian_kl(q, p), axis=(1, 2, 3)), np.float64)
+        state = model.advance(params, state, sample_gaussian(key, q, layer), layer)
+    dist = model.likelihood(params, state)
+    recon = np.array([entropy.coded_bits(pixels, _pixel_params(dist, shape, i)) for i in range(samples)])
+    return recon, kl / np.log(2.0)
+
+
+def negative_elbo(image: Any, *, model: "str | CodecModel" = "default", samples: int = 8,
+                  seed: int = 0) -> ElboEstimate:
+    """The model's negative ELBO of ``image`` as the codec sees it (same
+    padding, same channels, the integer decoder path; ``elbo_samples``)."""
+    cm = modelzoo.load_model(model)
+    recon, kl = elbo_samples(imageio.to_array(image), cm, samples, seed)
     total = recon + kl
     stderr = float(total.std(ddof=1) / np.sqrt(samples)) if samples > 1 else float("nan")
     return ElboEstimate(float(total.mean()), float(kl.mean()), float(recon.mean()), stderr, samples)
-
-
-@functools.lru_cache(maxsize=8)
-def _forward_jit(model: Any):
-    import jax
-    return jax.jit(model.forward)
 
 
 def _unpack(data: bytes, model: "str | CodecModel | None") -> tuple[entropy.Container, CodecModel]:

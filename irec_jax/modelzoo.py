@@ -2,7 +2,11 @@
 
 A *model folder* holds ``model.json`` (name, RVAE config, coder defaults and a
 model card) and ``params.npz`` (one array per parameter, keyed by its path in
-the parameter tree, ``a/b/c``). The bundled default lives in
+the parameter tree, ``a/b/c``). Version 2 folders hold the model's integer
+form (``irec_jax.models.integer``: int8 weights and integer tables for the
+decoder path, float32 for the encoder-only bottom-up half); version 1
+folders (float parameters) and ``train.py`` workdirs are converted to it when
+loaded (a deterministic conversion). The bundled default lives in
 ``irec_jax/assets/models/default``. ``load_model`` also reads a ``train.py``
 workdir directly (its latest checkpoint, EMA parameters if it kept any);
 ``export_model`` turns a workdir into a model folder.
@@ -27,7 +31,7 @@ from irec_jax.entropy import CoderSettings, ModelRef, param_hash
 from irec_jax.errors import ModelError
 
 MODEL_FORMAT = "irec-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: integer decoder path; 1: float parameters (converted on load)
 DEFAULT_NAME = "default"
 
 
@@ -36,7 +40,8 @@ class CodecModel:
     """A VAE the codec can drive, with the name and defaults written to files.
 
     name: the model's name (written in the header when it is not a known model).
-    config: an ``RVAEConfig``. params: numpy parameter pytree.
+    config: an ``RVAEConfig``. params: the integer-form parameter pytree
+    (``irec_jax.models.integer.quantize``), numpy arrays.
     defaults: the coder settings a file omits when it uses them.
     card: free-form facts about the model (training data, command, bits/dim).
     """
@@ -49,9 +54,9 @@ class CodecModel:
 
     @functools.cached_property
     def model(self):
-        """The ``RVAE`` module wrapper for ``config``."""
-        from irec_jax.models import RVAE
-        return RVAE(self.config)
+        """The ``IntegerRVAE`` for ``config`` (exact decoder path)."""
+        from irec_jax.models.integer import IntegerRVAE
+        return IntegerRVAE(self.config)
 
     @functools.cached_property
     def ref(self) -> ModelRef:
@@ -117,6 +122,24 @@ def _check_params(config, params: Any, where: str) -> None:
                              f"expected float32{tuple(e.shape)}")
 
 
+def _to_integer(config, params: Any, where: str) -> Any:
+    """Float RVAE parameters -> the integer form; ModelError if it cannot run exactly."""
+    from irec_jax.models import integer
+    _check_params(config, params, where)
+    try:
+        return integer.quantize(config, params)
+    except ValueError as e:
+        raise ModelError(f"{where}: {e}") from None
+
+
+def _check_integer_params(config, params: Any, where: str) -> None:
+    from irec_jax.models import integer
+    try:
+        integer.check_params(config, params)
+    except ValueError as e:
+        raise ModelError(f"{where}: {e}") from None
+
+
 def bundled_model_dir() -> str:
     """Folder of the bundled default model."""
     from irec_jax.assets import asset_path
@@ -130,16 +153,21 @@ def _load_folder(path: str) -> CodecModel:
             meta = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise ModelError(f"cannot read {meta_path}: {e}") from None
-    if meta.get("format") != MODEL_FORMAT or meta.get("version") != MODEL_FORMAT_VERSION:
-        raise ModelError(f"{meta_path} is not an irec model (format {meta.get('format')!r}, "
-                         f"version {meta.get('version')!r})")
+    version = meta.get("version")
+    if meta.get("format") != MODEL_FORMAT or version not in (1, MODEL_FORMAT_VERSION):
+        raise ModelError(f"{meta_path} is not an irec model this version reads (format "
+                         f"{meta.get('format')!r}, version {version!r}; reads versions 1 and "
+                         f"{MODEL_FORMAT_VERSION})")
     config = _config_from_dict(dict(meta.get("config", {})))
     try:
         with np.load(os.path.join(path, "params.npz"), allow_pickle=False) as npz:
             params = _unflatten({k: npz[k] for k in npz.files})
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot read {os.path.join(path, 'params.npz')}: {e}") from None
-    _check_params(config, params, path)
+    if version == 1:
+        params = _to_integer(config, params, path)
+    else:
+        _check_integer_params(config, params, path)
     defaults = CoderSettings(**meta.get("defaults", {}))
     return CodecModel(str(meta["name"]), config, params, defaults, dict(meta.get("card", {})))
 
@@ -175,8 +203,7 @@ def _load_workdir(workdir: str) -> CodecModel:
     except Exception as e:  # orbax raises many kinds
         raise ModelError(f"{workdir}: cannot restore checkpoint {steps[-1]}: {e}") from None
     import jax
-    params = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
-    _check_params(config, params, workdir)
+    params = _to_integer(config, jax.tree.map(lambda a: np.asarray(a, np.float32), params), workdir)
     name = f"{os.path.basename(os.path.abspath(workdir))}@{steps[-1]}"
     return CodecModel(name, config, params, CoderSettings(), {"workdir": os.path.abspath(workdir),
                                                               "step": steps[-1]})
@@ -218,11 +245,12 @@ def known_models(extra: CodecModel | None = None) -> list[CodecModel]:
 
 def export_model(model: CodecModel, out_dir: str, *, name: str | None = None,
                  card: dict | None = None) -> str:
-    """Writes ``model`` as a model folder (``model.json`` + ``params.npz``); returns ``out_dir``."""
+    """Writes ``model`` as a model folder (``model.json`` + ``params.npz``, its
+    integer form, format version 2); returns ``out_dir``."""
     os.makedirs(out_dir, exist_ok=True)
     flat = _flatten(model.params)
     np.savez_compressed(os.path.join(out_dir, "params.npz"),
-                        **{k: np.asarray(v, np.float32) for k, v in sorted(flat.items())})
+                        **{k: np.asarray(v) for k, v in sorted(flat.items())})
     meta = {
         "format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION,
         "name": name or model.name,

@@ -16,15 +16,15 @@ from irec_jax.entropy.indices import (
     AdaptiveIndexModel, IndexModel, LayerIndices, TableIndexModel, UniformIndexModel,
     decode_indices, encode_indices)
 from irec_jax.entropy.residual import (
-    Likelihood, Logistic, LogisticMixture, decode_residual, encode_residual,
-    rescale_params, residual_bits)
+    Likelihood, Logistic, LogisticMixture, PixelTables, QuantizedLogistic, decode_residual,
+    coded_bits, encode_residual, rescale_params, residual_bits)
 from irec_jax.entropy.tables import PRECISION, freqs_from_cdf, freqs_from_pmf, table_bits
 from irec_jax.errors import FormatError
 
 __all__ = [
-    "MAGIC", "VERSION", "PRECISION", "AdaptiveIndexModel", "CoderSettings", "Container",
+    "MAGIC", "VERSION", "PRECISION", "AdaptiveIndexModel", "CoderSettings", "coded_bits", "Container",
     "FormatError", "Header", "IndexModel", "LayerIndices", "Likelihood", "Logistic",
-    "LogisticMixture", "ModelRef", "TableIndexModel", "UniformIndexModel", "check_pixels",
+    "LogisticMixture", "ModelRef", "PixelTables", "QuantizedLogistic", "TableIndexModel", "UniformIndexModel", "check_pixels",
     "decode_indices", "decode_residual", "encode_indices", "encode_residual",
     "freqs_from_cdf", "freqs_from_pmf", "num_candidates", "pack", "param_hash", "pixel_crc",
     "rescale_params", "residual_bits", "table_bits", "unpack",

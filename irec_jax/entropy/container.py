@@ -4,7 +4,7 @@ Layout (all integers unsigned LEB128 varints unless sized; docs/format.md
 has the full specification):
 
   2 bytes  magic b"\\xecR"
-  1 byte   format version (1)
+  1 byte   format version (2)
   1 byte   flags: bit 0 explicit settings, bit 1 explicit model,
            bit 2 width != height, bits 3-4 channel code (0: 3, 1: 1, 2: 4,
            3: explicit varint), bits 5-6 section count - 1, bit 7 reserved (0)
@@ -31,7 +31,7 @@ from irec_jax.entropy import _bytes
 from irec_jax.errors import FormatError
 
 MAGIC = b"\xecR"
-VERSION = 1
+VERSION = 2  # 2: integer decoder path (portable); 1: float decoder (no longer read)
 MAX_SIDE = 1 << 20
 MAX_SUBPIXELS = 1 << 28
 MAX_SECTIONS = 4
@@ -238,8 +238,10 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
     if data[:2] != MAGIC:
         raise FormatError(f"not an .irec file (magic {data[:2].hex()}, expected {MAGIC.hex()})")
     if data[2] != VERSION:
-        raise FormatError(f"unsupported .irec format version {data[2]} (this reader "
-                          f"supports {VERSION})")
+        old = (" (version 1 files were decoded with float arithmetic that is not reproducible "
+               "across machines; re-encode the image)") if data[2] == 1 else ""
+        raise FormatError(f"unsupported .irec format version {data[2]}{old}; this reader "
+                          f"supports version {VERSION}")
     flags = data[3]
     if flags & 0x80:
         raise FormatError(f"unsupported header flags {flags:#04x}")

@@ -1,6 +1,14 @@
 """Lossless residual coding: 8-bit pixels under per-subpixel discretized
 logistic (or mixture of logistics) likelihoods.
 
+Two kinds of parameters. `QuantizedLogistic` (integer loc and 1/scale, what
+the codec's integer models produce) is turned into frequency tables with
+integer arithmetic only -- the sigmoid is the constant table of
+`irec_jax.exact.tables` -- so its bitstreams decode identically on every
+machine (`docs/format.md` specifies it). `Logistic` / `LogisticMixture`
+(float parameters) go through a float32 sigmoid: deterministic on one machine
+and numpy build, not across them; for experiments and baselines.
+
 Units: all likelihood parameters are in **8-bit levels**. Pixel value k in
 {0, ..., 255} owns the bin [k - 0.5, k + 0.5); the edge bins take the tails,
 i.e. P(0) = F(0.5) and P(255) = 1 - F(254.5), where F is the (mixture)
@@ -30,6 +38,8 @@ import numpy as np
 
 from irec_jax.entropy import _coder, tables
 from irec_jax.errors import FormatError
+from irec_jax.exact import tables as exact_tables
+from irec_jax.exact.units import INV_SCALE_BITS, LOC_BITS
 
 CHUNK = 1 << 13  # subpixels per chunk; part of the stream order (format constant).
 LOG_SCALE_RANGE = (-16.0, 16.0)  # clip for log_scale, in log 8-bit levels.
@@ -65,7 +75,20 @@ class LogisticMixture:
     log_scale: np.ndarray
 
 
-Likelihood = Union[Logistic, LogisticMixture]
+@dataclasses.dataclass(frozen=True)
+class QuantizedLogistic:
+    """Discretized logistic with integer parameters, one per subpixel.
+
+    loc: int [H, W, C], mean in 8-bit levels, units of 2^-LOC_BITS (2^-11).
+    inv_scale: int [H, W, C], 1 / scale (scale in levels), units of
+      2^-INV_SCALE_BITS (2^-16), >= 0.
+    """
+
+    loc: np.ndarray
+    inv_scale: np.ndarray
+
+
+Likelihood = Union[Logistic, LogisticMixture, QuantizedLogistic]
 
 
 def rescale_params(loc: np.ndarray, log_scale: np.ndarray, *, centre0: float,
@@ -98,6 +121,12 @@ class _Flat:
 
 def _shape_of(params: Likelihood) -> tuple[int, int, int]:
     loc = np.shape(params.loc)
+    if isinstance(params, QuantizedLogistic):
+        if len(loc) != 3 or np.shape(params.inv_scale) != loc:
+            raise ValueError(
+                "QuantizedLogistic params need loc and inv_scale of one shape [H, W, C], got "
+                f"{loc} and {np.shape(params.inv_scale)}")
+        return loc
     if isinstance(params, Logistic):
         if len(loc) != 3 or np.shape(params.log_scale) != loc:
             raise ValueError(
@@ -192,6 +221,116 @@ def _weights(cdf: np.ndarray) -> np.ndarray:
     return tables.padded_coder_weights(cdf)
 
 
+@dataclasses.dataclass(frozen=True)
+class _FlatInt:
+    """QuantizedLogistic flattened to n subpixels (int64)."""
+
+    loc: np.ndarray  # [n], units 2^-LOC_BITS levels
+    inv_scale: np.ndarray  # [n], units 2^-INV_SCALE_BITS
+
+    def rows(self, start: int, stop: int) -> "_FlatInt":
+        return _FlatInt(self.loc[start:stop], self.inv_scale[start:stop])
+
+
+def _flatten_int(params: QuantizedLogistic) -> _FlatInt:
+    _shape_of(params)
+    loc, inv = np.asarray(params.loc), np.asarray(params.inv_scale)
+    if loc.dtype.kind not in "iu" or inv.dtype.kind not in "iu":
+        raise ValueError(f"QuantizedLogistic params must be integers, got {loc.dtype} and {inv.dtype}")
+    loc, inv = loc.reshape(-1).astype(np.int64), inv.reshape(-1).astype(np.int64)
+    if loc.size and (np.abs(loc).max() >= 1 << 30 or inv.min() < 0 or inv.max() >= 1 << 31):
+        raise ValueError("QuantizedLogistic params out of range (|loc| < 2^30, 0 <= inv_scale < 2^31)")
+    return _FlatInt(loc, inv)
+
+
+_T_SHIFT = LOC_BITS + INV_SCALE_BITS - exact_tables.SIGMOID_INDEX_BITS
+_T_MAX = exact_tables.SIGMOID_RANGE << exact_tables.SIGMOID_INDEX_BITS
+_ONE = 1 << exact_tables.SIGMOID_BITS
+
+
+def _int_cdf(p: _FlatInt, points: np.ndarray) -> np.ndarray:
+    """int64 [n, m]: the logistic CDF in units 2^-32 at integer points [m] or
+    [n, m] (levels in units 2^-LOC_BITS): S[clip(t) + 2^15] with
+    t = round((point - loc) * inv_scale / 2^17), i.e. (point - loc) / scale in
+    units 2^-10, and S the sigmoid table."""
+    d = (points if points.ndim == 2 else points[None, :]) - p.loc[:, None]
+    t = (d * p.inv_scale[:, None] + (1 << (_T_SHIFT - 1))) >> _T_SHIFT
+    return exact_tables.sigmoid_table()[np.clip(t, -_T_MAX, _T_MAX) + _T_MAX]
+
+
+_LEVEL1_POINTS = (np.arange(1, _GROUP, dtype=np.int64) * _GROUP * 2 - 1) << (LOC_BITS - 1)  # 16j - 0.5
+_LEVEL2_POINTS = (np.arange(1, _GROUP, dtype=np.int64) * 2 - 1) << (LOC_BITS - 1)  # k - 0.5
+
+
+def _int_level1(p: _FlatInt) -> np.ndarray:
+    """int64 [n, 17]: [0, C(15.5), ..., C(239.5), 2^32]."""
+    n = p.loc.shape[0]
+    out = np.empty((n, _GROUP + 1), np.int64)
+    out[:, 0], out[:, -1] = 0, _ONE
+    out[:, 1:-1] = _int_cdf(p, _LEVEL1_POINTS)
+    return out
+
+
+def _int_level2(p: _FlatInt, cdf1: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """int64 [n, 17]: the CDF at the edges inside each subpixel's group, its
+    ends taken from the level-1 CDF."""
+    n = group.shape[0]
+    out = np.empty((n, _GROUP + 1), np.int64)
+    rows = np.arange(n)
+    out[:, 0], out[:, -1] = cdf1[rows, group], cdf1[rows, group + 1]
+    points = _LEVEL2_POINTS[None, :] + (group.astype(np.int64) * _GROUP << LOC_BITS)[:, None]
+    out[:, 1:-1] = _int_cdf(p, points)
+    return out
+
+
+class PixelTables:
+    """The coder tables of a likelihood, chunk by chunk (see the module docstring).
+
+    The one place pixels meet frequency tables; the residual coder and the
+    BB-ANS baseline both code through it::
+
+        t = PixelTables(params)
+        for start, stop in t.chunks():
+            w1, cdf1 = t.groups(start, stop)             # float32 [n, 17] coder weights
+            w2 = t.offsets(start, stop, cdf1, group)     # given the chunk's groups int [n]
+
+    Weights are for constriction's ``Categorical(perfect=False)``: symbol i
+    has frequency w_i + 1 (16 symbols plus a never-coded padding symbol 16),
+    summing to 2^24.
+    """
+
+    def __init__(self, params: Likelihood):
+        self.shape = tuple(_shape_of(params))
+        self._int = isinstance(params, QuantizedLogistic)
+        self._flat = _flatten_int(params) if self._int else _flatten(params)
+        self.size = int(np.prod(self.shape))
+
+    def chunks(self) -> Iterator[tuple[int, int]]:
+        """(start, stop) of every chunk of CHUNK subpixels, in raster order."""
+        return _chunks(self.size)
+
+    def groups(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Coder weights float32 [n, 17] of the groups x // 16 of subpixels
+        start..stop, and the level-1 CDF [n, 17] that ``offsets`` needs."""
+        p = self._flat.rows(start, stop)
+        if self._int:
+            cdf1 = _int_level1(p)
+            return tables.padded_weights_int(cdf1), cdf1
+        cdf1 = _level1_cdf(p)
+        return _weights(cdf1), cdf1
+
+    def offsets(self, start: int, stop: int, cdf1: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """Coder weights float32 [n, 17] of the offsets x % 16 given the groups int [n]."""
+        p = self._flat.rows(start, stop)
+        group = np.asarray(group, np.int64)
+        if self._int:
+            return tables.padded_weights_int(_int_level2(p, cdf1, group))
+        return _weights(_level2_cdf(p, cdf1, group))
+
+
+GROUP = _GROUP
+
+
 def _chunks(n: int) -> Iterator[tuple[int, int]]:
     for start in range(0, n, CHUNK):
         yield start, min(n, start + CHUNK)
@@ -213,17 +352,15 @@ def encode_residual(pixels: np.ndarray, params: Likelihood) -> bytes:
     if pixels.dtype != np.uint8 or pixels.shape != tuple(shape):
         raise ValueError(
             f"pixels must be uint8 of shape {tuple(shape)}, got {pixels.dtype} {pixels.shape}")
-    flat = _flatten(params)
+    pt = PixelTables(params)
     x = pixels.reshape(-1).astype(np.int64)
     family = _coder.categorical_family()
     encoder = _coder.new_encoder()
-    for start, stop in _chunks(x.shape[0]):
-        p = flat.rows(start, stop)
+    for start, stop in pt.chunks():
         group, offset = np.divmod(x[start:stop], _GROUP)
-        cdf1 = _level1_cdf(p)
-        encoder.encode(group.astype(np.int32), family, _weights(cdf1))
-        encoder.encode(offset.astype(np.int32), family,
-                       _weights(_level2_cdf(p, cdf1, group)))
+        w1, cdf1 = pt.groups(start, stop)
+        encoder.encode(group.astype(np.int32), family, w1)
+        encoder.encode(offset.astype(np.int32), family, pt.offsets(start, stop, cdf1, group))
     return _coder.finish(encoder)
 
 
@@ -233,20 +370,16 @@ def decode_residual(data: bytes, params: Likelihood) -> np.ndarray:
     Raises FormatError if the coded data is corrupt in a way the range decoder
     notices; other corruption yields wrong pixels, caught by the container CRC.
     """
-    shape = _shape_of(params)
-    flat = _flatten(params)
-    n = flat.loc.shape[0]
+    pt = PixelTables(params)
     family = _coder.categorical_family()
     decoder = _coder.new_decoder(data, "residual section")
-    out = np.empty(n, np.uint8)
-    for start, stop in _chunks(n):
-        p = flat.rows(start, stop)
-        cdf1 = _level1_cdf(p)
-        w1 = _weights(cdf1)
+    out = np.empty(pt.size, np.uint8)
+    for start, stop in pt.chunks():
+        w1, cdf1 = pt.groups(start, stop)
         group = _decode_level(decoder, family, w1)
-        offset = _decode_level(decoder, family, _weights(_level2_cdf(p, cdf1, group)))
+        offset = _decode_level(decoder, family, pt.offsets(start, stop, cdf1, group))
         out[start:stop] = group * _GROUP + offset
-    return out.reshape(shape)
+    return out.reshape(pt.shape)
 
 
 def _decode_level(decoder, family, weights: np.ndarray) -> np.ndarray:
@@ -266,6 +399,8 @@ def residual_bits(pixels: np.ndarray, params: Likelihood) -> float:
     pixels = np.asarray(pixels)
     if pixels.shape != tuple(shape):
         raise ValueError(f"pixels shape {pixels.shape} != params shape {tuple(shape)}")
+    if isinstance(params, QuantizedLogistic):
+        return coded_bits(pixels, params)
     flat = _flatten(params)
     x = pixels.reshape(-1).astype(np.float64)
     total = 0.0
@@ -278,6 +413,25 @@ def residual_bits(pixels: np.ndarray, params: Likelihood) -> float:
         f_hi[xs == 255], s_hi[xs == 255] = 1.0, 0.0
         mass = np.where(f_hi <= s_lo, f_hi - f_lo, s_lo - s_hi)
         total -= float(np.sum(np.log2(np.maximum(mass, _MIN_MASS))))
+    return total
+
+
+def coded_bits(pixels: np.ndarray, params: Likelihood) -> float:
+    """The exact codelength in bits of `pixels` under the coder's own integer
+    frequency tables (what the range coder writes, less its few bytes of
+    flush): sum of -log2(freq / 2^24) over the group and offset symbols."""
+    pt = PixelTables(params)
+    x = np.asarray(pixels).reshape(-1).astype(np.int64)
+    if x.shape[0] != pt.size:
+        raise ValueError(f"pixels shape {np.shape(pixels)} != params shape {pt.shape}")
+    total = 0.0
+    for start, stop in pt.chunks():
+        group, offset = np.divmod(x[start:stop], _GROUP)
+        w1, cdf1 = pt.groups(start, stop)
+        w2 = pt.offsets(start, stop, cdf1, group)
+        rows = np.arange(stop - start)
+        freqs = np.concatenate([w1[rows, group], w2[rows, offset]]).astype(np.float64) + 1.0
+        total += float(np.sum(tables.PRECISION - np.log2(freqs)))
     return total
 
 

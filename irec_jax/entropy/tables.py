@@ -122,6 +122,25 @@ def padded_coder_weights(cdf: np.ndarray, precision: int = PRECISION) -> np.ndar
     return out
 
 
+def padded_weights_int(cdf: np.ndarray, precision: int = PRECISION) -> np.ndarray:
+    """`padded_coder_weights` for an integer CDF int64 [rows, n + 1] (values
+    below 2^32 here), in integer arithmetic only: cum_j = floor((c_j - c_0)
+    * spare / (c_n - c_0)) with spare = 2^precision - (n + 1); a row without
+    mass (c_n == c_0) becomes uniform, cum_j = floor(j * spare / n). Returns
+    float32 coder weights [rows, n + 1] (the last, padding, column 0)."""
+    cdf = np.asarray(cdf, np.int64)
+    rows, edges = cdf.shape
+    n = edges - 1
+    spare = _spare(edges, precision)
+    lo = cdf[:, :1]
+    total = cdf[:, -1:] - lo
+    if np.any(total < 0) or np.any(cdf[:, 1:] < cdf[:, :-1]):
+        raise ValueError("integer CDF rows must be non-decreasing")
+    uniform = (np.arange(edges, dtype=np.int64) * spare) // n
+    cum = np.where(total > 0, ((cdf - lo) * spare) // np.maximum(total, 1), uniform[None, :])
+    return _flat_diff(cum.astype(np.float64))
+
+
 def _flat_diff(cum: np.ndarray) -> np.ndarray:
     """Row-wise differences of cum [rows, m] as float32 [rows, m], the last
     column set to 0 (one contiguous pass instead of a strided one)."""

@@ -2,6 +2,7 @@
 
 ``rvae``        -- the bidirectional ResNet VAE (lossless model of the paper).
 ``likelihoods`` -- discretized logistic / mixture pixel likelihoods (8-bit level units).
+``integer``     -- the RVAE's integer generative path (exact on every backend) and its conversion.
 ``elbo``        -- negative ELBO in bits/dim with per-layer KL and free bits.
 ``interface``   -- the ``HierarchicalVAE`` protocol the codec drives, ``Gaussian``.
 """
@@ -9,14 +10,15 @@
 from irec_jax.models.elbo import ElboTerms, elbo_terms, negative_elbo
 from irec_jax.models.interface import (Gaussian, HierarchicalVAE, gaussian_kl, gaussian_log_prob,
                                        sample_gaussian)
-from irec_jax.models.likelihoods import (Logistic, MixtureOfLogistics, discretized_logistic_logpmf,
-                                         log_prob, pmf_table, to_entropy_logistic, to_entropy_mixture)
+from irec_jax.models.likelihoods import (Logistic, MixtureOfLogistics, QuantizedLogistic,
+                                         discretized_logistic_logpmf, log_prob, pmf_table,
+                                         to_entropy_logistic, to_entropy_mixture)
 from irec_jax.models.rvae import RVAE, BottomUpActs, ForwardOutput, RVAEConfig, TopDownState
 
 __all__ = [
     "RVAE", "RVAEConfig", "BottomUpActs", "TopDownState", "ForwardOutput",
     "Gaussian", "HierarchicalVAE", "gaussian_kl", "gaussian_log_prob", "sample_gaussian",
-    "Logistic", "MixtureOfLogistics", "discretized_logistic_logpmf", "log_prob", "pmf_table",
+    "Logistic", "MixtureOfLogistics", "QuantizedLogistic", "discretized_logistic_logpmf", "log_prob", "pmf_table",
     "to_entropy_logistic", "to_entropy_mixture",
     "ElboTerms", "elbo_terms", "negative_elbo",
 ]

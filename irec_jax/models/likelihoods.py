@@ -65,7 +65,18 @@ class MixtureOfLogistics:
     scale: jax.Array  # [B, H, W, C, K], levels, > 0
 
 
-PixelLikelihood = Logistic | MixtureOfLogistics
+@struct.dataclass
+class QuantizedLogistic:
+    """Discretized logistic per subpixel with integer parameters (the integer
+    decoder path, :mod:`irec_jax.models.integer`): the entropy layer turns
+    them into frequency tables with integer arithmetic only.
+    """
+
+    loc: jax.Array  # int32 [B, H, W, C], levels in units of 2^-LOC_BITS (2^-11)
+    inv_scale: jax.Array  # int32 [B, H, W, C], 1 / scale (per level) in units of 2^-INV_SCALE_BITS (2^-16)
+
+
+PixelLikelihood = Logistic | MixtureOfLogistics | QuantizedLogistic
 
 
 def discretized_logistic_logpmf(x: jax.Array, loc: jax.Array, scale: jax.Array) -> jax.Array:

@@ -4,7 +4,8 @@
     z_hat2 = decode(code, p_loc, p_scale, RecSettings())   # == z_hat, bit for bit
 """
 
-from irec_jax.rec.coder import EncodeInfo, RecCode, decode, encode, encode_with_info, kl_divergence, log_ratio
+from irec_jax.rec.coder import (EncodeInfo, RecCode, decode, encode, encode_with_info, from_standard,
+                                kl_divergence, log_ratio)
 from irec_jax.rec.schedule import AuxSchedule, EqualSchedule, PowerLawSchedule
 from irec_jax.rec.settings import RecSettings
 
@@ -18,6 +19,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_with_info",
+    "from_standard",
     "kl_divergence",
     "log_ratio",
 ]

@@ -13,9 +13,13 @@ prior. Both agree on everything else through the settings:
 3. Search. The encoder runs a B-beam search per block (all blocks at once,
    vmapped; all steps in one ``lax.scan``), scoring only the dimensions that
    carry KL, and sends the best beam's index path.
-4. Reconstruction. z = mu_p + sigma_p * sum_k sqrt(f_k) * candidate_k, by one
-   jitted function that the encoder also uses for the sample it returns, so
-   the decoder's output is bit-identical to the encoder's.
+4. Reconstruction. z = mu_p + sigma_p * sum_k s_k * sign_k * candidate_k in
+   exact integer arithmetic (``docs/rec.md``): candidates from a fixed table
+   of normal quantiles, integer step scales s_k, the prior quantized to
+   mu_p in units 2^-10 and sigma_p to a 15-bit mantissa. One jitted function,
+   which the encoder also uses for the sample it returns, so decoding gives
+   the same z on every machine. z is returned as float32, exactly
+   z_int * 2^-10.
 
 Compiled shapes depend on the tensor size, the block count (a power of two)
 and two sizes per octave of buffers and scored dims, so images of one shape
@@ -25,18 +29,23 @@ reuse the compiled functions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax.numpy as jnp
 import numpy as np
 
+from irec_jax.exact.units import ACT_BITS
 from irec_jax.rec import kernels, rng
+from irec_jax.rec import schedule as schedule_lib
 from irec_jax.rec.settings import RecSettings
 
 MAX_STEPS_PER_BLOCK = 1 << 16
 MAX_TOTAL_STEPS = 1 << 22
 MAX_DIMS = (1 << 31) - 1
 _MIN_R2 = 1e-30  # posterior/prior variance ratio floor for scoring only
+LOC_LIMIT = 1 << 23  # |prior loc| < 2^23 * 2^-10 = 8192
+SCALE_RANGE = (2.0 ** -24, 2.0 ** 6)  # prior scales must lie in [2^-24, 64)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -117,6 +126,9 @@ def _as_float(name: str, value: np.ndarray) -> np.ndarray:
 
 
 def _check_prior(p_loc, p_scale) -> tuple[np.ndarray, np.ndarray]:
+    """Validated prior, quantized to the decoder's grid (float64 [S] each):
+    loc to a multiple of 2^-10, scale to a 15-bit mantissa times a power of
+    two. Values from the integer models are on the grid already."""
     p_loc = _as_float("p_loc", p_loc)
     p_scale = _as_float("p_scale", p_scale)
     if p_loc.shape != p_scale.shape:
@@ -125,10 +137,21 @@ def _check_prior(p_loc, p_scale) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"cannot code an empty tensor (shape {p_loc.shape})")
     if p_loc.size > MAX_DIMS:
         raise ValueError(f"tensor of shape {p_loc.shape} has more than {MAX_DIMS} dimensions")
-    scale32 = p_scale.astype(np.float32)  # what the decoder multiplies by
-    if not np.all((scale32 > 0) & np.isfinite(scale32)):
-        raise ValueError(f"p_scale must be > 0 and finite in float32 everywhere (shape {p_scale.shape})")
-    return p_loc, p_scale
+    loc_int, mant, shift = _prior_ints(p_loc, p_scale)
+    return loc_int * 2.0 ** -ACT_BITS, np.ldexp(mant.astype(np.float64), -shift)
+
+
+def _prior_ints(p_loc: np.ndarray, p_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(loc int32, mant int32, shift int32) of a prior: loc = round(p_loc 2^10),
+    scale = frexp mantissa rounded to 15 bits (exact IEEE float64 operations)."""
+    loc = np.round(p_loc * (1 << ACT_BITS))
+    if not np.all(np.abs(loc) < LOC_LIMIT):
+        raise ValueError(f"|p_loc| must be < {LOC_LIMIT >> ACT_BITS} everywhere (shape {p_loc.shape})")
+    if not np.all((p_scale >= SCALE_RANGE[0]) & (p_scale < SCALE_RANGE[1])):
+        raise ValueError(f"p_scale must be in [2^-24, 64) everywhere (shape {p_scale.shape})")
+    frac, exp = np.frexp(p_scale)
+    mant = np.round(frac * (1 << 15))  # [2^14, 2^15]
+    return loc.astype(np.int32), mant.astype(np.int32), (15 - exp).astype(np.int32)
 
 
 def _standardize(q_loc, q_scale, p_loc, p_scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -213,15 +236,26 @@ def _layout(size: int, num_blocks: int, seed: int, stream: int) -> _Layout:
 
 
 def _schedule(settings: RecSettings, steps: np.ndarray, length: int):
-    """float32 [nb, L] arrays: candidate std sqrt(f_k), rho_k and 1 - rho_k."""
-    frac = settings.schedule.fractions(steps, length)
-    rho = np.minimum(np.cumsum(frac, axis=1), 1.0)
+    """Per block and step [nb, L]: the candidate scale (mant, shift) int32 and,
+    for scoring, rho_k and 1 - rho_k float32 from the quantized scales'
+    variances (0 scale past each block's last step)."""
+    var = schedule_lib.variances(settings.schedule, steps, length)
+    mant, shift = schedule_lib.step_scales(var)
+    s2 = np.ldexp(mant.astype(np.float64), -shift) ** 2 * (var > 0)
+    rho = np.cumsum(s2, axis=1) / np.maximum(s2.sum(axis=1, keepdims=True), 1e-300)
+    rho = np.minimum(rho, 1.0)
     omr = np.maximum(1.0 - rho, 0.0)
     last = np.arange(length)[None, :] == (steps[:, None] - 1)
     rho = np.where(last, 1.0, rho)
     omr = np.where(last, 0.0, omr)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-    return f32(np.sqrt(frac)), f32(rho), f32(omr)
+    return mant, shift, f32(rho), f32(omr)
+
+
+@functools.lru_cache(maxsize=1)
+def _normal_table():
+    from irec_jax.exact import tables
+    return jnp.asarray(tables.normal_quantiles())
 
 
 def _layer_key(settings: RecSettings, stream: int):
@@ -329,17 +363,19 @@ def encode_with_info(
     positions = np.where(keep, cols, 0).astype(np.uint32)
 
     length = _buffer_steps(steps, settings)
-    scale, rho, omr = _schedule(settings, steps, length)
+    mant, shift, rho, omr = _schedule(settings, steps, length)
     chosen = kernels.search(
         _layer_key(settings, stream),
         blk["delta"],
         blk["r2"],
         blk["r2m1"],
         positions,
-        scale,
+        mant,
+        shift,
         rho,
         omr,
         steps.astype(np.int32),
+        _normal_table(),
         beams=settings.beams,
         num=settings.num_candidates,
     )
@@ -376,7 +412,8 @@ def decode(code: RecCode, p_loc, p_scale, settings: RecSettings = RecSettings(),
     length = _buffer_steps(steps, settings)
     idx = np.zeros((lay.num_blocks, length), np.int32)
     idx[np.arange(length)[None, :] < steps[:, None]] = indices
-    scale, _, _ = _schedule(settings, steps, length)
+    mant, shift, _, _ = _schedule(settings, steps, length)
+    loc_int, p_mant, p_shift = _prior_ints(p_loc.ravel(), p_scale.ravel())
     # Pad D (and the block width) to a bucket so that tensors of similar
     # sizes share one compiled decoder; padded entries are sliced off.
     size, padded = p_loc.size, _bucket(p_loc.size)
@@ -384,14 +421,32 @@ def decode(code: RecCode, p_loc, p_scale, settings: RecSettings = RecSettings(),
     z = kernels.reconstruct(
         _layer_key(settings, stream),
         idx,
-        scale,
+        mant,
+        shift,
         steps.astype(np.int32),
         pad(lay.gather, 0),
-        pad(p_loc.ravel().astype(np.float32), 0.0),
-        pad(p_scale.ravel().astype(np.float32), 1.0),
+        pad(loc_int, 0),
+        pad(p_mant, 1 << 14),
+        pad(p_shift, 14),
+        _normal_table(),
         width=lay.stride,
     )
-    return np.asarray(z)[:size].reshape(p_loc.shape)
+    z = np.asarray(z)[:size].reshape(p_loc.shape)
+    return (z.astype(np.float64) * 2.0 ** -ACT_BITS).astype(np.float32)
+
+
+def from_standard(x: np.ndarray, p_loc, p_scale) -> np.ndarray:
+    """z = mu_p + sigma_p x exactly as the decoder forms it, for standardized
+    integer values x (int [S], units 2^-16, |x| <= 2^24 - 1) under the prior
+    (float [S], quantized as in ``decode``). Returns float32 z [S] on the 2^-10
+    grid. (The BB-ANS baseline places its latent bins with it.)"""
+    p_loc, p_scale = _check_prior(p_loc, p_scale)
+    x = np.asarray(x)
+    if x.shape != p_loc.shape or x.dtype.kind not in "iu" or (x.size and np.abs(x).max() >= 1 << 24):
+        raise ValueError(f"x must be integers |x| < 2^24 of shape {p_loc.shape}, got {x.dtype} {x.shape}")
+    loc_int, mant, shift = _prior_ints(p_loc.ravel(), p_scale.ravel())
+    z = np.asarray(kernels.affine_jit(x.ravel().astype(np.int32), loc_int, mant, shift))
+    return (z.astype(np.float64) * 2.0 ** -ACT_BITS).astype(np.float32).reshape(p_loc.shape)
 
 
 def _check_code(code: RecCode, settings: RecSettings, size: int) -> tuple[np.ndarray, np.ndarray]:

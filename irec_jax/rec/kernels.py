@@ -7,6 +7,12 @@ delta = (mu_q - mu_p) / sigma_p, r2 = (sigma_q / sigma_p)^2. After step k the
 partial sum b_k has prior N(0, rho_k) and (marginally, under the posterior
 of the auxiliary construction) N(rho_k delta, rho_k^2 r2 + rho_k (1 - rho_k)).
 
+Exactness: candidates and partial sums are int32 in units of 2^-16 (the
+quantile table, ``intops.mul_shift`` by the step's integer scale, a
+saturating add), identical in the encoder's search and the decoder; the
+encoder scores their exact float32 images (every value < 2^24). The
+decoder's z = mu + sigma x is ``mul_shift`` again, in units 2^-ACT_BITS.
+
 Both loops over steps are ``lax.while_loop``s that stop after the longest
 block's last step, so the padded step length L only sizes buffers.
 """
@@ -19,25 +25,33 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from irec_jax.exact import intops
+from irec_jax.exact.units import ACT_BITS, REC_BITS, REC_LIMIT
 from irec_jax.rec import rng
 
+_UNIT = 2.0 ** -REC_BITS
 
-def _beam_step(x, score, path, delta, r2, r2m1, positions, s, rho_k, omr_k, key, live_k, *, beams: int, num: int):
+
+def _beam_step(x, score, path, delta, r2, r2m1, positions, mant, shift, rho_k, omr_k, key, live_k, table, *,
+               beams: int, num: int):
     """One auxiliary step of one block's beam search.
 
     Args:
-      x: [B, A] beams' partial sums; score: [B] their scores (-inf: no beam);
-      path: [B] uint32 hashes of their index paths.
+      x: int32 [B, A] beams' partial sums (units 2^-16); score: [B] their
+        scores (-inf: no beam); path: [B] uint32 hashes of their index paths.
       delta, r2, r2m1: [A] posterior mean, variance and variance - 1 (the
         last computed without cancellation); positions: [A] uint32 within-block
-        dims. s, rho_k, omr_k: scalars, candidate std sqrt(f_k), rho_k, 1 - rho_k.
-      key: [2] uint32 step key; live_k: bool, k < K_b (else pass through).
+        dims. mant, shift: int32 scalars, the step's candidate scale;
+        rho_k, omr_k: scalars rho_k, 1 - rho_k.
+      key: [2] uint32 step key; live_k: bool, k < K_b (else pass through);
+      table: int32 [65536] normal quantiles.
 
     Returns:
       (x, score, path, parent [B] int32, candidate [B] int32).
     """
-    a = s * rng.all_candidates(key, num, positions)  # [N, A], shared draw
-    sign = rng.signs(rng.path_key(key, path), positions)  # [B, A]
+    a_int = intops.mul_shift(rng.all_candidates(key, num, positions, table), mant, shift)  # [N, A]
+    a = a_int.astype(jnp.float32) * _UNIT
+    sign = rng.signs(rng.path_key(key, path), positions)  # [B, A] int32
     # Beam j's candidate i is sign_j * a_i. Score of the new partial sum
     # b = rho delta + y (log q(b) - log p(b) up to a constant):
     #   sum_d c2 y^2 + delta y,  c2 = 1/(2 rho) - 1/(2 v_q) = rho (r2 - 1) / (2 v_q),
@@ -45,17 +59,17 @@ def _beam_step(x, score, path, delta, r2, r2m1, positions, s, rho_k, omr_k, key,
     #   [c2 u^2 + delta u]_j + [c2 a^2]_i + <(2 c2 u + delta) sign_j, a_i>.
     v_q = rho_k * rho_k * r2 + rho_k * omr_k
     c2 = 0.5 * rho_k * r2m1 / v_q  # [A]
-    u = x - rho_k * delta  # [B, A]
+    u = x.astype(jnp.float32) * _UNIT - rho_k * delta  # [B, A]
     beam_term = jnp.sum((c2 * u + delta) * u, axis=1)  # [B]
     cand_term = jnp.sum(c2 * a * a, axis=1)  # [N]
-    w = (2.0 * c2 * u + delta) * sign  # [B, A]
+    w = (2.0 * c2 * u + delta) * sign.astype(jnp.float32)  # [B, A]
     cross = jnp.matmul(w, a.T, precision=lax.Precision.HIGHEST)  # [B, N]
     total = beam_term[:, None] + cand_term[None, :] + cross
     total = jnp.where(jnp.isfinite(score)[:, None], total, -jnp.inf)
     top, flat = lax.top_k(total.reshape(-1), beams)
     parent = (flat // num).astype(jnp.int32)
     cand = (flat % num).astype(jnp.int32)
-    new_x = x[parent] + sign[parent] * a[cand]
+    new_x = jnp.clip(x[parent] + sign[parent] * a_int[cand], -REC_LIMIT, REC_LIMIT)
     new_path = rng.extend_path(key, path[parent], cand)
     return (
         jnp.where(live_k, new_x, x),
@@ -73,10 +87,12 @@ def search(
     r2: jax.Array,  # [nb, A] float32
     r2m1: jax.Array,  # [nb, A] float32
     positions: jax.Array,  # [nb, A] uint32
-    scale: jax.Array,  # [nb, L] float32
+    mant: jax.Array,  # [nb, L] int32, candidate scale mantissa
+    shift: jax.Array,  # [nb, L] int32, candidate scale shift
     rho: jax.Array,  # [nb, L] float32
     omr: jax.Array,  # [nb, L] float32
     steps: jax.Array,  # [nb] int32
+    table: jax.Array,  # [65536] int32 normal quantiles
     *,
     beams: int,
     num: int,
@@ -84,16 +100,16 @@ def search(
     """Encoder: int32 [nb, L] chosen candidate index of every block and step
     (entries at k >= steps[b] are 0 and not transmitted). All blocks advance
     together, one step per iteration, until the longest block is done."""
-    nb, length = scale.shape
+    nb, length = mant.shape
     num_dims = delta.shape[1]
     keys = rng.step_keys(key, nb, length)  # [nb, L, 2]
-    step = jax.vmap(functools.partial(_beam_step, beams=beams, num=num))
+    step = jax.vmap(functools.partial(_beam_step, table=table, beams=beams, num=num))
 
     def body(carry):
         k, x, score, path, parents, cands = carry
         at = lambda a: lax.dynamic_index_in_dim(a, k, axis=1, keepdims=False)  # noqa: E731
         x, score, path, parent, cand = step(
-            x, score, path, delta, r2, r2m1, positions, at(scale), at(rho), at(omr), at(keys), k < steps
+            x, score, path, delta, r2, r2m1, positions, at(mant), at(shift), at(rho), at(omr), at(keys), k < steps
         )
         parents = lax.dynamic_update_index_in_dim(parents, parent, k, axis=0)
         cands = lax.dynamic_update_index_in_dim(cands, cand, k, axis=0)
@@ -101,7 +117,7 @@ def search(
 
     init = (
         jnp.int32(0),
-        jnp.zeros((nb, beams, num_dims), jnp.float32),
+        jnp.zeros((nb, beams, num_dims), jnp.int32),
         jnp.full((nb, beams), -jnp.inf, jnp.float32).at[:, 0].set(0.0),
         jnp.zeros((nb, beams), jnp.uint32),
         jnp.broadcast_to(jnp.arange(beams, dtype=jnp.int32), (length, nb, beams)),
@@ -123,34 +139,54 @@ def search(
 def reconstruct(
     key: jax.Array,  # [2] uint32 layer key
     indices: jax.Array,  # [nb, L] int32
-    scale: jax.Array,  # [nb, L] float32, 0 past each block's last step
+    mant: jax.Array,  # [nb, L] int32, candidate scale mantissa
+    shift: jax.Array,  # [nb, L] int32, candidate scale shift
     steps: jax.Array,  # [nb] int32
     gather: jax.Array,  # [D] int32, flat index into [nb, W] of each dimension
-    p_loc: jax.Array,  # [D] float32
-    p_scale: jax.Array,  # [D] float32
+    p_loc: jax.Array,  # [D] int32, units 2^-ACT_BITS
+    p_mant: jax.Array,  # [D] int32, prior scale mantissa
+    p_shift: jax.Array,  # [D] int32, prior scale shift
+    table: jax.Array,  # [65536] int32 normal quantiles
     *,
     width: int,  # W, padded block width
 ) -> jax.Array:
-    """Decoder (and the encoder's final sample): float32 [D] z = mu_p +
-    sigma_p * sum_k sqrt(f_k) * sign_k * candidate_k, regenerating only the
-    chosen candidate of each step (and the signs of the path that chose it).
+    """Decoder (and the encoder's final sample): int32 [D] z in units of
+    2^-ACT_BITS, z = mu_p + mul_shift(x, sigma_p) with the standardized sum
+    x = sum_k sign_k * mul_shift(candidate_k, s_k) (int32, units 2^-16,
+    saturated to +-REC_LIMIT after every step), regenerating only the chosen
+    candidate of each step (and the signs of the path that chose it).
     Work O(max_b K_b * nb * W) = O(steps * D)."""
-    nb, length = scale.shape
+    nb, length = mant.shape
     keys = rng.step_keys(key, nb, length)  # [nb, L, 2]
     positions = jnp.arange(width, dtype=jnp.uint32)
 
-    def one(acc, path, key, idx, s, live):  # one block: [W], scalar path
-        cand = rng.signs(rng.path_key(key, path), positions) * rng.one_candidate(key, idx, positions)
-        return acc + s * cand, jnp.where(live, rng.extend_path(key, path, idx), path)
+    def one(acc, path, key, idx, m, s, live):  # one block: [W], scalar path
+        cand = rng.signs(rng.path_key(key, path), positions) * intops.mul_shift(
+            rng.one_candidate(key, idx, positions, table), m, s)
+        acc = jnp.where(live, jnp.clip(acc + cand, -REC_LIMIT, REC_LIMIT), acc)
+        return acc, jnp.where(live, rng.extend_path(key, path, idx), path)
 
     step = jax.vmap(one)
 
     def body(carry):
         k, acc, path = carry
         at = lambda a: lax.dynamic_index_in_dim(a, k, axis=1, keepdims=False)  # noqa: E731
-        acc, path = step(acc, path, at(keys), at(indices), at(scale), k < steps)
+        acc, path = step(acc, path, at(keys), at(indices), at(mant), at(shift), k < steps)
         return k + 1, acc, path
 
-    init = (jnp.int32(0), jnp.zeros((nb, width), jnp.float32), jnp.zeros((nb,), jnp.uint32))
+    init = (jnp.int32(0), jnp.zeros((nb, width), jnp.int32), jnp.zeros((nb,), jnp.uint32))
     _, x, _ = lax.while_loop(lambda c: c[0] < jnp.max(steps), body, init)
-    return p_loc + p_scale * x.reshape(-1)[gather]
+    # x (2^-16) * sigma (mant 2^-shift) in units 2^-ACT_BITS.
+    return affine(x.reshape(-1)[gather], p_loc, p_mant, p_shift)
+
+
+def affine(x: jax.Array, p_loc: jax.Array, p_mant: jax.Array, p_shift: jax.Array) -> jax.Array:
+    """int32 z = clip(p_loc + mul_shift(x, p_mant, p_shift + 6), +-REC_LIMIT) in
+    units 2^-ACT_BITS from standardized x in units 2^-16 (all int32 [D]).
+    |x sigma| < 2^24 (2^-16) * 64 stays below 2^24 in 2^-10, and the clip keeps
+    z 2^-10 exact in float32."""
+    z = p_loc + intops.mul_shift(x, p_mant, p_shift + (REC_BITS - ACT_BITS))
+    return jnp.clip(z, -REC_LIMIT, REC_LIMIT)
+
+
+affine_jit = jax.jit(affine)

@@ -7,7 +7,7 @@ integers that the decoder knows:
 
   layer key  = H((seed, TAG),   (stream, 0))         one per coded tensor
   step key   = H(layer key,     (block, step))       one per auxiliary step
-  candidate  = H(step key,      (i >> 1, t))[i & 1]  candidate i, dimension t
+  candidate  = Q[H(step key,   (i >> 1, t))[i & 1] >> 16]  candidate i, dimension t
 
 so any single candidate of any step can be regenerated without drawing the
 other N - 1: the encoder draws all N candidates of a step (for the dimensions it
@@ -26,7 +26,6 @@ import numpy as np
 from jax import lax
 
 _TAG = np.uint32(0x69524543)  # "iREC"
-_SQRT2 = np.float32(np.sqrt(2.0))
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))  # Threefry-2x32 (Salmon et al. 2011)
 _PARITY = np.uint32(0x1BD11BDA)
 
@@ -68,40 +67,37 @@ def step_keys(key: jax.Array, num_blocks: int, num_steps: int) -> jax.Array:
     return jnp.stack([y0, y1], axis=-1)
 
 
-def _to_normal(bits: jax.Array) -> jax.Array:
-    """uint32 -> float32 standard normal via the inverse CDF of a 24-bit
-    uniform on the open interval (0, 1).
-
-    With k the top 24 bits, x = 2u - 1 = (2k + 1 - 2^24) * 2^-24 is formed in
-    integers first: every x is then exact in float32 and |x| <= 1 - 2^-24, so
-    erfinv is always finite. (Forming u = (k + 0.5) 2^-24 in float32 rounds
-    k = 2^24 - 1 to u = 1 and an infinite sample.)"""
-    k = lax.shift_right_logical(bits, jnp.uint32(8)).astype(jnp.int32)
-    x = (2 * k + (1 - (1 << 24))).astype(jnp.float32) * np.float32(2.0**-24)
-    return _SQRT2 * lax.erf_inv(x)
+def _to_normal(bits: jax.Array, table: jax.Array) -> jax.Array:
+    """uint32 -> int32 standard normal in units of 2^-16: the quantile table
+    entry of the top 16 bits, ``table[bits >> 16]`` with table[i] =
+    round(2^16 Phi^-1((i + 1/2) / 2^16)) (``irec_jax.exact.tables``), so
+    every backend gives the same integer."""
+    return table[lax.shift_right_logical(bits, jnp.uint32(16)).astype(jnp.int32)]
 
 
-def all_candidates(key: jax.Array, num: int, positions: jax.Array) -> jax.Array:
-    """float32 [num, P]: candidates 0..num-1 of one step at dimensions ``positions``.
+def all_candidates(key: jax.Array, num: int, positions: jax.Array, table: jax.Array) -> jax.Array:
+    """int32 [num, P]: candidates 0..num-1 of one step at dimensions ``positions``
+    (standard normals in units of 2^-16).
 
     Args:
       key: uint32 [2], the step key.
       num: N, candidates per step (static).
       positions: uint32 [P], within-block dimension indices t.
+      table: int32 [65536], the normal quantile table.
     """
     pairs = (num + 1) // 2
     p = jnp.arange(pairs, dtype=jnp.uint32)[:, None]
     y0, y1 = _hash(key[0], key[1], p, positions[None, :])
     both = jnp.stack([y0, y1], axis=1).reshape(2 * pairs, positions.shape[0])
-    return _to_normal(both[:num])
+    return _to_normal(both[:num], table)
 
 
-def one_candidate(key: jax.Array, index: jax.Array, positions: jax.Array) -> jax.Array:
-    """float32 [P]: candidate ``index`` of one step at dimensions ``positions``;
-    equal to ``all_candidates(key, N, positions)[index]``."""
+def one_candidate(key: jax.Array, index: jax.Array, positions: jax.Array, table: jax.Array) -> jax.Array:
+    """int32 [P]: candidate ``index`` of one step at dimensions ``positions``;
+    equal to ``all_candidates(key, N, positions, table)[index]``."""
     index = index.astype(jnp.uint32)
     y0, y1 = _hash(key[0], key[1], index >> 1, positions)
-    return _to_normal(jnp.where((index & 1) == 0, y0, y1))
+    return _to_normal(jnp.where((index & 1) == 0, y0, y1), table)
 
 
 def path_key(key: jax.Array, path: jax.Array) -> jax.Array:
@@ -117,7 +113,7 @@ def extend_path(key: jax.Array, path: jax.Array, index: jax.Array) -> jax.Array:
 
 
 def signs(beam_key: jax.Array, positions: jax.Array) -> jax.Array:
-    """float32 [..., P] of +-1: a beam's random sign flip of every dimension.
+    """int32 [..., P] of +-1: a beam's random sign flip of every dimension.
 
     A candidate of a beam is ``signs * candidate``: still N(0, 1) i.i.d. over
     the candidates of the step, but a different direction for every beam, so
@@ -131,7 +127,7 @@ def signs(beam_key: jax.Array, positions: jax.Array) -> jax.Array:
     x = x ^ lax.shift_right_logical(x, jnp.uint32(13))
     x = x * jnp.uint32(0xC2B2AE35)
     x = x ^ lax.shift_right_logical(x, jnp.uint32(16))
-    return 1.0 - 2.0 * lax.shift_right_logical(x, jnp.uint32(31)).astype(jnp.float32)
+    return 1 - 2 * lax.shift_right_logical(x, jnp.uint32(31)).astype(jnp.int32)
 
 
 def permutation(seed: int, stream: int, size: int) -> np.ndarray:

@@ -2,36 +2,73 @@
 
 A block coded in K steps writes z - mu_p = a_1 + ... + a_K with
 a_k ~ N(0, f_k * sigma_p^2) under the prior, where the fractions f_k sum to 1.
-Schedules are pure functions of K computed in float64 numpy, identically by
-encoder and decoder.
+
+The decoder needs the schedule exactly, so it is integer: each schedule
+gives variances V_k (integers summing to 2^30 over a block's steps) by
+integer arithmetic, and the step's candidate scale sqrt(V_k / 2^30) is a
+15-bit mantissa and a shift (:func:`step_scales`) from an exact integer
+square root. The fractions f_k = V_k / 2^30 (float64) are for the
+encoder's scoring only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 PAPER_EXPONENT = 0.7864636765648174  # the original iREC code's power law
+VARIANCE_BITS = 30  # a block's step variances are integers summing to 2^30
 
 
 @runtime_checkable
 class AuxSchedule(Protocol):
     """Splits the prior variance of a block over its auxiliary steps."""
 
-    def fractions(self, steps: np.ndarray, length: int) -> np.ndarray:
-        """Per-step variance fractions.
-
-        Args:
-          steps: int array [nb], steps K_b >= 0 of each block.
-          length: padded length L >= max(steps).
-
-        Returns:
-          float64 array [nb, L]: f[b, k] > 0 for k < K_b, summing to exactly 1
-          over those steps, and 0 for k >= K_b.
-        """
+    def step_variances(self, k: int) -> tuple[int, ...]:
+        """Integer variances V_0..V_{K-1} >= 0 of the K steps of a block,
+        summing to exactly 2^VARIANCE_BITS (integer arithmetic only)."""
         ...
+
+
+def variances(schedule: AuxSchedule, steps: np.ndarray, length: int) -> np.ndarray:
+    """int64 [nb, L]: V[b, k] of every block's live steps k < K_b, 0 after."""
+    steps = _validate(steps, length)
+    out = np.zeros((steps.shape[0], length), np.int64)
+    for k in np.unique(steps):
+        if k > 0:
+            out[steps == k, :k] = np.asarray(schedule.step_variances(int(k)), np.int64)
+    return out
+
+
+def fractions(schedule: AuxSchedule, steps: np.ndarray, length: int) -> np.ndarray:
+    """float64 [nb, L]: f[b, k] = V[b, k] / 2^30 (for scoring; sums to 1 over live steps)."""
+    return variances(schedule, steps, length) / float(1 << VARIANCE_BITS)
+
+
+@functools.lru_cache(maxsize=4096)
+def _scale(v: int) -> tuple[int, int]:
+    t = math.isqrt(v << VARIANCE_BITS)  # floor(2^30 sqrt(v / 2^30)); >= 2^15 for v >= 1
+    if t == 0:
+        return 0, 30
+    b = t.bit_length()
+    return t >> (b - 15), 45 - b
+
+
+def step_scales(var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate scales of integer variances V [...] as (mant, shift) int32 [...]:
+    with t = isqrt(V 2^30) (= floor(2^30 sqrt(V / 2^30))) of bit length b,
+    mant = t >> (b - 15) in [2^14, 2^15) and shift = 45 - b, so that
+    mant 2^-shift is sqrt(V / 2^30) truncated to 15 bits (0, 30 for V = 0)."""
+    var = np.asarray(var, np.int64)
+    mant = np.zeros(var.shape, np.int32)
+    shift = np.full(var.shape, 30, np.int32)
+    for v in np.unique(var):
+        mant[var == v], shift[var == v] = _scale(int(v))
+    return mant, shift
 
 
 def _validate(steps: np.ndarray, length: int) -> np.ndarray:
@@ -44,32 +81,39 @@ def _validate(steps: np.ndarray, length: int) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class PowerLawSchedule:
     """The published schedule: at step k (0-based) of K, take the fraction
-    r_k = (K - k)^(-exponent) of the variance still remaining. The last step
-    (r = 1) takes all that remains."""
+    r_{K-k} = (K - k)^(-exponent) of the variance still remaining; the last
+    step (r_1 = 1) takes all that remains. In integers: R = 2^30, then
+    V_k = floor(R r_{K-k} / 2^30) and R -= V_k, with r_j =
+    round(2^30 j^-exponent) from Decimal arithmetic
+    (``irec_jax.exact.tables.power_law_ratio``; the exponent's shortest
+    decimal form)."""
 
     exponent: float = PAPER_EXPONENT
 
-    def fractions(self, steps: np.ndarray, length: int) -> np.ndarray:
-        steps = _validate(steps, length)
-        k = np.arange(length, dtype=np.float64)[None, :]
-        left = steps[:, None].astype(np.float64) - k  # K - k, >= 1 on live steps
-        live = left >= 1.0
-        r = np.where(live, np.maximum(left, 1.0) ** (-self.exponent), 0.0)
-        # Remaining variance before step k: prod_{j<k} (1 - r_j).
-        keep = np.cumprod(1.0 - r, axis=1)
-        before = np.concatenate([np.ones_like(keep[:, :1]), keep[:, :-1]], axis=1)
-        return np.where(live, r * before, 0.0)
+    def step_variances(self, k: int) -> tuple[int, ...]:
+        return _power_law(repr(float(self.exponent)), int(k))
+
+
+@functools.lru_cache(maxsize=1024)
+def _power_law(exponent: str, k: int) -> tuple[int, ...]:
+    from irec_jax.exact.tables import power_law_ratio
+
+    rest, out = 1 << VARIANCE_BITS, []
+    for i in range(k - 1):
+        v = (rest * power_law_ratio(k - i, exponent)) >> VARIANCE_BITS
+        out.append(v)
+        rest -= v
+    return tuple(out) + (rest,)
 
 
 @dataclasses.dataclass(frozen=True)
 class EqualSchedule:
-    """Every step takes the same fraction 1/K of the prior variance."""
+    """Every step takes the same variance floor(2^30 / K); the last step also
+    takes the remainder."""
 
-    def fractions(self, steps: np.ndarray, length: int) -> np.ndarray:
-        steps = _validate(steps, length)
-        k = np.arange(length)[None, :]
-        live = k < steps[:, None]
-        return np.where(live, 1.0 / np.maximum(steps[:, None], 1), 0.0)
+    def step_variances(self, k: int) -> tuple[int, ...]:
+        each = (1 << VARIANCE_BITS) // k
+        return (each,) * (k - 1) + ((1 << VARIANCE_BITS) - each * (k - 1),)
 
 
 def cumulative(fractions: np.ndarray) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Exact integer arithmetic shared by encoder and decoder: constant tables and integer ops."""

@@ -1,0 +1,157 @@
+"""Integer operations of the decoder path, in JAX, exact on every backend.
+
+Everything here is int32 arithmetic (adds, multiplies, shifts, compares,
+gathers), which XLA defines bit for bit on every CPU, GPU and TPU, plus one
+float32 matrix product whose operands are small integers: products of an
+8-bit weight (|w| <= 127) and an 8-bit digit (0..255 or -128..127), summed
+over at most ``MAX_FAN_IN`` terms, so every partial sum is an integer below
+2^24 and no summation order, FMA, TF32 or bf16 pass can round it.
+
+Fixed-point units (format constants, ``docs/format.md``):
+
+* activations, the top-down state and latents: integers in units of
+  2^-``ACT_BITS``;
+* a positive scale factor is a pair (mant, shift) meaning mant * 2^-shift,
+  0 <= mant <= 2^15, applied by :func:`mul_shift`.
+
+The numpy reference decoder (``irec_jax.reference``) implements the same
+functions independently with Python integers; tests check they agree.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from irec_jax.exact.units import ACT_BITS  # noqa: F401  (re-exported)
+
+CONV_INPUT_LIMIT = 1 << 15  # conv inputs are clipped to [-2^15, 2^15 - 1] (two 8-bit digits)
+WEIGHT_LIMIT = 127  # |integer weight| <= 127
+MAX_FAN_IN = 512  # 255 * 127 * 512 < 2^24: every partial sum of one digit is exact in float32
+MAX_MANT = 1 << 15  # mul_shift multiplier range [0, 2^15]
+MAX_SHIFT = 46
+
+
+def _i32(x) -> jax.Array:
+    return jnp.asarray(x, jnp.int32)
+
+
+def mul_shift(a: jax.Array, mant: jax.Array, shift: jax.Array) -> jax.Array:
+    """round(a * mant / 2^shift), halves rounded up, computed exactly in int32.
+
+    Args (broadcastable, int32): ``a`` with |a| < 2^31; ``mant`` in
+    [0, 2^15]; ``shift`` in [0, 46]. The result must fit in int32 (the caller
+    bounds it); it equals ``floor((a * mant + 2^(shift-1)) / 2^shift)`` in
+    exact integer arithmetic (``a * mant`` for shift 0).
+
+    Method: a = hi * 2^16 + lo with lo in [0, 2^16); hi * mant and lo * mant
+    both fit 32 bits, and the rounding offset is split the same way.
+    """
+    a, mant, shift = _i32(a), _i32(mant), _i32(shift)
+    hi = jnp.right_shift(a, 16)  # arithmetic: floor(a / 2^16)
+    lo = (a & 0xFFFF).astype(jnp.uint32)
+    p_hi = hi * mant  # |.| <= 2^30
+    p_lo = lo * mant.astype(jnp.uint32)  # < 2^31
+    # shift >= 16: floor((p_hi 2^16 + p_lo + 2^(s-1)) / 2^s)
+    #   = (p_hi + r_hi + ((p_lo + r_lo) >> 16)) >> (s - 16), 2^(s-1) = r_hi 2^16 + r_lo.
+    s_big = jnp.clip(shift, 16, MAX_SHIFT)
+    r_hi = jnp.where(s_big >= 17, jnp.left_shift(jnp.int32(1), jnp.clip(s_big - 17, 0, 30)), 0)
+    r_lo = jnp.where(s_big == 16, jnp.uint32(1 << 15), jnp.uint32(0))
+    carry = jnp.right_shift(p_lo + r_lo, jnp.uint32(16)).astype(jnp.int32)
+    big = jnp.right_shift(p_hi + r_hi + carry, s_big - 16)
+    # shift < 16: p_hi 2^(16-s) + ((p_lo + 2^(s-1)) >> s).
+    s_small = jnp.clip(shift, 0, 15)
+    r = jnp.where(s_small >= 1, jnp.left_shift(jnp.uint32(1), jnp.clip(s_small - 1, 0, 14).astype(jnp.uint32)),
+                  jnp.uint32(0))
+    small = jnp.left_shift(p_hi, 16 - s_small) + jnp.right_shift(
+        p_lo + r, s_small.astype(jnp.uint32)).astype(jnp.int32)
+    return jnp.where(shift >= 16, big, small)
+
+
+def round_shift(a: jax.Array, shift: int) -> jax.Array:
+    """round(a / 2^shift), halves up: floor((a + 2^(shift-1)) / 2^shift); int32, shift >= 1."""
+    a = _i32(a)
+    return jnp.right_shift(a + jnp.int32(1 << (shift - 1)), shift)
+
+
+def elu(x: jax.Array, table: jax.Array) -> jax.Array:
+    """ELU in units of 2^-ACT_BITS: x for x >= 0, else -table[min(-x, len - 1)].
+
+    ``table`` is ``irec_jax.exact.tables.elu_table()`` (int32 [8192]:
+    round(1024 (1 - exp(-i / 1024)))).
+    """
+    x = _i32(x)
+    neg = table[jnp.minimum(-jnp.minimum(x, 0), table.shape[0] - 1)]
+    return jnp.where(x >= 0, x, -neg)
+
+
+def lookup(x: jax.Array, table: jax.Array, *, drop_bits: int, offset: int) -> jax.Array:
+    """table[clip(round(x / 2^drop_bits) + offset, 0, len - 1)]: a table indexed
+    by a coarsened activation (e.g. a scale from its raw network output)."""
+    i = round_shift(x, drop_bits) + jnp.int32(offset)
+    return table[jnp.clip(i, 0, table.shape[0] - 1)]
+
+
+def patches3x3(x: jax.Array) -> jax.Array:
+    """[B, H, W, C] -> [B, H, W, 9 C]: the 3x3 neighbourhood of every position
+    (zero padding), ordered (dy, dx, c) row-major, by slicing only."""
+    b, h, w, c = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    cols = [xp[:, dy:dy + h, dx:dx + w, :] for dy in range(3) for dx in range(3)]
+    return jnp.concatenate(cols, axis=-1)
+
+
+def exact_matmul(a: jax.Array, w: jax.Array) -> jax.Array:
+    """Exact int32 [N, O] = a [N, K] (int32, clipped to [-2^15, 2^15)) @ w [K, O]
+    (float32 holding integers in [-127, 127]), K <= MAX_FAN_IN.
+
+    a = 256 hi + lo with lo in [0, 255], hi in [-128, 127]; both digits go
+    through one float32 product (at HIGHEST precision, so no backend drops
+    bits), each partial sum an integer below 2^24, then recombine in int32.
+    """
+    if a.shape[-1] > MAX_FAN_IN:
+        raise ValueError(f"fan-in {a.shape[-1]} > {MAX_FAN_IN}: not exact in float32")
+    a = jnp.clip(_i32(a), -CONV_INPUT_LIMIT, CONV_INPUT_LIMIT - 1)
+    digits = jnp.stack([a & 255, jnp.right_shift(a, 8)]).astype(jnp.float32)
+    out = jnp.matmul(digits, w, precision=lax.Precision.HIGHEST,
+                     preferred_element_type=jnp.float32).astype(jnp.int32)
+    return out[1] * 256 + out[0]
+
+
+def conv3x3(x: jax.Array, w: jax.Array, mant: jax.Array, shift: jax.Array, bias: jax.Array) -> jax.Array:
+    """Integer 3x3 SAME convolution (cross-correlation, as ``flax.linen.Conv``).
+
+    Args:
+      x: int32 [B, H, W, C] activations (units 2^-ACT_BITS).
+      w: float32 [9 C, O] integer weights, rows ordered (dy, dx, c).
+      mant, shift: int32 [O], the per-channel rescale mant * 2^-shift.
+      bias: int32 [O], units 2^-ACT_BITS.
+
+    Returns:
+      int32 [B, H, W, O]: mul_shift(sum w x, mant, shift) + bias.
+    """
+    b, h, ww, _ = x.shape
+    acc = exact_matmul(patches3x3(x).reshape(b * h * ww, -1), w)
+    return (mul_shift(acc, mant, shift) + bias).reshape(b, h, ww, -1)
+
+
+def deconv5x5s2(x: jax.Array, w: jax.Array, mant: jax.Array, shift: jax.Array, bias: jax.Array) -> jax.Array:
+    """Integer 5x5 stride-2 SAME transposed convolution (as
+    ``flax.linen.ConvTranspose``), by its sub-pixel form: output pixel
+    (2i + py, 2j + px) is a 3x3 correlation of the input around (i, j) with the
+    taps of phase (py, px).
+
+    Args:
+      x: int32 [B, h, w, C]. w: float32 [9 C, 4 O] integer weights (columns
+        ordered (py, px, o)); mant, shift, bias: int32 [O].
+
+    Returns:
+      int32 [B, 2h, 2w, O].
+    """
+    b, h, ww, _ = x.shape
+    o = bias.shape[0]
+    acc = exact_matmul(patches3x3(x).reshape(b * h * ww, -1), w).reshape(b * h * ww, 4, o)
+    y = mul_shift(acc, mant, shift) + bias
+    y = y.reshape(b, h, ww, 2, 2, o).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(b, 2 * h, 2 * ww, o)

@@ -1,0 +1,384 @@
+"""The RVAE with an integer generative path: what the decoder computes is exact.
+
+The decoder repeats the generative half of the model (top-down stream,
+priors, pixel likelihood) and must get the same bits as the encoder on any
+CPU, GPU or TPU. Here that half is integer arithmetic
+(:mod:`irec_jax.exact.intops`); the encoder-only half (bottom-up pass,
+posteriors) stays float.
+
+Integer form of a trained float RVAE (:func:`quantize`, deterministic: only
+IEEE-exact float64 operations and Decimal tables):
+
+* every top-down conv and the head's transposed conv: int8 weights per output
+  channel (w_q = round(127 w / max|w_c|)), a rescale mant * 2^-shift
+  (15-bit mantissa) folding max|w_c| / 127 and the residual scale 0.1, and an
+  integer bias, all in activation units 2^-10 (``ACT_BITS``);
+* ELU by table; the learned top state rounded to 2^-10;
+* scales by tables indexed by the raw output rounded to 2^-6 over [-20, 20):
+  latent scales as (mant, shift) with mant in [2^14, 2^15), pixel scales as
+  1/s in units 2^-16, computed in Decimal from the float model's formula
+  ``floor + init * softplus(raw + softplus^-1(1))``.
+
+Outputs to the rest of the codec:
+
+* ``prior``: a :class:`Gaussian` of float32 values that are exactly the
+  integers loc * 2^-10 and mant * 2^-shift (the coder recovers them exactly);
+* ``advance`` takes float32 latents on the 2^-10 grid (rounded if not);
+* ``likelihood``: a :class:`QuantizedLogistic` (integer loc in 2^-11 levels,
+  integer 1/scale in 2^-16 per level) that the entropy layer turns into
+  frequency tables with integer arithmetic only.
+
+Parameters (``params``)::
+
+    {"encoder": {"stem", "up"}            float32, the float RVAE's bottom-up half
+     "top": {"h": int32 [C]},
+     "down": {"conv1" | "conv2": {"w": int8 [L, 9 Cin, O], "mant", "shift", "bias": int32 [L, O]}},
+     "head": {"w": int8 [9 C, 4 O], "mant", "shift", "bias": int32 [O](, "raw": int32 [C_img])},
+     "tables": {"latent_mant", "latent_shift", "pixel_inv": int32 [RAW_COUNT]}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from irec_jax.exact import intops
+from irec_jax.exact.units import ACT_BITS, RAW_COUNT, RAW_MIN, RAW_STEP_BITS
+from irec_jax.models import likelihoods as lik
+from irec_jax.models import rvae
+from irec_jax.models.interface import Gaussian, Shape
+
+Params = Any
+_ACT = float(1 << ACT_BITS)
+_LOC_LIMIT = 1 << 20  # prior locations are clipped to +-1024 (units 2^-10)
+
+
+@struct.dataclass
+class IntState:
+    """The integer top-down stream between stochastic layers."""
+
+    h: jax.Array  # int32 [B, h, w, C], units 2^-ACT_BITS
+
+
+# ----------------------------------------------------------------------------
+# Conversion from float parameters.
+
+
+def _rescale(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 scale factors [...] -> (mant, shift) int32 with mant * 2^-shift
+    = scale to 15 significant bits (frexp and round: exact IEEE operations)."""
+    frac, exp = np.frexp(scale)
+    mant = np.round(frac * (1 << 15)).astype(np.int64)  # in [2^14, 2^15] (0 for scale 0)
+    shift = (15 - exp).astype(np.int64)
+    if np.any((shift < 0) | (shift > intops.MAX_SHIFT)):
+        raise ValueError(f"a rescale factor is out of range (max {float(np.max(scale)):.3g}, "
+                         f"min {float(np.min(scale[scale > 0], initial=1.0)):.3g})")
+    return mant.astype(np.int32), shift.astype(np.int32)
+
+
+def _quantize_dense(w: np.ndarray, b: np.ndarray, extra: float, fan_in: int | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Weights float [..., K, O] (per output channel over K), bias [..., O] ->
+    int8 weights, (mant, shift) and int32 bias so that the float layer
+    ``extra * (x @ w + b)`` in units 2^-10 becomes ``mul_shift(x @ w_q) + bias``."""
+    w = np.asarray(w, np.float64)
+    fan_in = w.shape[-2] if fan_in is None else fan_in
+    if fan_in > intops.MAX_FAN_IN:
+        raise ValueError(f"a layer has fan-in {fan_in} > {intops.MAX_FAN_IN}, which the "
+                         "integer path cannot sum exactly in float32")
+    wmax = np.max(np.abs(w), axis=-2, keepdims=True)  # [..., 1, O]
+    safe = np.where(wmax > 0, wmax, 1.0)
+    w_q = np.round(w / safe * intops.WEIGHT_LIMIT)
+    mant, shift = _rescale((wmax[..., 0, :] / intops.WEIGHT_LIMIT) * extra)
+    bias = np.round(np.asarray(b, np.float64) * extra * _ACT)
+    return {"w": w_q.astype(np.int8), "mant": mant, "shift": shift, "bias": bias.astype(np.int32)}
+
+
+def _deconv_taps(kernel_size: int = 5) -> np.ndarray:
+    """int [2 (phase), 3 (offset dy + 1)] -> kernel tap ky of flax's 5x5 stride-2
+    SAME ConvTranspose (-1: no tap), found by probing lax.conv_transpose with
+    impulses (integer-valued, so the probe itself is exact)."""
+    n = 8
+    k = np.arange(1, kernel_size + 1, dtype=np.float32)  # tap t has value t + 1
+    kern = np.zeros((kernel_size, 1, 1, 1), np.float32)
+    kern[:, 0, 0, 0] = k
+    taps = -np.ones((2, 3), np.int64)
+    for src in range(2, n - 2):
+        x = np.zeros((1, n, 1, 1), np.float32)
+        x[0, src, 0, 0] = 1.0
+        y = np.asarray(jax.lax.conv_transpose(jnp.asarray(x), jnp.asarray(kern), (2, 1), "SAME",
+                                              dimension_numbers=("NHWC", "HWIO", "NHWC")))[0, :, 0, 0]
+        for out in np.nonzero(y)[0]:
+            i, phase = divmod(int(out), 2)
+            dy = src - i
+            if not -1 <= dy <= 1:
+                raise AssertionError(f"transposed conv tap outside the 3x3 window (dy={dy})")
+            taps[phase, dy + 1] = int(round(float(y[out]))) - 1
+    return taps
+
+
+def _subpixel_kernel(kernel: np.ndarray) -> np.ndarray:
+    """flax ConvTranspose kernel [5, 5, C, O] -> [9 C, 4 O] for ``intops.deconv5x5s2``."""
+    taps = _deconv_taps(kernel.shape[0])
+    c, o = kernel.shape[2:]
+    out = np.zeros((3, 3, c, 2, 2, o), np.float64)
+    for py in range(2):
+        for px in range(2):
+            for dy in range(3):
+                for dx in range(3):
+                    ky, kx = taps[py, dy], taps[px, dx]
+                    if ky >= 0 and kx >= 0:
+                        out[dy, dx, :, py, px, :] = kernel[ky, kx]
+    return out.reshape(9 * c, 4 * o)
+
+
+def quantize(config: rvae.RVAEConfig, params: Params) -> Params:
+    """The integer form of a float RVAE's parameters (deterministic on every machine).
+
+    Raises ValueError for models the integer path cannot run exactly
+    (mixture likelihoods, fan-in above ``intops.MAX_FAN_IN``, kernel sizes
+    other than the RVAE's)."""
+    from irec_jax.exact import tables
+
+    if config.likelihood != "logistic":
+        raise ValueError("the integer decoder path supports the logistic pixel likelihood only; "
+                         f"this model uses {config.likelihood!r}")
+    f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
+    down = params["down"]
+    num_layers = config.num_layers
+
+    def conv3(p, extra):
+        k = f64(p["kernel"])  # [L, 3, 3, Cin, O]
+        if k.shape[1:3] != (3, 3):
+            raise ValueError(f"expected 3x3 kernels, got {k.shape}")
+        return _quantize_dense(k.reshape(num_layers, -1, k.shape[-1]), f64(p["bias"]), extra)
+
+    kernel = f64(params["head"]["deconv"]["kernel"])
+    if kernel.shape[:2] != (5, 5):
+        raise ValueError(f"expected a 5x5 head kernel, got {kernel.shape}")
+    head = _quantize_dense(kernel.reshape(-1, kernel.shape[-1]), f64(params["head"]["deconv"]["bias"]), 1.0,
+                           fan_in=9 * kernel.shape[2])  # at most 3x3 taps reach each output
+    # Quantize per output channel over the whole 5x5 kernel, then lay the int8
+    # taps out in sub-pixel form (a pure rearrangement, zeros where no tap).
+    head["w"] = _subpixel_kernel(head["w"].reshape(kernel.shape).astype(np.float64)).astype(np.int8)
+    if not config.predict_scale:
+        raw = f64(params["head"]["raw_scale"])
+        head["raw"] = np.round(raw * _ACT).astype(np.int32)
+    lat_mant, lat_shift, _ = tables.scale_table(repr(float(config.latent_min_scale)), "1.0", RAW_MIN,
+                                                RAW_COUNT, RAW_STEP_BITS)
+    _, _, pix_inv = tables.scale_table(repr(float(config.likelihood_min_scale)),
+                                       repr(float(config.likelihood_init_scale)), RAW_MIN, RAW_COUNT,
+                                       RAW_STEP_BITS)
+    return {
+        "encoder": {"stem": jax.tree.map(lambda a: np.asarray(a, np.float32), params["stem"]),
+                    "up": jax.tree.map(lambda a: np.asarray(a, np.float32), params["up"])},
+        "top": {"h": np.round(f64(params["top"]["h"]) * _ACT).astype(np.int32)},
+        "down": {"conv1": conv3(down["conv1"], 1.0), "conv2": conv3(down["conv2"], config.residual_scale)},
+        "head": head,
+        "tables": {"latent_mant": np.asarray(lat_mant, np.int32),
+                   "latent_shift": np.asarray(lat_shift, np.int32),
+                   "pixel_inv": np.asarray(pix_inv, np.int32)},
+    }
+
+
+def param_shapes(config: rvae.RVAEConfig) -> dict:
+    """Expected {path: (shape, dtype)} of the integer params (for validating loaded files)."""
+    c, z, n_l, ci = config.det_channels, config.stoch_channels, config.num_layers, config.image_channels
+    enc = jax.eval_shape(lambda: rvae.RVAE(config).init(jax.random.key(0)))
+
+    def dense(prefix, lead, k, o):
+        return {f"{prefix}/w": (lead + (k, o), "int8"), **{f"{prefix}/{n}": (lead + (o,), "int32")
+                                                           for n in ("mant", "shift", "bias")}}
+
+    out = {f"encoder/{k}": (tuple(v.shape), "float32")
+           for k, v in _flat(jax.tree.map(lambda a: a, {"stem": enc["stem"], "up": enc["up"]})).items()}
+    out["top/h"] = ((c,), "int32")
+    out.update(dense("down/conv1", (n_l,), 9 * c, 4 * z + c))
+    out.update(dense("down/conv2", (n_l,), 9 * (z + c), c))
+    out.update(dense("head", (), 9 * c, config.head_channels))
+    out["head/w"] = ((9 * c, 4 * config.head_channels), "int8")
+    if not config.predict_scale:
+        out["head/raw"] = ((ci,), "int32")
+    for name in ("latent_mant", "latent_shift", "pixel_inv"):
+        out[f"tables/{name}"] = ((RAW_COUNT,), "int32")
+    return out
+
+
+def _flat(tree: Any, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}{k}/"))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def check_params(config: rvae.RVAEConfig, params: Params) -> None:
+    """ValueError naming the first parameter whose shape or dtype is wrong."""
+    want = param_shapes(config)
+    got = {k: (tuple(np.shape(v)), str(np.asarray(v).dtype)) for k, v in _flat(params).items()}
+    if set(got) != set(want):
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        raise ValueError(f"integer parameters do not match the config: missing {missing[:3]}, "
+                         f"unexpected {extra[:3]}")
+    for k, spec in want.items():
+        if got[k] != spec:
+            raise ValueError(f"parameter {k}: expected shape/dtype {spec}, got {got[k]}")
+
+
+# ----------------------------------------------------------------------------
+# The integer generative path (jitted, config static).
+
+
+def _pow2_neg(shift: jax.Array) -> jax.Array:
+    """float32 2^-shift for int32 shift in [-126, 126], built from its bits (exact)."""
+    return jax.lax.bitcast_convert_type(jnp.left_shift(127 - shift, 23), jnp.float32)
+
+
+def _layer(stacked: Params, layer: jax.Array) -> Params:
+    return jax.tree.map(lambda p: jax.lax.dynamic_index_in_dim(p, layer, keepdims=False), stacked)
+
+
+def _conv(p: Params, x: jax.Array, elu_table: jax.Array) -> jax.Array:
+    return intops.conv3x3(intops.elu(x, elu_table), p["w"].astype(jnp.float32), p["mant"], p["shift"],
+                          p["bias"])
+
+
+def _scale_lookup(raw: jax.Array, table: jax.Array) -> jax.Array:
+    return intops.lookup(raw, table, drop_bits=ACT_BITS - RAW_STEP_BITS, offset=-RAW_MIN)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _features_jit(cfg: rvae.RVAEConfig, params: Params, h: jax.Array, layer: jax.Array,
+                  elu_table: jax.Array) -> jax.Array:
+    return _conv(_layer(params["down"]["conv1"], layer), h, elu_table)
+
+
+def _prior_from(cfg: rvae.RVAEConfig, params: Params, feats: jax.Array) -> Gaussian:
+    z = cfg.stoch_channels
+    loc = jnp.clip(feats[..., :z], -_LOC_LIMIT, _LOC_LIMIT)
+    raw = feats[..., z:2 * z]
+    mant = _scale_lookup(raw, params["tables"]["latent_mant"])
+    shift = _scale_lookup(raw, params["tables"]["latent_shift"])
+    return Gaussian(loc.astype(jnp.float32) * (1.0 / _ACT), mant.astype(jnp.float32) * _pow2_neg(shift))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _prior_jit(cfg, params, h, layer, elu_table) -> Gaussian:
+    return _prior_from(cfg, params, _features_jit(cfg, params, h, layer, elu_table))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _posterior_jit(cfg, params, h, acts: rvae.BottomUpActs, layer, elu_table) -> Gaussian:
+    z = cfg.stoch_channels
+    feats = _features_jit(cfg, params, h, layer, elu_table).astype(jnp.float32) * (1.0 / _ACT)
+    q_loc = jax.lax.dynamic_index_in_dim(acts.loc, layer, keepdims=False)
+    q_raw = jax.lax.dynamic_index_in_dim(acts.raw_scale, layer, keepdims=False)
+    return Gaussian(feats[..., 2 * z:3 * z] + q_loc,
+                    lik.positive_scale(feats[..., 3 * z:4 * z] + q_raw, cfg.latent_min_scale))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _advance_jit(cfg, params, h, z, layer, elu_table) -> jax.Array:
+    feats = _features_jit(cfg, params, h, layer, elu_table)
+    z_int = jnp.round(z.astype(jnp.float32) * _ACT).astype(jnp.int32)
+    merged = jnp.concatenate([z_int, feats[..., 4 * cfg.stoch_channels:]], axis=-1)
+    return h + _conv(_layer(params["down"]["conv2"], layer), merged, elu_table)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _likelihood_jit(cfg, params, h, elu_table) -> lik.QuantizedLogistic:
+    p = params["head"]
+    out = intops.deconv5x5s2(intops.elu(h, elu_table), p["w"].astype(jnp.float32), p["mant"], p["shift"],
+                             p["bias"])
+    c = cfg.image_channels
+    if cfg.predict_scale:
+        loc, raw = out[..., :c], out[..., c:]
+    else:
+        loc, raw = out, jnp.broadcast_to(p["raw"], out.shape)
+    # levels = 127.5 + 127.5 u with u = loc * 2^-10, in units 2^-11: 255 (2^10 + loc).
+    loc = 255 * (jnp.clip(loc, -(1 << 20), 1 << 20) + (1 << ACT_BITS))
+    return lik.QuantizedLogistic(loc=loc, inv_scale=_scale_lookup(raw, params["tables"]["pixel_inv"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class IntegerRVAE:
+    """The RVAE of ``config`` with the integer generative path (see module docstring).
+
+    Implements :class:`irec_jax.models.interface.HierarchicalVAE` with
+    integer parameters from :func:`quantize`. ``bottom_up`` and
+    ``posterior`` (encoder only) are float; ``initial_state``, ``prior``,
+    ``advance`` and ``likelihood`` are exact integer arithmetic.
+    """
+
+    config: rvae.RVAEConfig
+
+    @functools.cached_property
+    def _float(self) -> rvae.RVAE:
+        return rvae.RVAE(self.config)
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_layers
+
+    def check_images(self, x: jax.Array) -> None:
+        self._float.check_images(x)
+
+    def latent_shape(self, image_shape: Shape, layer: int = 0) -> Shape:
+        return self._float.latent_shape(image_shape, layer)
+
+    @staticmethod
+    def _elu() -> jax.Array:
+        from irec_jax.exact import tables
+        return jnp.asarray(tables.elu_table())
+
+    def _check(self, state: IntState, layer: int | None = None) -> None:
+        if layer is not None:
+            self._float._check_layer(layer)
+        shape = tuple(state.h.shape)
+        if len(shape) != 4 or shape[-1] != self.config.det_channels or state.h.dtype != jnp.int32:
+            raise ValueError(f"state.h must be int32 [B, h, w, {self.config.det_channels}], "
+                             f"got {state.h.dtype} {shape}")
+
+    def bottom_up(self, params: Params, x: jax.Array) -> rvae.BottomUpActs:
+        """Encoder only (float): bottom-up terms [L, B, h, w, Z] of images x [B, H, W, C]."""
+        return self._float.bottom_up(params["encoder"], x)
+
+    def initial_state(self, params: Params, image_shape: Shape) -> IntState:
+        """The learned top state, int32 [B, h, w, C]."""
+        b, h, w, _ = self.latent_shape(image_shape)
+        return IntState(h=jnp.broadcast_to(jnp.asarray(params["top"]["h"], jnp.int32),
+                                           (b, h, w, self.config.det_channels)))
+
+    def prior(self, params: Params, state: IntState, layer: int) -> Gaussian:
+        """Prior of ``layer``: float32 [B, h, w, Z] equal to loc_int 2^-10 and mant 2^-shift."""
+        self._check(state, layer)
+        return _prior_jit(self.config, params, state.h, jnp.int32(layer), self._elu())
+
+    def posterior(self, params: Params, state: IntState, acts: rvae.BottomUpActs, layer: int) -> Gaussian:
+        """Encoder only (float): posterior of ``layer``, [B, h, w, Z]."""
+        self._check(state, layer)
+        want = (self.config.num_layers, *state.h.shape[:3], self.config.stoch_channels)
+        if tuple(acts.loc.shape) != want:
+            raise ValueError(f"bottom-up acts must have shape {want}, got {tuple(acts.loc.shape)}")
+        return _posterior_jit(self.config, params, state.h, acts, jnp.int32(layer), self._elu())
+
+    def advance(self, params: Params, state: IntState, z: jax.Array, layer: int) -> IntState:
+        """Feed latent z [B, h, w, Z] (float, rounded to the 2^-10 grid) into the stream."""
+        self._check(state, layer)
+        want = (*state.h.shape[:3], self.config.stoch_channels)
+        if tuple(z.shape) != want:
+            raise ValueError(f"z for layer {layer} must have shape {want}, got {tuple(z.shape)}")
+        return IntState(h=_advance_jit(self.config, params, state.h, jnp.asarray(z), jnp.int32(layer),
+                                       self._elu()))
+
+    def likelihood(self, params: Params, state: IntState) -> lik.QuantizedLogistic:
+        """Integer pixel likelihood [B, H, W, C_img]."""
+        self._check(state)
+        return _likelihood_jit(self.config, params, state.h, self._elu())
