@@ -63,6 +63,13 @@ def logistic_for(pixels: np.ndarray) -> E.Logistic:
     return E.Logistic(*predictor_params(pixels))
 
 
+def quantized_for(pixels: np.ndarray) -> E.QuantizedLogistic:
+    """``logistic_for`` in the integer form the codec's models produce."""
+    loc, log_scale = predictor_params(pixels)
+    return E.QuantizedLogistic(np.round(loc * 2048).astype(np.int32),
+                               np.round(65536 * np.exp(-log_scale)).astype(np.int32))
+
+
 def mixture_for(pixels: np.ndarray, k: int = 3) -> E.LogisticMixture:
     loc, log_scale = predictor_params(pixels)
     offsets = np.linspace(-4.0, 4.0, k)
@@ -101,6 +108,8 @@ def _toy_likelihood(base: E.Likelihood, header: E.Header,
         layer.steps.astype("<i8").tobytes() + layer.indices.astype("<i8").tobytes()
         for layer in layers))
     shift = (key % 997) / 997 - 0.5
+    if isinstance(base, E.QuantizedLogistic):
+        return E.QuantizedLogistic(base.loc + int(round(shift * 2048)), base.inv_scale)
     if isinstance(base, E.Logistic):
         return E.Logistic(base.loc + shift, base.log_scale)
     return E.LogisticMixture(base.logits, base.loc + shift, base.log_scale)
@@ -472,6 +481,10 @@ def _golden_cases() -> dict[str, dict]:
             pixels=img[400:416, 10:30, 1:2], family="logistic", model=0,
             settings=E.CoderSettings(omega=3.0, epsilon=0.2, beams=20, seed=5),
             index_model="table", layers=fake_layers(rng, 36)),
+        "quantized_40x24_rgb": dict(
+            pixels=img[200:224, 100:140], family="quantized", model=0,
+            settings=E.CoderSettings(), index_model="uniform",
+            layers=fake_layers(rng, 36)),
     }
 
 
@@ -482,8 +495,8 @@ def _golden_index_model(name: str, n: int) -> E.IndexModel:
 
 
 def _save_inputs(path: pathlib.Path, case: dict) -> None:
-    base = logistic_for(case["pixels"]) if case["family"] == "logistic" \
-        else mixture_for(case["pixels"])
+    base = {"logistic": logistic_for, "mixture": mixture_for,
+            "quantized": quantized_for}[case["family"]](case["pixels"])
     arrays = {f"param_{k}": v for k, v in vars(base).items()}
     for i, layer in enumerate(case["layers"]):
         arrays[f"steps_{i}"], arrays[f"indices_{i}"] = layer.steps, layer.indices
@@ -492,8 +505,12 @@ def _save_inputs(path: pathlib.Path, case: dict) -> None:
 
 def _load_inputs(path: pathlib.Path, family: str):
     z = np.load(path)
-    base = E.Logistic(z["param_loc"], z["param_log_scale"]) if family == "logistic" else \
-        E.LogisticMixture(z["param_logits"], z["param_loc"], z["param_log_scale"])
+    if family == "quantized":
+        base = E.QuantizedLogistic(z["param_loc"], z["param_inv_scale"])
+    elif family == "logistic":
+        base = E.Logistic(z["param_loc"], z["param_log_scale"])
+    else:
+        base = E.LogisticMixture(z["param_logits"], z["param_loc"], z["param_log_scale"])
     layers = [E.LayerIndices(z[f"steps_{i}"], z[f"indices_{i}"])
               for i in range(sum(k.startswith("steps_") for k in z.files))]
     return z["pixels"], base, layers

@@ -15,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from irec_jax.bench.synthetic import gaussian_pair
+from irec_jax.exact import tables as exact_tables
+from irec_jax.rec import schedule as schedule_lib
 from irec_jax.rec import (
     EqualSchedule,
     PowerLawSchedule,
@@ -143,11 +145,16 @@ open(sys.argv[2], "w").write(z.tobytes().hex())
 """
 
 
-def test_decoding_in_another_process_is_bit_exact(tmp_path):
+@pytest.mark.parametrize("xla_flags", ["", "--xla_cpu_max_isa=SSE4_2", "--xla_cpu_max_isa=AVX2",
+                                       "--xla_cpu_multi_thread_eigen=false"])
+def test_decoding_in_another_process_is_bit_exact(tmp_path, xla_flags):
+    """Encoded under XLA's default CPU code path, decoded in a fresh process on another one."""
     code_file, out_file = tmp_path / "code.json", tmp_path / "z.hex"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
     subprocess.run([sys.executable, "-c", _ENCODE, str(code_file)], check=True, env=env)
-    subprocess.run([sys.executable, "-c", _DECODE, str(code_file), str(out_file)], check=True, env=env)
+    subprocess.run([sys.executable, "-c", _DECODE, str(code_file), str(out_file)], check=True,
+                   env=dict(env, XLA_FLAGS=xla_flags))
     sent = json.loads(code_file.read_text())
     assert out_file.read_text() == sent["z"]
     # And this process agrees with both.
@@ -217,30 +224,38 @@ def test_one_beam_is_argmax_importance_sampling():
     delta = (pair.q_loc / pair.p_scale)[lay.perm].astype(np.float64)
     r2 = ((pair.q_scale / pair.p_scale) ** 2)[lay.perm]
     K = int(code.steps[0])
-    frac = s.schedule.fractions(np.array([K]), K)[0]
+    var = schedule_lib.variances(s.schedule, np.array([K]), K)[0]
+    mant, shift = schedule_lib.step_scales(var)
+    s2 = np.ldexp(mant.astype(np.float64), -shift) ** 2
+    frac = s2 / s2.sum()
+    table = jnp.asarray(exact_tables.normal_quantiles())
     layer_key = rng.layer_key(jnp.uint32(s.seed), jnp.uint32(0))
     keys = np.asarray(rng.step_keys(layer_key, 1, K))[0]
     positions = jnp.arange(dims, dtype=jnp.uint32)
-    x = np.zeros(dims)
+    x = np.zeros(dims, np.int64)  # the exact partial sum, units 2^-16
     path = jnp.zeros((), jnp.uint32)
     rho = 0.0
     for k in range(K):
         key = jnp.asarray(keys[k])
-        sign = np.asarray(rng.signs(rng.path_key(key, path), positions), np.float64)
-        cands = np.asarray(rng.all_candidates(key, s.num_candidates, positions), np.float64)
+        sign = np.asarray(rng.signs(rng.path_key(key, path), positions), np.int64)
+        cands = np.asarray(rng.all_candidates(key, s.num_candidates, positions, table), np.int64)
+        scaled = (cands * int(mant[k]) + (1 << (int(shift[k]) - 1))) >> int(shift[k])  # mul_shift
         rho = 1.0 if k == K - 1 else rho + frac[k]
-        b = x[None, :] + math.sqrt(frac[k]) * sign[None, :] * cands
+        b_int = x[None, :] + sign[None, :] * scaled
+        b = b_int * 2.0**-16
         var_q = rho * rho * r2 + rho * (1.0 - rho)
         score = np.sum(-0.5 * (b - rho * delta) ** 2 / var_q - 0.5 * np.log(var_q) + 0.5 * b * b / rho, axis=1)
         chosen = int(code.indices[k])
         best = int(np.argmax(score))
         if chosen != best:  # only a float32 near-tie may differ
             assert score[best] - score[chosen] < 1e-3 * max(1.0, abs(score[best]))
-        x = b[chosen]
+        x = b_int[chosen]
         path = rng.extend_path(key, path, jnp.int32(chosen))
+    # Decoded exactly: z = loc + round(x sigma) on the 2^-10 grid.
     z_ref = np.empty(dims)
-    z_ref[lay.perm] = x
-    np.testing.assert_allclose(z, z_ref * pair.p_scale + pair.p_loc, rtol=1e-5, atol=1e-5)
+    z_ref[lay.perm] = x * 2.0**-16
+    np.testing.assert_allclose(z, z_ref * pair.p_scale + pair.p_loc, rtol=0, atol=2.0**-10 * 0.51 + 1e-4)
+    assert np.all(np.round(z * 1024) == z * 1024)
 
 
 def test_beams_give_a_sample_that_looks_like_the_posterior():
@@ -267,14 +282,16 @@ def test_hash_is_threefry_2x32():
 
 
 def test_candidate_regeneration_matches_the_full_draw():
+    table = jnp.asarray(exact_tables.normal_quantiles())
     key = rng.step_keys(rng.layer_key(jnp.uint32(5), jnp.uint32(1)), 2, 3)[1, 2]
     positions = jnp.asarray([0, 3, 7, 100, 4095], jnp.uint32)
-    every = np.asarray(rng.all_candidates(key, 37, positions))
-    assert every.shape == (37, 5)
+    every = np.asarray(rng.all_candidates(key, 37, positions, table))
+    assert every.shape == (37, 5) and every.dtype == np.int32
     for i in (0, 1, 17, 36):
-        np.testing.assert_array_equal(np.asarray(rng.one_candidate(key, jnp.int32(i), positions)), every[i])
-    # Standard normal draws.
-    many = np.asarray(rng.all_candidates(key, 200, jnp.arange(500, dtype=jnp.uint32))).ravel()
+        np.testing.assert_array_equal(np.asarray(rng.one_candidate(key, jnp.int32(i), positions, table)),
+                                      every[i])
+    # Standard normal draws (integers in units of 2^-16).
+    many = np.asarray(rng.all_candidates(key, 200, jnp.arange(500, dtype=jnp.uint32), table)).ravel() * 2.0**-16
     assert abs(many.mean()) < 0.02 and abs(many.std() - 1.0) < 0.02
     assert abs(np.mean(many**4) - 3.0) < 0.1  # Gaussian kurtosis
 
@@ -298,19 +315,32 @@ def test_power_law_follows_the_published_recurrence():
         r = (K - k) ** (-e)
         expect.append(r * remaining)
         remaining -= r * remaining
-    got = PowerLawSchedule().fractions(np.array([K, 2]), 9)
-    np.testing.assert_allclose(got[0, :K], expect, rtol=1e-12)
-    assert np.all(got[0, K:] == 0) and got[1, 2:].sum() == 0
-    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-12)
+    var = schedule_lib.variances(PowerLawSchedule(), np.array([K, 2]), 9)
+    assert var.dtype == np.int64
+    np.testing.assert_allclose(var[0, :K] / 2.0**30, expect, rtol=1e-7)
+    assert np.all(var[0, K:] == 0) and var[1, 2:].sum() == 0
+    assert np.all(var.sum(axis=1) == 1 << 30)  # exactly, in integers
 
 
 @pytest.mark.parametrize("schedule", [PowerLawSchedule(), PowerLawSchedule(0.5), EqualSchedule()])
 def test_schedules_are_positive_and_sum_to_one(schedule):
     steps = np.array([1, 2, 5, 64])
-    f = schedule.fractions(steps, 64)
+    var = schedule_lib.variances(schedule, steps, 64)
     live = np.arange(64)[None, :] < steps[:, None]
-    assert np.all(f[live] > 0) and np.all(f[~live] == 0)
+    assert np.all(var[live] > 0) and np.all(var[~live] == 0)
+    assert np.all(var.sum(axis=1) == 1 << 30)
+    f = schedule_lib.fractions(schedule, steps, 64)
     np.testing.assert_allclose(f.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_step_scales_are_truncated_square_roots():
+    var = np.array([1 << 30, 1 << 28, 12345678, 3, 0])
+    mant, shift = schedule_lib.step_scales(var)
+    assert np.all((mant[:-1] >= 1 << 14) & (mant[:-1] < 1 << 15)) and mant[-1] == 0
+    s = np.ldexp(mant.astype(np.float64), -shift)
+    exact = np.sqrt(var / 2.0**30)
+    assert np.all(s <= exact) and np.all(exact - s <= np.maximum(exact * 2.0**-14, 2.0**-30))
+    assert s[0] == 1.0 and s[1] == 0.5
 
 
 # ---------------------------------------------------------------------------
@@ -391,11 +421,12 @@ def test_bad_codes_raise_value_error():
         decode(code, pair.p_loc, pair.p_scale[:-1], s)
 
 
-def test_normals_are_finite_and_symmetric_at_the_extremes():
-    """The largest 24-bit uniform once rounded to u = 1 in float32 and gave an infinite sample."""
+def test_normals_come_from_the_quantile_table_and_are_symmetric():
+    """Candidates are table entries of the top 16 hash bits: integers, finite, antisymmetric."""
     from irec_jax.rec import rng
-    bits = jnp.array([0, 0xFF, 0xFFFFFFFF, 0xFFFFFF00, 0x7FFFFFFF, 0x80000000], jnp.uint32)
-    n = np.asarray(rng._to_normal(bits))
-    assert np.isfinite(n).all()
+    table = jnp.asarray(exact_tables.normal_quantiles())
+    bits = jnp.array([0, 0xFF, 0xFFFFFFFF, 0xFFFF0000, 0x7FFFFFFF, 0x80000000], jnp.uint32)
+    n = np.asarray(rng._to_normal(bits, table))
+    assert n.dtype == np.int32
     assert n[0] == -n[2] and n[1] == n[0] and n[3] == n[2] and n[4] == -n[5]
-    assert 5.0 < n[2] < 6.0
+    assert 4.3 < n[2] * 2.0**-16 < 4.4
