@@ -1,0 +1,140 @@
+"""The integer generative path: exact primitives, the conversion, agreement with the float model."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from irec_jax import imageio, modelzoo
+from irec_jax.assets import bundled_images
+from irec_jax.exact import intops
+from irec_jax.exact import tables as exact_tables
+from irec_jax.models import RVAE, RVAEConfig, integer
+
+SMALL = RVAEConfig(num_layers=2, det_channels=8, stoch_channels=4, predict_scale=True)
+
+
+def _round_mul_shift(a, m, s) -> np.ndarray:
+    """The definition, in Python integers: floor((a m + 2^(s-1)) / 2^s)."""
+    return np.array([(int(x) * int(y) + ((1 << (int(z) - 1)) if z else 0)) >> int(z)
+                     for x, y, z in zip(a, m, s)], dtype=object)
+
+
+def test_mul_shift_is_exact_rounding_including_extremes():
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.integers(-2**31, 2**31, 4000), rng.integers(-2**19, 2**19, 4000),
+                        [2**31 - 1, -2**31, 0, -1, 1, 65535, -65536]])
+    m = np.concatenate([rng.integers(0, 2**15 + 1, a.size - 4), [0, 1, 2**14, 2**15]])
+    s = rng.integers(0, 47, a.size)
+    want = _round_mul_shift(a, m, s)
+    fits = np.array([-2**31 <= v < 2**31 for v in want])
+    got = np.asarray(jax.jit(intops.mul_shift)(a.astype(np.int32), m.astype(np.int32), s.astype(np.int32)))
+    np.testing.assert_array_equal(got[fits].astype(np.int64), want[fits].astype(np.int64))
+    assert fits.sum() > 5000
+
+
+def test_exact_matmul_equals_integer_matmul_at_the_bounds():
+    rng = np.random.default_rng(1)
+    k = intops.MAX_FAN_IN
+    a = rng.integers(-2**15, 2**15, (64, k))
+    a[0] = 2**15 - 1  # the largest sums the digit split must keep exact
+    a[1] = -2**15
+    w = rng.integers(-127, 128, (k, 16))
+    w[:, 0] = 127
+    w[:, 1] = -127
+    got = np.asarray(intops.exact_matmul(jnp.asarray(a, jnp.int32), jnp.asarray(w, jnp.float32)))
+    np.testing.assert_array_equal(got, a @ w)
+    with pytest.raises(ValueError, match="fan-in"):
+        intops.exact_matmul(jnp.zeros((1, k + 1), jnp.int32), jnp.zeros((k + 1, 1), jnp.float32))
+
+
+def test_elu_and_lookup_follow_their_tables():
+    table = jnp.asarray(exact_tables.elu_table())
+    x = jnp.asarray([-100000, -8192, -8191, -1024, -1, 0, 1, 5000], jnp.int32)
+    got = np.asarray(intops.elu(x, table))
+    e = np.asarray(exact_tables.elu_table())
+    np.testing.assert_array_equal(got, [-1024, -1024, -e[8191], -e[1024], -e[1], 0, 1, 5000])
+    np.testing.assert_allclose(got[3] / 1024, np.expm1(-1.0), atol=1e-3)
+    tab = jnp.arange(10, dtype=jnp.int32) * 7
+    # index = round(x / 2^4) + 2, clipped.
+    np.testing.assert_array_equal(np.asarray(intops.lookup(jnp.asarray([-1000, -40, 8, 24, 1000]), tab,
+                                                           drop_bits=4, offset=2)), [0, 0, 21, 28, 63])
+
+
+def test_subpixel_deconv_equals_flax_conv_transpose():
+    """The integer head's sub-pixel layout reproduces flax's 5x5 stride-2 SAME ConvTranspose."""
+    rng = np.random.default_rng(2)
+    kernel = rng.integers(-127, 128, (5, 5, 3, 2)).astype(np.float32)
+    x = rng.integers(-300, 300, (1, 5, 6, 3))
+    ref = jax.lax.conv_transpose(jnp.asarray(x, jnp.float32), jnp.asarray(kernel), (2, 2), "SAME",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    w = jnp.asarray(integer._subpixel_kernel(kernel.astype(np.float64)), jnp.float32)
+    one = jnp.ones(2, jnp.int32)
+    got = intops.deconv5x5s2(jnp.asarray(x, jnp.int32), w, one, jnp.zeros(2, jnp.int32), jnp.zeros(2, jnp.int32))
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(ref).astype(np.int64))
+
+
+def test_conversion_is_deterministic_and_validated():
+    params = RVAE(SMALL).init(jax.random.key(0))
+    a, b = integer.quantize(SMALL, params), integer.quantize(SMALL, params)
+    for (ka, va), (kb, vb) in zip(sorted(integer._flat(a).items()), sorted(integer._flat(b).items())):
+        assert ka == kb and np.array_equal(va, vb)
+    integer.check_params(SMALL, a)
+    assert a["down"]["conv1"]["w"].dtype == np.int8 and np.abs(a["down"]["conv1"]["w"]).max() <= 127
+    bad = integer._flat(a)
+    bad["top/h"] = bad["top/h"][:-1]
+    with pytest.raises(ValueError, match="top/h"):
+        integer.check_params(SMALL, modelzoo._unflatten(bad))
+    with pytest.raises(ValueError, match="logistic"):
+        integer.quantize(RVAEConfig(num_layers=1, det_channels=8, stoch_channels=4, likelihood="mixture"),
+                         RVAE(RVAEConfig(num_layers=1, det_channels=8, stoch_channels=4,
+                                         likelihood="mixture")).init(jax.random.key(0)))
+    wide = RVAEConfig(num_layers=1, det_channels=64, stoch_channels=4)
+    with pytest.raises(ValueError, match="fan-in"):
+        integer.quantize(wide, RVAE(wide).init(jax.random.key(0)))
+
+
+@pytest.mark.parametrize("predict_scale", [True, False])
+def test_integer_path_tracks_the_float_model(predict_scale):
+    """Same latents in, nearly the same priors and likelihood out; priors exactly on the grid."""
+    cfg = RVAEConfig(num_layers=2, det_channels=8, stoch_channels=4, predict_scale=predict_scale)
+    fm = RVAE(cfg)
+    params = fm.init(jax.random.key(3))
+    ip = integer.quantize(cfg, params)
+    im = integer.IntegerRVAE(cfg)
+    x = jnp.asarray(imageio.read_image(bundled_images("crops")[0])[None].astype(np.int32))
+    sf, si = fm.initial_state(params, x.shape), im.initial_state(ip, x.shape)
+    for layer in range(cfg.num_layers):
+        pf, pi = fm.prior(params, sf, layer), im.prior(ip, si, layer)
+        loc = np.asarray(pi.loc)
+        assert np.array_equal(np.round(loc * 1024), loc * 1024)
+        frac, _ = np.frexp(np.asarray(pi.scale))
+        assert np.array_equal(np.round(frac * 2**15), frac * 2**15)
+        np.testing.assert_allclose(pi.loc, pf.loc, atol=0.05)
+        np.testing.assert_allclose(pi.scale, pf.scale, rtol=0.05)
+        z = pf.loc + pf.scale * jax.random.normal(jax.random.key(layer), pf.loc.shape)
+        sf, si = fm.advance(params, sf, z, layer), im.advance(ip, si, z, layer)
+        assert si.h.dtype == jnp.int32
+    lf, li = fm.likelihood(params, sf), im.likelihood(ip, si)
+    np.testing.assert_allclose(np.asarray(li.loc) / 2048, lf.loc, atol=1.0)
+    np.testing.assert_allclose(65536 / np.asarray(li.inv_scale), lf.scale, rtol=0.05)
+
+
+def test_bundled_model_is_integer_and_its_path_is_deterministic():
+    cm = modelzoo.load_model()
+    assert cm.name == "rvae-small-photos-v2"
+    integer.check_params(cm.config, cm.params)
+    x = jnp.asarray(imageio.read_image(bundled_images("crops")[1])[None].astype(np.int32))
+    m = cm.model
+    runs = []
+    for _ in range(2):
+        state = m.initial_state(cm.params, x.shape)
+        for layer in range(m.num_layers):
+            state = m.advance(cm.params, state, m.prior(cm.params, state, layer).loc, layer)
+        lik = m.likelihood(cm.params, state)
+        runs.append((np.asarray(lik.loc), np.asarray(lik.inv_scale)))
+    assert runs[0][0].dtype == np.int32
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
