@@ -1,0 +1,398 @@
+"""The reference decoder: ``.irec`` files decoded in plain numpy integer arithmetic.
+
+A second, independent implementation of the decoder path that
+``irec_jax.codec.decompress`` runs in JAX, written to be read: it is the
+normative decoder by example. No JAX anywhere (importing this module never
+imports it); every value is an exact integer (numpy int64 / uint64 or Python
+int), every step is spelled out, nothing is fast. It must agree bit for bit
+with the JAX decoder on every file (``tests/test_reference.py``).
+
+    pixels = decode(open("photo.irec", "rb").read())   # uint8 [H, W, C]
+
+What it reuses rather than restates:
+
+* ``irec_jax.entropy``: the container, the index section, the residual
+  (pixel) section under a ``QuantizedLogistic`` and the CRC -- already numpy
+  + constriction with integer frequency tables;
+* ``irec_jax.exact.tables``: the constant tables (normal quantiles, ELU,
+  sigmoid via ``entropy``) and ``power_law_ratio`` (Decimal arithmetic);
+* ``irec_jax.exact.units``: the fixed-point format constants.
+
+What it restates from the JAX code: the integer ops (``exact.intops``), the
+integer generative path of the RVAE (``models.integer``), and the iREC
+reconstruction (``rec.coder.decode``, ``rec.kernels.reconstruct``,
+``rec.rng``, ``rec.schedule``). Wherever the JAX decoder would wrap around in
+int32, this one raises OverflowError instead of silently disagreeing.
+
+Units: activations, the top-down state and latents are integers in units of
+2^-10; iREC candidates and their sums in units of 2^-16; a scale factor is a
+pair (mant, shift) meaning mant * 2^-shift.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import math
+import os
+
+import numpy as np
+
+from irec_jax import entropy
+from irec_jax.assets import asset_path
+from irec_jax.errors import FormatError
+from irec_jax.exact import tables
+from irec_jax.exact.units import ACT_BITS, RAW_COUNT, RAW_MIN, RAW_STEP_BITS, REC_BITS, REC_LIMIT
+
+__all__ = ["decode", "load_model", "mul_shift", "round_shift", "elu", "conv3x3", "deconv5x5s2",
+           "threefry2x32", "one_candidate", "signs", "permutation", "power_law_variances",
+           "step_scale", "reconstruct"]
+
+I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
+U32 = np.uint64(0xFFFFFFFF)  # uint32 arithmetic is done in uint64, masked
+CONV_INPUT_LIMIT = 1 << 15  # conv inputs are clipped to [-2^15, 2^15 - 1]
+MAX_FAN_IN = 512  # the JAX matmul is exact only up to this fan-in
+LOC_LIMIT = 1 << 20  # prior locations and pixel locations are clipped to +-2^20 (units 2^-10)
+MAX_STEPS_PER_BLOCK, MAX_TOTAL_STEPS = 1 << 16, 1 << 22
+REC_TAG = 0x69524543  # "iREC"
+BUNDLED_MODEL_DIR = asset_path("models", "default")
+MAX_SEED, MAX_BEAMS = 1 << 32, 4096  # what the JAX coder's RecSettings accepts
+
+
+def _int32(x: np.ndarray, what: str) -> np.ndarray:
+    """x, after checking it fits int32 (where the JAX decoder would wrap around)."""
+    if x.size and (x.min() < I32_MIN or x.max() > I32_MAX):
+        raise OverflowError(f"{what} leaves int32: the JAX decoder wraps around here")
+    return x
+
+
+# ---------------------------------------------------------------------------
+# Integer operations (irec_jax.exact.intops).
+
+
+def mul_shift(a, mant, shift) -> np.ndarray:
+    """round(a * mant / 2^shift), halves up: floor((a mant + 2^(shift-1)) / 2^shift),
+    a mant for shift 0. Domain of the JAX op: a int32, mant in [0, 2^15],
+    shift in [0, 46], result int32. int64 is exact here: |a mant| < 2^46."""
+    a, mant, shift = np.broadcast_arrays(*(np.asarray(v, np.int64) for v in (a, mant, shift)))
+    _int32(a, "mul_shift input")
+    if mant.size and (mant.min() < 0 or mant.max() > 1 << 15 or shift.min() < 0 or shift.max() > 46):
+        raise ValueError("mul_shift: mant must be in [0, 2^15] and shift in [0, 46]")
+    half = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+    return _int32((a * mant + half) >> shift, "mul_shift result")
+
+
+def round_shift(a, shift: int) -> np.ndarray:
+    """round(a / 2^shift), halves up; shift >= 1. (JAX: a + 2^(shift-1) in int32.)"""
+    a = np.asarray(a, np.int64)
+    return _int32(a + (1 << (shift - 1)), "round_shift sum") >> shift
+
+
+def elu(x) -> np.ndarray:
+    """ELU in units of 2^-10: x for x >= 0, else -E[min(-x, 8191)], E the ELU table."""
+    x = _int32(np.asarray(x, np.int64), "elu input")
+    if x.size and x.min() == I32_MIN:  # JAX: -x wraps, the gather clamps: 0, not -1024
+        raise OverflowError("elu of -2^31: the JAX decoder wraps around here")
+    table = tables.elu_table().astype(np.int64)
+    return np.where(x >= 0, x, -table[np.minimum(-np.minimum(x, 0), table.size - 1)])
+
+
+def lookup(x, table: np.ndarray) -> np.ndarray:
+    """A scale table indexed by a raw output x (units 2^-10) rounded to 2^-6 over [-20, 20)."""
+    i = round_shift(x, ACT_BITS - RAW_STEP_BITS) - RAW_MIN
+    return np.asarray(table, np.int64)[np.clip(i, 0, table.shape[0] - 1)]
+
+
+def _patches_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """[h, w, C] -> [h w, O]: the exact sum over the zero-padded 3x3 neighbourhood
+    (rows of w ordered (dy, dx, c)), inputs clipped to [-2^15, 2^15 - 1]."""
+    h, ww, c = x.shape
+    if 9 * c > MAX_FAN_IN or w.shape[0] != 9 * c:
+        raise ValueError(f"conv weights {w.shape} do not fit {c} input channels (fan-in <= {MAX_FAN_IN})")
+    xp = np.pad(np.clip(x, -CONV_INPUT_LIMIT, CONV_INPUT_LIMIT - 1), ((1, 1), (1, 1), (0, 0)))
+    cols = [xp[dy:dy + h, dx:dx + ww, :] for dy in range(3) for dx in range(3)]
+    patches = np.concatenate(cols, axis=-1).reshape(h * ww, 9 * c)
+    return _int32(patches @ w.astype(np.int64), "conv sum")  # numpy integer matmul is exact
+
+
+def conv3x3(x, w, mant, shift, bias) -> np.ndarray:
+    """3x3 SAME conv (cross-correlation): int [h, w, C] -> [h, w, O],
+    mul_shift(sum w x, mant, shift) + bias per output channel."""
+    h, ww, _ = x.shape
+    y = mul_shift(_patches_matmul(x, w), mant, shift) + bias
+    return _int32(y, "conv output").reshape(h, ww, -1)
+
+
+def deconv5x5s2(x, w, mant, shift, bias) -> np.ndarray:
+    """5x5 stride-2 SAME transposed conv in sub-pixel form: int [h, w, C] ->
+    [2h, 2w, O]; output (2i + py, 2j + px) is column group (py, px) of a 3x3
+    correlation around (i, j) (w is [9 C, 4 O], columns ordered (py, px, o))."""
+    h, ww, _ = x.shape
+    o = np.shape(bias)[0]
+    y = mul_shift(_patches_matmul(x, w).reshape(h * ww, 4, o), mant, shift) + bias
+    y = _int32(y, "deconv output").reshape(h, ww, 2, 2, o).transpose(0, 2, 1, 3, 4)
+    return y.reshape(2 * h, 2 * ww, o)
+
+
+# ---------------------------------------------------------------------------
+# Shared randomness (irec_jax.rec.rng): Threefry-2x32, signs, the permutation.
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = 0x1BD11BDA
+
+
+def threefry2x32(k0, k1, x0, x1) -> tuple[np.ndarray, np.ndarray]:
+    """Threefry-2x32, 20 rounds, of counters (x0, x1) under key (k0, k1); all
+    uint32 values (any integer arrays, broadcast), returns two uint64 arrays < 2^32."""
+    k0, k1, x0, x1 = np.broadcast_arrays(*(np.asarray(v, np.uint64) & U32 for v in (k0, k1, x0, x1)))
+    ks = (k0, k1, k0 ^ k1 ^ np.uint64(_PARITY))
+    x0, x1 = (x0 + k0) & U32, (x1 + k1) & U32
+    for r in range(20):
+        rot = np.uint64(_ROTATIONS[(r // 4) % 2][r % 4])
+        x0 = (x0 + x1) & U32
+        x1 = (((x1 << rot) | (x1 >> (np.uint64(32) - rot))) & U32) ^ x0
+        if r % 4 == 3:  # key injection after every 4 rounds
+            i = r // 4 + 1
+            x0 = (x0 + ks[i % 3]) & U32
+            x1 = (x1 + ks[(i + 1) % 3] + np.uint64(i)) & U32
+    return x0, x1
+
+
+def one_candidate(step_key: tuple, index, positions) -> np.ndarray:
+    """Candidate ``index`` of a step at within-block ``positions``: a standard
+    normal in units 2^-16, Q[H(step key; index >> 1, t)[index & 1] >> 16]."""
+    index = np.asarray(index, np.uint64)
+    y0, y1 = threefry2x32(step_key[0], step_key[1], index >> np.uint64(1), positions)
+    bits = np.where((index & np.uint64(1)) == 0, y0, y1)
+    return tables.normal_quantiles().astype(np.int64)[(bits >> np.uint64(16)).astype(np.int64)]
+
+
+def signs(beam_key, positions) -> np.ndarray:
+    """+-1 per position: murmur3's finalizer of beam_key ^ (t * 0x9E3779B9), top bit."""
+    x = np.asarray(beam_key, np.uint64) ^ ((np.asarray(positions, np.uint64) * np.uint64(0x9E3779B9)) & U32)
+    x = x ^ (x >> np.uint64(16))
+    x = (x * np.uint64(0x85EBCA6B)) & U32
+    x = x ^ (x >> np.uint64(13))
+    x = (x * np.uint64(0xC2B2AE35)) & U32
+    x = x ^ (x >> np.uint64(16))
+    return 1 - 2 * (x >> np.uint64(31)).astype(np.int64)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # uint64 wrap-around is intended
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def permutation(seed: int, stream: int, size: int) -> np.ndarray:
+    """The layout's shuffle of range(size): argsort of splitmix64(d + splitmix64(seed 2^32 + stream))
+    (the keys are distinct: splitmix64 is a bijection)."""
+    base = _splitmix64(np.array([(seed << 32) | stream], np.uint64))
+    with np.errstate(over="ignore"):
+        keys = _splitmix64(np.arange(size, dtype=np.uint64) + base)
+    return np.argsort(keys, kind="stable")
+
+
+# ---------------------------------------------------------------------------
+# The iREC reconstruction of one latent tensor (irec_jax.rec.coder.decode).
+
+
+def power_law_variances(k: int) -> list[int]:
+    """The power-law schedule's step variances of a K-step block (sum 2^30):
+    V_i = floor(R r_{K-i} / 2^30), R -= V_i, the last step takes the rest."""
+    rest, out = 1 << 30, []
+    for i in range(k - 1):
+        v = (rest * tables.power_law_ratio(k - i, tables.POWER_LAW_EXPONENT)) >> 30
+        out.append(v)
+        rest -= v
+    return out + [rest]
+
+
+def step_scale(v: int) -> tuple[int, int]:
+    """sqrt(V / 2^30) truncated to a 15-bit (mant, shift): t = isqrt(V 2^30),
+    b = bit length of t, (t >> (b - 15), 45 - b); (0, 30) for V = 0."""
+    t = math.isqrt(v << 30)
+    if t == 0:
+        return 0, 30
+    b = t.bit_length()
+    return t >> (b - 15), 45 - b
+
+
+def reconstruct(steps: np.ndarray, indices: np.ndarray, loc: np.ndarray, mant: np.ndarray,
+                shift: np.ndarray, seed: int, stream: int) -> np.ndarray:
+    """z [D] (units 2^-10) of one coded tensor from its step counts [nb], indices,
+    and prior loc (2^-10), scale mant 2^-shift, all int [D] in row-major order."""
+    size, nb = loc.size, steps.size
+    perm = permutation(seed, stream, size)
+    sizes = size // nb + (np.arange(nb) < size % nb)  # block b takes the next sizes[b] of perm
+    block = np.repeat(np.arange(nb), sizes)
+    pos = np.arange(size) - (np.cumsum(sizes) - sizes)[block]
+    positions = np.arange(int(sizes.max()))
+    first = np.cumsum(steps) - steps  # where each block's indices start
+    scales = {int(k): [step_scale(v) for v in power_law_variances(int(k))] for k in np.unique(steps)}
+    layer_key = threefry2x32(seed, REC_TAG, stream, 0)
+    acc = np.zeros((nb, positions.size), np.int64)  # standardized sums, units 2^-16
+    path = np.zeros(nb, np.uint64)  # hash of each block's index path so far
+    for k in range(int(steps.max())):
+        b = np.flatnonzero(k < steps)  # blocks still live at step k
+        s0, s1 = threefry2x32(layer_key[0], layer_key[1], b, k)  # step keys
+        idx = indices[first[b] + k]
+        m, s = np.array([scales[int(kb)][k] for kb in steps[b]], np.int64).T
+        cand = one_candidate((s0[:, None], s1[:, None]), idx[:, None], positions[None, :])
+        beam = threefry2x32(s0, s1, path[b], 0)[0]
+        cand = signs(beam[:, None], positions[None, :]) * mul_shift(cand, m[:, None], s[:, None])
+        acc[b] = np.clip(acc[b] + cand, -REC_LIMIT, REC_LIMIT)
+        path[b] = threefry2x32(s0, s1, path[b], idx + 1)[0]
+    x = np.empty(size, np.int64)
+    x[perm] = acc[block, pos]
+    # z = mu + sigma x: x (2^-16) times mant 2^-shift, in units 2^-10.
+    return np.clip(loc + mul_shift(x, mant, shift + (REC_BITS - ACT_BITS)), -REC_LIMIT, REC_LIMIT)
+
+
+def _check_code(steps: np.ndarray, indices: np.ndarray, size: int, num: int) -> None:
+    """FormatError unless the layer's code is one the JAX decoder accepts."""
+    if not 1 <= steps.size <= size:
+        raise FormatError(f"corrupt latent code: {steps.size} blocks for {size} dims")
+    if steps.min() < 1 or steps.max() > MAX_STEPS_PER_BLOCK or steps.sum() > MAX_TOTAL_STEPS:
+        raise FormatError("corrupt latent code: step counts out of range")
+    if indices.size != steps.sum() or (indices.size and (indices.min() < 0 or indices.max() >= num)):
+        raise FormatError("corrupt latent code: indices do not match the step counts")
+
+
+# ---------------------------------------------------------------------------
+# The model: params.npz (integer form, model format version 2) and its generative path.
+
+
+def load_model(model_dir: str) -> dict:
+    """{"ref": entropy.ModelRef, "config": dict, "params": {key: array}} of a model folder."""
+    with open(os.path.join(model_dir, "model.json"), encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("format") != "irec-model" or meta.get("version") != 2:
+        raise ValueError(f"{model_dir}: the reference decoder reads integer models (format "
+                         f"version 2) only, got {meta.get('format')!r} version {meta.get('version')!r}")
+    with np.load(os.path.join(model_dir, "params.npz"), allow_pickle=False) as npz:
+        params = {k: npz[k] for k in npz.files}
+    # The header names a model by a hash of its sorted flattened parameters (as modelzoo does).
+    ref = entropy.ModelRef(str(meta["name"]), entropy.param_hash([params[k] for k in sorted(params)]),
+                           entropy.CoderSettings(**meta.get("defaults", {})))
+    cfg = meta["config"]
+    if cfg.get("likelihood") != "logistic":
+        raise ValueError(f"unsupported pixel likelihood {cfg.get('likelihood')!r} (logistic only)")
+    c, z, n = cfg["det_channels"], cfg["stoch_channels"], cfg["num_layers"]
+    heads = cfg["image_channels"] * (2 if cfg["predict_scale"] else 1)
+    want = {"top/h": (c,), "down/conv1/w": (n, 9 * c, 4 * z + c), "down/conv2/w": (n, 9 * (z + c), c),
+            "head/w": (9 * c, 4 * heads), **{f"tables/{t}": (RAW_COUNT,) for t in
+                                             ("latent_mant", "latent_shift", "pixel_inv")}}
+    for name, lead, o in (("down/conv1", (n,), 4 * z + c), ("down/conv2", (n,), c), ("head", (), heads)):
+        want.update({f"{name}/{p}": lead + (o,) for p in ("mant", "shift", "bias")})
+    if not cfg["predict_scale"]:
+        want["head/raw"] = (cfg["image_channels"],)
+    for key, shape in want.items():
+        if key not in params or params[key].shape != shape or params[key].dtype.kind not in "iu":
+            raise ValueError(f"{model_dir}: parameter {key} missing or not integer {shape}")
+    mant = params["tables/latent_mant"]
+    if mant.min() < 1 << 14 or mant.max() >= 1 << 15:
+        raise ValueError(f"{model_dir}: latent scale mantissas outside [2^14, 2^15)")
+    return {"ref": ref, "config": cfg, "params": {k: v.astype(np.int64) for k, v in params.items()}}
+
+
+def _layer(p: dict, name: str, layer: int | None = None) -> tuple:
+    take = (lambda a: a) if layer is None else (lambda a: a[layer])
+    return tuple(take(p[f"{name}/{k}"]) for k in ("w", "mant", "shift", "bias"))
+
+
+def _prior(feats: np.ndarray, p: dict, z: int) -> tuple:
+    """Prior of a layer from conv1's features: loc (2^-10), scale mant 2^-shift."""
+    loc = np.clip(feats[..., :z], -LOC_LIMIT, LOC_LIMIT)
+    mant = lookup(feats[..., z:2 * z], p["tables/latent_mant"])
+    shift = lookup(feats[..., z:2 * z], p["tables/latent_shift"])
+    # The JAX coder checks the prior scale lies in [2^-24, 64): with mant in
+    # [2^14, 2^15), exactly shift in [9, 38].
+    if shift.min() < 9 or shift.max() > 38:
+        raise FormatError("corrupt latent code: prior scale outside [2^-24, 64)")
+    return loc, mant, shift
+
+
+def _likelihood(h: np.ndarray, p: dict, cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel likelihood [H', W', C]: loc in units 2^-11 of a level, 1/scale in units 2^-16."""
+    out = deconv5x5s2(elu(h), *_layer(p, "head"))
+    c = cfg["image_channels"]
+    if cfg["predict_scale"]:
+        loc, raw = out[..., :c], out[..., c:]
+    else:
+        loc, raw = out, np.broadcast_to(p["head/raw"], out.shape)
+    # level = 127.5 + 127.5 loc 2^-10, in units 2^-11: 255 (loc + 2^10).
+    loc = 255 * (np.clip(loc, -LOC_LIMIT, LOC_LIMIT) + (1 << ACT_BITS))
+    return loc, lookup(raw, p["tables/pixel_inv"])
+
+
+# ---------------------------------------------------------------------------
+# The decoder.
+
+
+def _num_candidates(s: entropy.CoderSettings) -> int:
+    """N = floor(exp(omega (1 + epsilon))) as the container computes it (libm exp),
+    refused if exact arithmetic (Decimal) disagrees: such a file is not portable."""
+    n = entropy.num_candidates(s)
+    x = decimal.Decimal(s.omega * (1 + s.epsilon))  # the float64 product, exactly
+    with decimal.localcontext(decimal.Context(prec=60)):
+        exact = int(x.exp().to_integral_value(rounding=decimal.ROUND_FLOOR))
+    if exact != n:
+        raise FormatError(f"omega={s.omega!r}, epsilon={s.epsilon!r}: N is {n} by this platform's "
+                          f"exp but {exact} exactly; the file is not portable")
+    return n
+
+
+def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
+    """The uint8 [H, W, C] pixels of an ``.irec`` file (lossless, 2 sections).
+
+    ``model_dir``: a model folder (``model.json`` + ``params.npz``, integer form)
+    for files written with a model other than the bundled default. Raises
+    FormatError for malformed or corrupt files, ValueError for models this
+    decoder does not implement.
+    """
+    # 1. Container. The reader's model list: the bundled default first, then model_dir.
+    models = [load_model(BUNDLED_MODEL_DIR)]
+    if model_dir is not None:
+        extra = load_model(os.path.abspath(model_dir))
+        if extra["ref"] != models[0]["ref"]:
+            models.append(extra)
+    container = entropy.unpack(bytes(data), [m["ref"] for m in models])
+    header = container.header
+    model = next(m for m in models if m["ref"] == header.model)
+    cfg, p = model["config"], model["params"]
+    if len(container.sections) != 2:
+        raise FormatError(f"a lossless file has 2 sections, this one has {len(container.sections)}")
+    settings = header.settings
+    if settings.seed >= MAX_SEED or settings.beams > MAX_BEAMS:
+        raise FormatError(f"invalid coder settings in the header (seed < 2^32, beams <= {MAX_BEAMS})")
+    num = _num_candidates(settings)
+
+    # 2. Index section: per layer, step counts of the blocks and the chosen indices.
+    layers = entropy.decode_indices(container.sections[0], num)
+    if len(layers) != cfg["num_layers"]:
+        raise FormatError(f"the index section has {len(layers)} layers; the model has {cfg['num_layers']}")
+    h, w, c = header.shape
+    if c not in (1, cfg["image_channels"]):
+        raise FormatError(f"{c}-channel image cannot come from a {cfg['image_channels']}-channel model")
+
+    # 3. Top-down: the model runs at even sizes (odd sides padded), latents at half size.
+    z = cfg["stoch_channels"]
+    state = np.broadcast_to(p["top/h"], ((h + 1) // 2, (w + 1) // 2, cfg["det_channels"]))
+    for layer, li in enumerate(layers):
+        feats = conv3x3(elu(state), *_layer(p, "down/conv1", layer))
+        loc, mant, shift = _prior(feats, p, z)
+        steps, indices = np.asarray(li.steps, np.int64), np.asarray(li.indices, np.int64)
+        _check_code(steps, indices, loc.size, num)
+        latent = reconstruct(steps, indices, loc.ravel(), mant.ravel(), shift.ravel(),
+                             settings.seed, layer).reshape(loc.shape)
+        merged = np.concatenate([latent, feats[..., 4 * z:]], axis=-1)
+        state = _int32(state + conv3x3(elu(merged), *_layer(p, "down/conv2", layer)), "state")
+
+    # 4. Pixels: the likelihood cropped to the true image (grayscale: channel 0), then the residual.
+    loc, inv_scale = _likelihood(state, p, cfg)
+    lik = entropy.QuantizedLogistic(loc[:h, :w, :c], inv_scale[:h, :w, :c])
+    pixels = np.asarray(entropy.decode_residual(container.sections[1], lik), np.uint8)
+    return entropy.check_pixels(container, pixels.reshape(h, w, c))
