@@ -130,8 +130,12 @@ def check_pixels(container: Container, pixels: np.ndarray) -> np.ndarray:
 
 
 def num_candidates(settings: CoderSettings) -> int:
-    """N = floor(exp(omega (1 + epsilon))), in Python float64 arithmetic."""
-    return math.floor(math.exp(min(settings.omega * (1 + settings.epsilon), 50.0)))
+    """N = floor(exp(omega (1 + epsilon))), evaluated exactly
+    (``irec_jax.exact.tables.num_candidates``)."""
+    from irec_jax.exact.tables import num_candidates as exact_num_candidates
+    if not all(isinstance(v, float) and math.isfinite(v) for v in (settings.omega, settings.epsilon)):
+        return 0
+    return exact_num_candidates(settings.omega, settings.epsilon)
 
 
 def _check_settings(s: CoderSettings, error: type[Exception]) -> None:

@@ -230,6 +230,23 @@ def check_params(config: rvae.RVAEConfig, params: Params) -> None:
     for k, spec in want.items():
         if got[k] != spec:
             raise ValueError(f"parameter {k}: expected shape/dtype {spec}, got {got[k]}")
+    flat = _flat(params)
+
+    def within(name: str, lo: float, hi: float) -> None:
+        v = np.asarray(flat[name])
+        if v.size and (v.min() < lo or v.max() > hi):
+            raise ValueError(f"parameter {name}: values must lie in [{lo}, {hi}], got "
+                             f"[{v.min()}, {v.max()}]")
+
+    for layer in ("down/conv1", "down/conv2", "head"):
+        within(f"{layer}/w", -intops.WEIGHT_LIMIT, intops.WEIGHT_LIMIT)
+        within(f"{layer}/mant", 0, intops.MAX_MANT)
+        within(f"{layer}/shift", 0, intops.MAX_SHIFT)
+        within(f"{layer}/bias", -(1 << 30), 1 << 30)
+    within("top/h", -(1 << 30), 1 << 30)
+    within("tables/latent_mant", 1 << 14, (1 << 15) - 1)
+    within("tables/latent_shift", 9, 38)  # scales mant 2^-shift in [2^-24, 64): the coder's range
+    within("tables/pixel_inv", 0, (1 << 31) - 1)
 
 
 # ----------------------------------------------------------------------------

@@ -90,8 +90,10 @@ class RecSettings:
 
     @property
     def num_candidates(self) -> int:
-        """N = floor(exp(omega * (1 + epsilon))), candidates per step."""
-        return int(math.floor(math.exp(self.omega * (1.0 + self.epsilon))))
+        """N = floor(exp(omega * (1 + epsilon))), candidates per step, evaluated
+        exactly (``irec_jax.exact.tables.num_candidates``)."""
+        from irec_jax.exact.tables import num_candidates
+        return num_candidates(self.omega, self.epsilon)
 
     @property
     def bits_per_step(self) -> float:
