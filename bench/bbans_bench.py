@@ -11,7 +11,11 @@ other images' dims: the rate once the initial bits are paid. With
 ``--repeats R`` the marginal comes from the group chained R times over (each
 pass pops different bits, so different latents: a lower-noise estimate of the
 expected marginal rate); single and amortized always use one pass.
-"-ELBO" averages ``--elbo-samples`` posterior samples per image.
+"-ELBO" averages ``--elbo-samples`` posterior samples per image of the codec's
+integer model (``irec_jax.codec.elbo_samples``: the model BB-ANS and iREC
+code with, recon under the coder's integer pixel tables). ``--random-init``:
+a random float init converted to the integer form
+(``irec_jax.models.integer.quantize``), as a sanity floor.
 
 Run:  flock /tmp/irec-bench.lock python bench/bbans_bench.py [--model default|PATH]
       [--bits 2,4,6,8,10,12,14] [--repeats 1] [--elbo-samples 8] [--random-init]
@@ -31,9 +35,9 @@ import numpy as np
 from PIL import Image
 
 import irec_jax.assets
+from irec_jax import codec, modelzoo
 from irec_jax.baselines import (DEFAULT_BITS, bbans_decode_sequence, bbans_decode_single,
                                 bbans_encode_sequence, bbans_encode_single, bbans_rates)
-from irec_jax.models import negative_elbo
 
 
 def load_groups() -> dict[str, list[np.ndarray]]:
@@ -45,15 +49,23 @@ def load_groups() -> dict[str, list[np.ndarray]]:
     return groups
 
 
-def mean_nelbo(model, params, images, samples: int) -> tuple[float, float, float]:
-    """(-ELBO, recon, KL) bits/dim averaged over images and posterior samples."""
-    fn = jax.jit(lambda x, k: negative_elbo(model, params, x, k))
+def mean_nelbo(cm: modelzoo.CodecModel, images, samples: int) -> tuple[float, float, float]:
+    """(-ELBO, recon, KL) bits/dim of ``cm``'s integer model, averaged over images
+    and posterior samples (``codec.elbo_samples``, seed 1234 + image index)."""
     rows = []
     for i, img in enumerate(images):
-        for s in range(samples):
-            t = fn(img[None], jax.random.fold_in(jax.random.key(1234 + i), s))
-            rows.append((float(t.nelbo), float(t.recon), float(np.sum(t.kl))))
+        recon, kl = codec.elbo_samples(img, cm, samples, seed=1234 + i)
+        rows.extend(zip((recon + kl) / img.size, recon / img.size, kl / img.size))
     return tuple(float(v) for v in np.mean(rows, axis=0))
+
+
+def random_init_model(cm: modelzoo.CodecModel, seed: int = 0) -> modelzoo.CodecModel:
+    """``cm``'s architecture with random float parameters, in integer form."""
+    from irec_jax.models import RVAE
+    from irec_jax.models.integer import quantize
+
+    params = jax.tree.map(np.asarray, RVAE(cm.config).init(jax.random.key(seed)))
+    return modelzoo.CodecModel(f"random-init-{seed}", cm.config, quantize(cm.config, params))
 
 
 def main() -> None:
@@ -67,19 +79,18 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    from irec_jax import modelzoo
     cm = modelzoo.load_model(args.model)
-    model = cm.model
     if args.random_init:
-        params, source = model.init(jax.random.key(0)), "random init"
+        cm, source = random_init_model(cm), "random init (integer form)"
     else:
-        params, source = cm.params, f"{cm.name} ({cm.ref.param_hash.hex()})"
+        source = f"{cm.name} ({cm.ref.param_hash.hex()})"
+    model, params = cm.model, cm.params
     print(f"model: {source}; jax {jax.__version__}, {jax.devices()[0].platform}")
     groups = load_groups()
     sweep = [int(b) for b in args.bits.split(",")]
     out = []
     for name, images in groups.items():
-        nelbo, recon, kl = mean_nelbo(model, params, images, args.elbo_samples)
+        nelbo, recon, kl = mean_nelbo(cm, images, args.elbo_samples)
         print(f"\n{name}: {len(images)} images; -ELBO {nelbo:.3f} bpd (recon {recon:.3f} + KL {kl:.3f}),"
               f" {args.elbo_samples} samples each")
         # Round trip and timing at the default bits (after a warm-up for compilation).

@@ -15,14 +15,22 @@ from irec_jax.baselines import (BbansRates, bbans_decode_sequence, bbans_decode_
                                 bbans_encode_sequence, bbans_encode_single, bbans_rates)
 from irec_jax.configs import small
 from irec_jax.models import RVAE, RVAEConfig
+from irec_jax.models.integer import IntegerRVAE, quantize
 
 BITS = 8
 
 
+def _integer_model(cfg, key, image_shape=None):
+    """The codec's integer model and params from a random float init."""
+    config = RVAEConfig.from_config(cfg)
+    args = () if image_shape is None else (image_shape,)
+    params = jax.tree.map(np.asarray, RVAE(config).init(key, *args))
+    return IntegerRVAE(config), quantize(config, params)
+
+
 @pytest.fixture(scope="module")
 def model_params():
-    model = RVAE(RVAEConfig.from_config(small.get_config().model))
-    return model, model.init(jax.random.key(0))
+    return _integer_model(small.get_config().model, jax.random.key(0))
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +66,10 @@ def test_another_process_decodes_the_same_bytes(tmp_path, crops, single):
         from irec_jax.baselines import bbans_decode_single
         from irec_jax.configs import small
         from irec_jax.models import RVAE, RVAEConfig
-        model = RVAE(RVAEConfig.from_config(small.get_config().model))
-        params = model.init(jax.random.key(0))
+        from irec_jax.models.integer import IntegerRVAE, quantize
+        config = RVAEConfig.from_config(small.get_config().model)
+        model = IntegerRVAE(config)
+        params = quantize(config, jax.tree.map(np.asarray, RVAE(config).init(jax.random.key(0))))
         crop = np.load({str(tmp_path / "crop.npy")!r})
         data = open({str(tmp_path / "file.bb")!r}, "rb").read()
         out = bbans_decode_single(model, params, data, crop.shape, bits={BITS})
@@ -158,14 +168,51 @@ def test_bad_arguments_raise_value_error(model_params, crops, single):
     assert issubclass(FormatError, ValueError)
 
 
-def test_grayscale_mixture_model_round_trip():
+def test_grayscale_model_round_trip():
     cfg = small.get_config().model
     cfg.image_channels = 1
     cfg.num_layers = 2
-    cfg.likelihood = "mixture"
-    cfg.num_mixtures = 3
-    model = RVAE(RVAEConfig.from_config(cfg))
-    params = model.init(jax.random.key(1), (1, 16, 16, 1))
+    model, params = _integer_model(cfg, jax.random.key(1), (1, 16, 16, 1))
     img = skdata.camera()[200:216, 240:256, None]  # clean grayscale photo
     data = bbans_encode_single(model, params, img)
     assert np.array_equal(bbans_decode_single(model, params, data, img.shape), img)
+
+
+def test_float_model_is_refused(crops):
+    # BB-ANS codes with the codec's integer model only (its pixel tables and latents are exact).
+    model = RVAE(RVAEConfig.from_config(small.get_config().model))
+    with pytest.raises(TypeError, match="integer model"):
+        bbans_encode_single(model, model.init(jax.random.key(0)), crops[0])
+
+
+def test_latents_are_the_exact_bin_centres(model_params):
+    # The bin centres are the iREC decoder's own reconstruction of the table
+    # quantiles at (j + 1/2) / 2**bits, on the 2^-10 grid, inside their bins.
+    from scipy import special
+
+    from irec_jax import rec
+    from irec_jax.baselines import bbans
+    from irec_jax.exact.tables import normal_quantiles
+
+    model, params = model_params
+    state = model.initial_state(params, (1, 16, 16, 3))
+    prior = model.prior(params, state, 0)
+    for bits in (1, 3, 8, 16):
+        n = 1 << bits
+        centres = bbans._bin_centres(bits)
+        assert centres.dtype == np.int32 and centres.shape == (n,)
+        assert np.all(np.diff(centres) > 0)
+        mid = special.ndtri((np.arange(n) + 0.5) / n)
+        assert np.all(np.abs(centres / 65536.0 - mid) < (0.02 if bits < 16 else 1e-4))
+        bins = np.arange(prior.loc.size) % n
+        z = np.asarray(bbans._latents(prior, bins, bits))
+        assert z.dtype == np.float32 and z.shape == prior.loc.shape
+        want = rec.from_standard(normal_quantiles()[((2 * bins + 1) << 16) >> (bits + 1)]
+                                 .reshape(prior.loc.shape), prior.loc, prior.scale)
+        assert z.tobytes() == want.tobytes()
+        assert np.array_equal(z * 1024, np.round(z * 1024))
+        loc, scale = np.asarray(prior.loc, np.float64), np.asarray(prior.scale, np.float64)
+        edges = np.concatenate([[-np.inf], special.ndtri(np.arange(1, n) / n), [np.inf]])
+        lo, hi = loc + scale * edges[bins].reshape(loc.shape), loc + scale * edges[bins + 1].reshape(loc.shape)
+        half_step = 2.0 ** -11 + 1e-12  # rounding onto the 2^-10 grid
+        assert np.all((z >= lo - half_step) & (z <= hi + half_step))

@@ -3,15 +3,25 @@
 The baseline iREC is compared against: the same model, the same pixel
 tables, a different way of paying for the latents.
 
+The model. The codec's own: an ``IntegerRVAE`` (``irec_jax.models.integer``)
+with integer parameters, i.e. ``cm = modelzoo.load_model(...)`` and
+``(cm.model, cm.params)``. Its priors and pixel likelihood are exact integer
+arithmetic; its bottom-up pass and posteriors are float (encoder side).
+
 Latents. Each latent dimension of layer ``l`` is discretized into ``2**bits``
 bins of equal mass under that layer's conditional prior N(mu_p, sigma_p^2):
 bin ``j`` is ``[mu_p + sigma_p t_j, mu_p + sigma_p t_{j+1})`` with
-``t_j = Phi^-1(j / 2**bits)``, and the latent fed to the model is the bin's
-mass midpoint ``z_j = mu_p + sigma_p Phi^-1((j + 1/2) / 2**bits)`` (computed
-in float64 from the float32 prior, cast to float32: encoder and decoder feed
-the model identical values). The prior over bins is uniform (``bits`` bits per
-dimension); the posterior over bins is q's CDF at the bin edges, quantized by
-``irec_jax.entropy.tables.freqs_from_cdf`` to 24-bit integer frequencies
+``t_j = Phi^-1(j / 2**bits)``. The latent fed to the model is the bin's
+centre, placed exactly as the iREC decoder places its samples: the
+standardized value ``n_j = Q[((2j + 1) << 16) >> (bits + 1)]`` (Q =
+``irec_jax.exact.tables.normal_quantiles()``, int32 in units 2^-16, so
+``n_j`` is Phi^-1 at about ``(j + 1/2) / 2**bits``), then
+``z_j = rec.from_standard(n_j, mu_p, sigma_p)`` (integer affine map onto the
+decoder's 2^-10 grid). The centres are therefore integer arithmetic end to
+end, identical on every machine. The prior over bins is uniform (``bits``
+bits per dimension); the posterior over bins is q's CDF at the bin edges
+(float64, ``scipy.special.ndtr``/``ndtri``), quantized by
+``irec_jax.entropy.tables.floor_cumulative`` to 24-bit integer frequencies
 (every bin >= 1).
 
 Stack order (constriction ``AnsCoder``; "pop" = ``decode``, "push" =
@@ -25,8 +35,9 @@ The decoder runs the exact reverse: pop j_0 ... j_{L-1} (top layer first,
 each prior from the layers above), pop x, then push the posterior bins back,
 bottom layer first, which restores the bits the encoder popped. Within a
 layer, latent dims go in raster order ``[h, w, Z]`` (in chunks of at most
-``2**22 / 2**bits`` dims for the posterior tables); pixels in the chunks and
-order of :mod:`irec_jax.entropy.residual`.
+``2**22 / 2**bits`` dims for the posterior tables); pixels in the chunks,
+order and integer two-level tables of :class:`irec_jax.entropy.PixelTables`
+(the codec's residual tables, from the model's ``QuantizedLogistic``).
 
 Initial bits, honestly paid. constriction's ``AnsCoder`` pops symbol 0 from
 an empty stack without consuming anything (its state is 0): measured here,
@@ -51,8 +62,17 @@ earlier ones pushed (the bits-back saving). The decoder pops them in reverse
 Bytes: the stack's uint32 words, bottom first, little-endian, trailing zero
 bytes dropped. No header: the decoder is given the image shapes and
 ``bits``. Grayscale (C = 1) works with a model built for 1 image channel.
-Bit-exactness holds for the same jax/jaxlib version and platform (the model
-functions' contract).
+
+Portability. Everything that determines the pixels of the *last* image of a
+file (the uniform latent pops, the bin centres, the integer model's priors
+and likelihood, the pixel tables) is exact integer arithmetic. The posterior
+tables are not: the decoder recomputes q (float bottom-up pass and
+posteriors) to push the popped bits back, and those pushes are what the
+earlier images of a sequence, and the final initial-bits check, read. Same
+machine and jax/jaxlib build: bit-exact (tested). Across machines whose float
+results differ, a sequence's earlier images, and the check, can fail
+(FormatError or wrong pixels); a bits-back file is a baseline's measurement,
+not an archival format.
 """
 
 from __future__ import annotations
@@ -67,11 +87,13 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
+from irec_jax import entropy, rec
 from irec_jax.entropy import _coder, residual, tables
 from irec_jax.errors import FormatError
+from irec_jax.exact.tables import NORMAL_BITS, normal_quantiles
 from irec_jax.models import likelihoods as lik
+from irec_jax.models.integer import IntegerRVAE
 from irec_jax.models.interface import Gaussian
-from irec_jax.models.rvae import RVAE
 
 DEFAULT_BITS = 8
 """Default: ``2**8`` bins per latent dim. Measured (``bench/bbans_bench.py``,
@@ -100,7 +122,14 @@ def _check_bits(bits: int) -> int:
     return int(bits)
 
 
-def _check_shape(model: RVAE, shape: Sequence[int]) -> ImageShape:
+def _check_model(model: Any) -> None:
+    if not isinstance(model, IntegerRVAE):
+        raise TypeError("BB-ANS codes with the codec's integer model (modelzoo.load_model(...): "
+                        f"its .model and .params), got {type(model).__name__}")
+
+
+def _check_shape(model: IntegerRVAE, shape: Sequence[int]) -> ImageShape:
+    _check_model(model)
     try:
         shape = tuple(int(d) for d in shape)
     except (TypeError, ValueError) as err:
@@ -113,7 +142,7 @@ def _check_shape(model: RVAE, shape: Sequence[int]) -> ImageShape:
     return shape
 
 
-def _check_image(model: RVAE, image: Any) -> np.ndarray:
+def _check_image(model: IntegerRVAE, image: Any) -> np.ndarray:
     """An image as uint8 [H, W, C]; ValueError quoting the shape otherwise."""
     arr = np.asarray(image)
     _check_shape(model, arr.shape)
@@ -126,7 +155,7 @@ def _check_image(model: RVAE, image: Any) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
-def _latent_dims(model: RVAE, shape: ImageShape) -> int:
+def _latent_dims(model: IntegerRVAE, shape: ImageShape) -> int:
     """Latent dims of one layer for one image of ``shape``."""
     return math.prod(model.latent_shape((1, *shape), 0))
 
@@ -173,16 +202,24 @@ def _from_bytes(data: bytes) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _bin_points(bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Standard-normal quantiles for ``2**bits`` equal-mass bins: inner edges
-    float64 [2**bits - 1] (Phi^-1(j / n), j = 1..n-1) and mass midpoints float64
-    [2**bits] (Phi^-1((j + 1/2) / n))."""
+def _bin_edges(bits: int) -> np.ndarray:
+    """Standard-normal inner edges of ``2**bits`` equal-mass bins: float64
+    [2**bits - 1], Phi^-1(j / 2**bits) for j = 1 .. 2**bits - 1 (read-only)."""
     n = 1 << bits
     edges = special.ndtri(np.arange(1, n, dtype=np.float64) / n)
-    mids = special.ndtri((np.arange(n, dtype=np.float64) + 0.5) / n)
     edges.setflags(write=False)
-    mids.setflags(write=False)
-    return edges, mids
+    return edges
+
+
+@functools.lru_cache(maxsize=None)
+def _bin_centres(bits: int) -> np.ndarray:
+    """Standardized bin centres int32 [2**bits] in units 2^-16 (exact, from the
+    shipped quantile table): Q[((2j + 1) << 16) >> (bits + 1)], i.e. Phi^-1 at
+    about (j + 1/2) / 2**bits (read-only)."""
+    j = np.arange(1 << bits, dtype=np.int64)
+    centres = normal_quantiles()[((2 * j + 1) << NORMAL_BITS) >> (bits + 1)].astype(np.int32)
+    centres.setflags(write=False)
+    return centres
 
 
 def _flat64(g: Gaussian) -> tuple[np.ndarray, np.ndarray]:
@@ -191,13 +228,14 @@ def _flat64(g: Gaussian) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _latents(prior: Gaussian, bins: np.ndarray, bits: int) -> jnp.ndarray:
-    """The bins' representative points as the float32 z [1, h, w, Z] fed to the model."""
-    loc, scale = _flat64(prior)
-    z = loc + scale * _bin_points(bits)[1][bins]
-    return jnp.asarray(z.astype(np.float32).reshape(prior.loc.shape))
+    """The bins' centres as the float32 z [1, h, w, Z] fed to the model: exactly
+    what the iREC decoder forms for the standardized values (``rec.from_standard``)."""
+    loc, scale = np.asarray(prior.loc), np.asarray(prior.scale)
+    n = _bin_centres(bits)[np.asarray(bins, np.int64)].reshape(loc.shape)
+    return jnp.asarray(rec.from_standard(n, loc, scale))
 
 
-def _chunks(n: int, bits: int) -> list[tuple[int, int]]:
+def _latent_chunks(n: int, bits: int) -> list[tuple[int, int]]:
     rows = max(1, _TABLE_ENTRIES >> bits)
     return [(s, min(n, s + rows)) for s in range(0, n, rows)]
 
@@ -208,7 +246,7 @@ def _posterior_weights(post: Gaussian, prior: Gaussian, bits: int, start: int,
     for latent dims ``start:stop`` (raster order)."""
     q_loc, q_scale = (a[start:stop] for a in _flat64(post))
     p_loc, p_scale = (a[start:stop] for a in _flat64(prior))
-    edges = _bin_points(bits)[0]
+    edges = _bin_edges(bits)
     n = 1 << bits
     cdf = np.empty((stop - start, n + 1))
     cdf[:, 0] = 0.0
@@ -226,62 +264,54 @@ def _posterior_weights(post: Gaussian, prior: Gaussian, bits: int, start: int,
 
 
 # ----------------------------------------------------------------------------
-# Pixels (the residual coder's tables, on the ANS stack).
+# Pixels (the codec's integer residual tables, on the ANS stack).
 
 
-def _pixel_params(dist: lik.PixelLikelihood) -> residual.Likelihood:
-    """The model's likelihood for one image as the entropy layer's params [H, W, C(, K)]."""
-    if isinstance(dist, lik.Logistic):
-        loc, scale = lik.to_entropy_logistic(dist)
-        return residual.Logistic(loc=loc[0], log_scale=np.log(scale[0]))
-    if isinstance(dist, lik.MixtureOfLogistics):
-        _, loc, scale = lik.to_entropy_mixture(dist)
-        return residual.LogisticMixture(logits=np.asarray(dist.logits, np.float64)[0],
-                                        loc=loc[0], log_scale=np.log(scale[0]))
-    raise TypeError(f"unsupported likelihood {type(dist).__name__}")
+def _pixel_tables(dist: Any) -> entropy.PixelTables:
+    """The integer model's likelihood for one image [1, H, W, C] as the codec's
+    pixel tables (the conversion ``irec_jax.codec`` makes, uncropped)."""
+    if not isinstance(dist, lik.QuantizedLogistic):
+        raise TypeError(f"BB-ANS codes pixels under the integer model's QuantizedLogistic, "
+                        f"got {type(dist).__name__}")
+    return entropy.PixelTables(entropy.QuantizedLogistic(np.asarray(dist.loc)[0],
+                                                         np.asarray(dist.inv_scale)[0]))
 
 
-def _push_pixels(coder, family, pixels: np.ndarray, params: residual.Likelihood) -> None:
-    flat = residual._flatten(params)
+def _push_pixels(coder, family, pixels: np.ndarray, pt: entropy.PixelTables) -> None:
     x = pixels.reshape(-1).astype(np.int64)
-    for start, stop in reversed(list(residual._chunks(x.shape[0]))):
-        p = flat.rows(start, stop)
-        group, offset = np.divmod(x[start:stop], residual._GROUP)
-        cdf1 = residual._level1_cdf(p)
-        w2 = residual._weights(residual._level2_cdf(p, cdf1, group))
-        coder.encode_reverse(offset.astype(np.int32), family, w2)
-        coder.encode_reverse(group.astype(np.int32), family, residual._weights(cdf1))
+    for start, stop in reversed(list(pt.chunks())):
+        group, offset = np.divmod(x[start:stop], residual.GROUP)
+        w1, cdf1 = pt.groups(start, stop)
+        coder.encode_reverse(offset.astype(np.int32), family, pt.offsets(start, stop, cdf1, group))
+        coder.encode_reverse(group.astype(np.int32), family, w1)
 
 
 def _pop_level(coder, family, weights: np.ndarray) -> np.ndarray:
     symbols = _coder.guarded("bbans pixels", lambda: coder.decode(family, weights))
-    if symbols.size and symbols.max() >= residual._GROUP:
+    if symbols.size and symbols.max() >= residual.GROUP:
         raise FormatError("bbans pixels: corrupt coded data (decoded the padding symbol)")
     return symbols.astype(np.int64)
 
 
-def _pop_pixels(coder, family, params: residual.Likelihood, shape: ImageShape) -> np.ndarray:
-    flat = residual._flatten(params)
-    n = flat.loc.shape[0]
-    out = np.empty(n, np.uint8)
-    for start, stop in residual._chunks(n):
-        p = flat.rows(start, stop)
-        cdf1 = residual._level1_cdf(p)
-        group = _pop_level(coder, family, residual._weights(cdf1))
-        offset = _pop_level(coder, family, residual._weights(residual._level2_cdf(p, cdf1, group)))
-        out[start:stop] = group * residual._GROUP + offset
-    return out.reshape(shape)
+def _pop_pixels(coder, family, pt: entropy.PixelTables) -> np.ndarray:
+    out = np.empty(pt.size, np.uint8)
+    for start, stop in pt.chunks():
+        w1, cdf1 = pt.groups(start, stop)
+        group = _pop_level(coder, family, w1)
+        offset = _pop_level(coder, family, pt.offsets(start, stop, cdf1, group))
+        out[start:stop] = group * residual.GROUP + offset
+    return out.reshape(pt.shape)
 
 
 # ----------------------------------------------------------------------------
 # One image on a shared stack.
 
 
-def _encode_onto(coder, model: RVAE, params: Any, image: np.ndarray, bits: int) -> int:
+def _encode_onto(coder, model: IntegerRVAE, params: Any, image: np.ndarray, bits: int) -> int:
     """Codes ``image`` uint8 [H, W, C] onto ``coder``; returns the number of
     bottom words of the stack its pops left untouched."""
     family = _coder.categorical_family()
-    x = jnp.asarray(image[None])
+    x = jnp.asarray(image[None].astype(np.int32))  # as the codec feeds it
     acts = model.bottom_up(params, x)
     state = model.initial_state(params, x.shape)
     chosen = []
@@ -290,20 +320,20 @@ def _encode_onto(coder, model: RVAE, params: Any, image: np.ndarray, bits: int) 
         post = model.posterior(params, state, acts, layer)
         d = prior.loc.size
         bins = np.empty(d, np.int32)
-        for start, stop in _chunks(d, bits):
+        for start, stop in _latent_chunks(d, bits):
             w = _posterior_weights(post, prior, bits, start, stop)
             bins[start:stop] = coder.decode(family, w)
         state = model.advance(params, state, _latents(prior, bins, bits), layer)
         chosen.append(bins)
     untouched = coder.num_words() - 2  # below the two words of the ANS head
-    _push_pixels(coder, family, image, _pixel_params(model.likelihood(params, state)))
+    _push_pixels(coder, family, image, _pixel_tables(model.likelihood(params, state)))
     uniform = constriction.stream.model.Uniform(1 << bits)
     for bins in reversed(chosen):
         coder.encode_reverse(bins, uniform)
     return untouched
 
 
-def _decode_from(coder, model: RVAE, params: Any, shape: ImageShape, bits: int) -> np.ndarray:
+def _decode_from(coder, model: IntegerRVAE, params: Any, shape: ImageShape, bits: int) -> np.ndarray:
     """Pops one image of ``shape`` off ``coder`` and pushes its posterior bits back."""
     family = _coder.categorical_family()
     uniform = constriction.stream.model.Uniform(1 << bits)
@@ -317,11 +347,11 @@ def _decode_from(coder, model: RVAE, params: Any, shape: ImageShape, bits: int) 
         priors.append(prior)
         chosen.append(bins)
         state = model.advance(params, state, _latents(prior, bins, bits), layer)
-    pixels = _pop_pixels(coder, family, _pixel_params(model.likelihood(params, state)), shape)
-    acts = model.bottom_up(params, jnp.asarray(pixels[None]))
+    pixels = _pop_pixels(coder, family, _pixel_tables(model.likelihood(params, state)))
+    acts = model.bottom_up(params, jnp.asarray(pixels[None].astype(np.int32)))
     for layer in reversed(range(model.num_layers)):
         post = model.posterior(params, states[layer], acts, layer)
-        for start, stop in reversed(_chunks(d, bits)):
+        for start, stop in reversed(_latent_chunks(d, bits)):
             w = _posterior_weights(post, priors[layer], bits, start, stop)
             sym = np.ascontiguousarray(chosen[layer][start:stop], dtype=np.int32)
             _coder.guarded("bbans latents", lambda: coder.encode_reverse(sym, family, w))
@@ -332,7 +362,7 @@ def _decode_from(coder, model: RVAE, params: Any, shape: ImageShape, bits: int) 
 # Public API.
 
 
-def _encode(model: RVAE, params: Any, images: Sequence[Any], bits: int) -> tuple[bytes, list[int]]:
+def _encode(model: IntegerRVAE, params: Any, images: Sequence[Any], bits: int) -> tuple[bytes, list[int]]:
     """The chained stack's bytes and, after each image, the file size in words."""
     bits = _check_bits(bits)
     if isinstance(images, np.ndarray) and images.ndim == 3:
@@ -355,7 +385,7 @@ def _encode(model: RVAE, params: Any, images: Sequence[Any], bits: int) -> tuple
     return _to_bytes(final[lowest:]), sizes
 
 
-def bbans_encode_sequence(model: RVAE, params: Any, images: Sequence[Any], *,
+def bbans_encode_sequence(model: IntegerRVAE, params: Any, images: Sequence[Any], *,
                           bits: int = DEFAULT_BITS) -> bytes:
     """Codes ``images`` (each uint8 [H_i, W_i, C], H_i and W_i even) on one ANS stack.
 
@@ -366,7 +396,7 @@ def bbans_encode_sequence(model: RVAE, params: Any, images: Sequence[Any], *,
     return _encode(model, params, images, bits)[0]
 
 
-def bbans_decode_sequence(model: RVAE, params: Any, data: bytes, shapes: Sequence[Sequence[int]],
+def bbans_decode_sequence(model: IntegerRVAE, params: Any, data: bytes, shapes: Sequence[Sequence[int]],
                           *, bits: int = DEFAULT_BITS) -> list[np.ndarray]:
     """Inverse of :func:`bbans_encode_sequence`: a list of uint8 [H_i, W_i, C] in
     the encoder's order, given the images' ``shapes`` [(H_i, W_i, C)] and ``bits``.
@@ -392,7 +422,7 @@ def bbans_decode_sequence(model: RVAE, params: Any, data: bytes, shapes: Sequenc
     return out
 
 
-def bbans_encode_single(model: RVAE, params: Any, image: Any, *, bits: int = DEFAULT_BITS) -> bytes:
+def bbans_encode_single(model: IntegerRVAE, params: Any, image: Any, *, bits: int = DEFAULT_BITS) -> bytes:
     """Codes one image uint8 [H, W, C] (H, W even) from an empty stack; the file
     pays its initial bits (about ``bits`` per latent dim). Returns bytes."""
     arr = np.asarray(image)
@@ -401,7 +431,7 @@ def bbans_encode_single(model: RVAE, params: Any, image: Any, *, bits: int = DEF
     return _encode(model, params, [arr], bits)[0]
 
 
-def bbans_decode_single(model: RVAE, params: Any, data: bytes, shape: Sequence[int], *,
+def bbans_decode_single(model: IntegerRVAE, params: Any, data: bytes, shape: Sequence[int], *,
                         bits: int = DEFAULT_BITS) -> np.ndarray:
     """Inverse of :func:`bbans_encode_single`: uint8 [H, W, C] of ``shape``.
     Raises FormatError for corrupt data (see :func:`bbans_decode_sequence`)."""
@@ -443,7 +473,7 @@ class BbansRates:
         return 8.0 * (self.sequence_bytes - self.single_bytes[0]) / sum(self.dims[1:])
 
 
-def bbans_rates(model: RVAE, params: Any, images: Sequence[Any], *, bits: int = DEFAULT_BITS,
+def bbans_rates(model: IntegerRVAE, params: Any, images: Sequence[Any], *, bits: int = DEFAULT_BITS,
                 verify: bool = False) -> BbansRates:
     """Codes each image alone and all of them chained; returns :class:`BbansRates`.
 

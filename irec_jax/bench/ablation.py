@@ -10,10 +10,11 @@ point it reports, from the *real* byte counts of the file:
   the coded path (``CodecReport.kl_nats``); ``coding_overhead_ideal`` =
   index_bits_ideal (Σ_b K_b log2 N) / KL bits.
 - ``residual_overhead`` = 8·residual_bytes / E_q[−log2 p(x|z)];
-  ``residual_overhead_ideal`` = −log2 p(x|ẑ) (float64 CDFs, the codec's
-  ideal figure) over the same expectation. The expectation is a **Monte
-  Carlo estimate** (S posterior samples through the model's fused pass,
-  ``irec_jax.models.negative_elbo``; the standard error is reported).
+  ``residual_overhead_ideal`` = −log2 p(x|ẑ) (under the coder's integer
+  frequency tables, the codec's ideal figure) over the same expectation.
+  The expectation is a **Monte Carlo estimate** (S posterior samples
+  through the codec's integer model, ``irec_jax.codec.elbo_samples``, with
+  −log2 p(x|z) under the same integer tables; the standard error is reported).
 - ``total_overhead`` = 8·total_bytes / negative-ELBO bits, with the negative
   ELBO = E_q[Σ_l KL_l + (−log2 p(x|z))] estimated by the same S samples (MC,
   standard error reported). Every byte of the file (header included) counts.
@@ -211,40 +212,18 @@ class ImageStats:
         return int(np.prod(self.shape))
 
 
-_ELBO_FNS: dict[Any, Callable] = {}  # model config -> jitted MC pass (the newest one only)
-
-
-def _elbo_fn(cm) -> Callable:
-    import jax
-    import jax.numpy as jnp
-
-    from irec_jax.models import negative_elbo
-
-    key = cm.config  # a frozen dataclass: the pass depends on the config; params are an argument
-    if key not in _ELBO_FNS:
-        model = cm.model
-
-        @jax.jit
-        def fn(params, x, keys):
-            t = jax.vmap(lambda k: negative_elbo(model, params, x, k, free_bits=0.0))(keys)
-            return t.recon, t.nelbo, jnp.sum(t.kl, axis=-1)
-
-        _ELBO_FNS.clear()
-        _ELBO_FNS[key] = fn
-    return _ELBO_FNS[key]
-
-
 def mc_elbo(cm, img: np.ndarray, samples: int = DEFAULT_MC_SAMPLES, seed: int = 0,
             set_name: str = "", image_id: str = "") -> ImageStats:
-    """Monte Carlo E_q[−log2 p(x|z)] and −ELBO of ``img`` (uint8 [H, W, C], even H, W) under ``cm``."""
-    import jax
+    """Monte Carlo E_q[−log2 p(x|z)] and −ELBO of ``img`` (uint8 [H, W, C], even H, W) under
+    ``cm``'s integer model, the one the codec codes with (``codec.elbo_samples``: recon under
+    the coder's integer pixel tables, latents on the decoder's 2^-10 grid)."""
+    from irec_jax import codec
 
     if samples < 2:
         raise EvalError(f"--mc-samples must be at least 2 (for a standard error), got {samples}")
-    dims = int(img.size)
-    keys = jax.random.split(jax.random.key(seed), samples)
-    recon, nelbo, kl = (np.asarray(a, np.float64) * dims
-                        for a in _elbo_fn(cm)(cm.params, np.asarray(img, np.int32)[None], keys))
+    recon, kl = (np.asarray(a, np.float64)
+                 for a in codec.elbo_samples(np.asarray(img, np.uint8), cm, int(samples), seed))
+    nelbo = recon + kl
     se = lambda a: float(np.std(a, ddof=1) / math.sqrt(len(a)))  # noqa: E731
     return ImageStats(set_name, image_id, tuple(int(s) for s in img.shape), int(samples),
                       float(recon.mean()), se(recon), float(nelbo.mean()), se(nelbo),
@@ -477,7 +456,7 @@ METRICS_DOC = {
     "coding_overhead": "8*index_bytes / KL bits (KL = sum over layers of KL(q||p) along the coded path)",
     "coding_overhead_ideal": "index_bits_ideal (sum_b K_b log2 N) / KL bits",
     "residual_overhead": "8*residual_bytes / E_q[-log2 p(x|z)] (Monte Carlo estimate)",
-    "residual_overhead_ideal": "-log2 p(x|z_hat) (float64 CDFs) / E_q[-log2 p(x|z)] (Monte Carlo estimate)",
+    "residual_overhead_ideal": "-log2 p(x|z_hat) (integer coder tables) / E_q[-log2 p(x|z)] (Monte Carlo estimate)",
     "total_overhead": "8*total_bytes (whole file) / negative-ELBO bits (Monte Carlo estimate)",
     "*_mc_se": "standard error of the ratio from the Monte Carlo denominator alone",
     "bpd": "8*total_bytes / (H*W*C)",
