@@ -22,17 +22,19 @@ def _round_mul_shift(a, m, s) -> np.ndarray:
                      for x, y, z in zip(a, m, s)], dtype=object)
 
 
-def test_mul_shift_is_exact_rounding_including_extremes():
-    rng = np.random.default_rng(0)
-    a = np.concatenate([rng.integers(-2**31, 2**31, 4000), rng.integers(-2**19, 2**19, 4000),
-                        [2**31 - 1, -2**31, 0, -1, 1, 65535, -65536]])
+@pytest.mark.parametrize("split, a_bits, shifts", [(16, 31, (17, 46)), (8, 19, (9, 38)), (9, 24, (15, 39))])
+def test_mul_shift_is_exact_rounding_on_its_domains(split, a_bits, shifts):
+    """The three uses (conv rescale, iREC step scale, z = mu + sigma x), extremes included."""
+    rng = np.random.default_rng(split)
+    lim = 1 << a_bits
+    a = np.concatenate([rng.integers(-lim + 1, lim, 6000), [lim - 1, -lim + 1, 0, -1, 1, (1 << split) - 1]])
     m = np.concatenate([rng.integers(0, 2**15 + 1, a.size - 4), [0, 1, 2**14, 2**15]])
-    s = rng.integers(0, 47, a.size)
-    want = _round_mul_shift(a, m, s)
-    fits = np.array([-2**31 <= v < 2**31 for v in want])
-    got = np.asarray(jax.jit(intops.mul_shift)(a.astype(np.int32), m.astype(np.int32), s.astype(np.int32)))
-    np.testing.assert_array_equal(got[fits].astype(np.int64), want[fits].astype(np.int64))
-    assert fits.sum() > 5000
+    s = rng.integers(shifts[0], shifts[1] + 1, a.size)
+    s[-6:] = [shifts[0], shifts[1], shifts[0], shifts[0], shifts[1], shifts[0]]
+    want = _round_mul_shift(a, m, s).astype(np.int64)
+    got = np.asarray(jax.jit(intops.mul_shift, static_argnums=3)(
+        a.astype(np.int32), m.astype(np.int32), s.astype(np.int32), split))
+    np.testing.assert_array_equal(got.astype(np.int64), want)
 
 
 def test_exact_matmul_equals_integer_matmul_at_the_bounds():
@@ -71,9 +73,9 @@ def test_subpixel_deconv_equals_flax_conv_transpose():
     ref = jax.lax.conv_transpose(jnp.asarray(x, jnp.float32), jnp.asarray(kernel), (2, 2), "SAME",
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
     w = jnp.asarray(integer._subpixel_kernel(kernel.astype(np.float64)), jnp.float32)
-    one = jnp.ones(2, jnp.int32)
-    got = intops.deconv5x5s2(jnp.asarray(x, jnp.int32), w, one, jnp.zeros(2, jnp.int32), jnp.zeros(2, jnp.int32))
-    np.testing.assert_array_equal(np.asarray(got), np.asarray(ref).astype(np.int64))
+    mant, shift = jnp.full(2, 1 << 14, jnp.int32), jnp.full(2, 17, jnp.int32)  # rescale by 1/8
+    got = intops.deconv5x5s2(jnp.asarray(x, jnp.int32), w, mant, shift, jnp.zeros(2, jnp.int32))
+    np.testing.assert_array_equal(np.asarray(got), (np.asarray(ref).astype(np.int64) + 4) >> 3)
 
 
 def test_conversion_is_deterministic_and_validated():

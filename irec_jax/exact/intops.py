@@ -30,43 +30,34 @@ CONV_INPUT_LIMIT = 1 << 15  # conv inputs are clipped to [-2^15, 2^15 - 1] (two 
 WEIGHT_LIMIT = 127  # |integer weight| <= 127
 MAX_FAN_IN = 512  # 255 * 127 * 512 < 2^24: every partial sum of one digit is exact in float32
 MAX_MANT = 1 << 15  # mul_shift multiplier range [0, 2^15]
-MAX_SHIFT = 46
+MIN_SHIFT, MAX_SHIFT = 17, 46  # conv rescale shifts (mul_shift with split 16)
 
 
 def _i32(x) -> jax.Array:
     return jnp.asarray(x, jnp.int32)
 
 
-def mul_shift(a: jax.Array, mant: jax.Array, shift: jax.Array) -> jax.Array:
-    """round(a * mant / 2^shift), halves rounded up, computed exactly in int32.
+def mul_shift(a: jax.Array, mant: jax.Array, shift: jax.Array, split: int = 16) -> jax.Array:
+    """round(a * mant / 2^shift), halves rounded up, exactly, in int32 ops.
 
-    Args (broadcastable, int32): ``a`` with |a| < 2^31; ``mant`` in
-    [0, 2^15]; ``shift`` in [0, 46]. The result must fit in int32 (the caller
-    bounds it); it equals ``floor((a * mant + 2^(shift-1)) / 2^shift)`` in
-    exact integer arithmetic (``a * mant`` for shift 0).
+    Equals ``floor((a * mant + 2^(shift-1)) / 2^shift)`` in exact integer
+    arithmetic. With a = hi 2^split + lo (lo in [0, 2^split)) it is computed as
+    ``(hi * mant + ((lo * mant) >> split) + 2^(shift-1-split)) >> (shift - split)``
+    (nested floors), so no intermediate exceeds 32 bits when the caller keeps
+    to its domain (int32 args, broadcastable; ``split`` static):
 
-    Method: a = hi * 2^16 + lo with lo in [0, 2^16); hi * mant and lo * mant
-    both fit 32 bits, and the rounding offset is split the same way.
+      shift > split, 0 <= mant <= 2^15, lo * mant < 2^31, and
+      |hi| * mant + 2^(shift-1-split) + 2^15 < 2^31.
+
+    The codec's uses: conv rescales (|a| < 2^31, split 16, shift 17..46), iREC
+    step scales (|a| < 2^19, split 8, shift 9..38) and z = mu + sigma x
+    (|a| < 2^24, split 9, shift 15..39).
     """
     a, mant, shift = _i32(a), _i32(mant), _i32(shift)
-    hi = jnp.right_shift(a, 16)  # arithmetic: floor(a / 2^16)
-    lo = (a & 0xFFFF).astype(jnp.uint32)
-    p_hi = hi * mant  # |.| <= 2^30
-    p_lo = lo * mant.astype(jnp.uint32)  # < 2^31
-    # shift >= 16: floor((p_hi 2^16 + p_lo + 2^(s-1)) / 2^s)
-    #   = (p_hi + r_hi + ((p_lo + r_lo) >> 16)) >> (s - 16), 2^(s-1) = r_hi 2^16 + r_lo.
-    s_big = jnp.clip(shift, 16, MAX_SHIFT)
-    r_hi = jnp.where(s_big >= 17, jnp.left_shift(jnp.int32(1), jnp.clip(s_big - 17, 0, 30)), 0)
-    r_lo = jnp.where(s_big == 16, jnp.uint32(1 << 15), jnp.uint32(0))
-    carry = jnp.right_shift(p_lo + r_lo, jnp.uint32(16)).astype(jnp.int32)
-    big = jnp.right_shift(p_hi + r_hi + carry, s_big - 16)
-    # shift < 16: p_hi 2^(16-s) + ((p_lo + 2^(s-1)) >> s).
-    s_small = jnp.clip(shift, 0, 15)
-    r = jnp.where(s_small >= 1, jnp.left_shift(jnp.uint32(1), jnp.clip(s_small - 1, 0, 14).astype(jnp.uint32)),
-                  jnp.uint32(0))
-    small = jnp.left_shift(p_hi, 16 - s_small) + jnp.right_shift(
-        p_lo + r, s_small.astype(jnp.uint32)).astype(jnp.int32)
-    return jnp.where(shift >= 16, big, small)
+    hi = jnp.right_shift(a, split)  # arithmetic: floor(a / 2^split)
+    lo = a & ((1 << split) - 1)
+    y = hi * mant + jnp.right_shift(lo * mant, split) + jnp.left_shift(jnp.int32(1), shift - (split + 1))
+    return jnp.right_shift(y, shift - split)
 
 
 def round_shift(a: jax.Array, shift: int) -> jax.Array:

@@ -76,7 +76,8 @@ def _rescale(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     frac, exp = np.frexp(scale)
     mant = np.round(frac * (1 << 15)).astype(np.int64)  # in [2^14, 2^15] (0 for scale 0)
     shift = (15 - exp).astype(np.int64)
-    if np.any((shift < 0) | (shift > intops.MAX_SHIFT)):
+    shift = np.where(mant == 0, intops.MIN_SHIFT, shift)  # an all-zero channel
+    if np.any((shift < intops.MIN_SHIFT) | (shift > intops.MAX_SHIFT)):
         raise ValueError(f"a rescale factor is out of range (max {float(np.max(scale)):.3g}, "
                          f"min {float(np.min(scale[scale > 0], initial=1.0)):.3g})")
     return mant.astype(np.int32), shift.astype(np.int32)
@@ -241,11 +242,11 @@ def check_params(config: rvae.RVAEConfig, params: Params) -> None:
     for layer in ("down/conv1", "down/conv2", "head"):
         within(f"{layer}/w", -intops.WEIGHT_LIMIT, intops.WEIGHT_LIMIT)
         within(f"{layer}/mant", 0, intops.MAX_MANT)
-        within(f"{layer}/shift", 0, intops.MAX_SHIFT)
+        within(f"{layer}/shift", intops.MIN_SHIFT, intops.MAX_SHIFT)
         within(f"{layer}/bias", -(1 << 30), 1 << 30)
     within("top/h", -(1 << 30), 1 << 30)
     within("tables/latent_mant", 1 << 14, (1 << 15) - 1)
-    within("tables/latent_shift", 9, 38)  # scales mant 2^-shift in [2^-24, 64): the coder's range
+    within("tables/latent_shift", 9, 33)  # scales mant 2^-shift in [2^-19, 64): the coder's range
     within("tables/pixel_inv", 0, (1 << 31) - 1)
 
 

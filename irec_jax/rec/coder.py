@@ -45,7 +45,7 @@ MAX_TOTAL_STEPS = 1 << 22
 MAX_DIMS = (1 << 31) - 1
 _MIN_R2 = 1e-30  # posterior/prior variance ratio floor for scoring only
 LOC_LIMIT = 1 << 23  # |prior loc| < 2^23 * 2^-10 = 8192
-SCALE_RANGE = (2.0 ** -24, 2.0 ** 6)  # prior scales must lie in [2^-24, 64)
+SCALE_RANGE = (2.0 ** -19, 2.0 ** 6)  # prior scales must lie in [2^-19, 64): shifts 9..33
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -148,9 +148,9 @@ def _prior_ints(p_loc: np.ndarray, p_scale: np.ndarray) -> tuple[np.ndarray, np.
     if not np.all(np.abs(loc) < LOC_LIMIT):
         raise ValueError(f"|p_loc| must be < {LOC_LIMIT >> ACT_BITS} everywhere (shape {p_loc.shape})")
     if not np.all((p_scale >= SCALE_RANGE[0]) & (p_scale < SCALE_RANGE[1])):
-        raise ValueError(f"p_scale must be in [2^-24, 64) everywhere (shape {p_scale.shape})")
+        raise ValueError(f"p_scale must be in [2^-19, 64) everywhere (shape {p_scale.shape})")
     frac, exp = np.frexp(p_scale)
-    mant = np.round(frac * (1 << 15))  # [2^14, 2^15]
+    mant = np.round(frac * (1 << 15))  # [2^14, 2^15]; 2^15 at most for scale < 2^6 - tiny
     return loc.astype(np.int32), mant.astype(np.int32), (15 - exp).astype(np.int32)
 
 
@@ -253,13 +253,19 @@ def _schedule(settings: RecSettings, steps: np.ndarray, length: int):
 
 
 @functools.lru_cache(maxsize=1)
+def _layer_key_jit():
+    import jax
+    return jax.jit(rng.layer_key)
+
+
+@functools.lru_cache(maxsize=1)
 def _normal_table():
     from irec_jax.exact import tables
     return jnp.asarray(tables.normal_quantiles())
 
 
 def _layer_key(settings: RecSettings, stream: int):
-    return rng.layer_key(jnp.uint32(settings.seed), jnp.uint32(stream))
+    return _layer_key_jit()(np.uint32(settings.seed), np.uint32(stream))
 
 
 def _check_stream(stream: int) -> int:

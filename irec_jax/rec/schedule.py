@@ -64,11 +64,9 @@ def step_scales(var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mant = t >> (b - 15) in [2^14, 2^15) and shift = 45 - b, so that
     mant 2^-shift is sqrt(V / 2^30) truncated to 15 bits (0, 30 for V = 0)."""
     var = np.asarray(var, np.int64)
-    mant = np.zeros(var.shape, np.int32)
-    shift = np.full(var.shape, 30, np.int32)
-    for v in np.unique(var):
-        mant[var == v], shift[var == v] = _scale(int(v))
-    return mant, shift
+    values, inverse = np.unique(var, return_inverse=True)
+    pairs = np.array([_scale(int(v)) for v in values], np.int32).reshape(-1, 2)
+    return pairs[inverse.reshape(var.shape), 0], pairs[inverse.reshape(var.shape), 1]
 
 
 def _validate(steps: np.ndarray, length: int) -> np.ndarray:
