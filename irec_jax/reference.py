@@ -31,7 +31,6 @@ pair (mant, shift) meaning mant * 2^-shift.
 
 from __future__ import annotations
 
-import decimal
 import json
 import math
 import os
@@ -52,6 +51,7 @@ I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
 U32 = np.uint64(0xFFFFFFFF)  # uint32 arithmetic is done in uint64, masked
 CONV_INPUT_LIMIT = 1 << 15  # conv inputs are clipped to [-2^15, 2^15 - 1]
 MAX_FAN_IN = 512  # the JAX matmul is exact only up to this fan-in
+STATE_LIMIT = 1 << 30  # the top-down state saturates at +-2^30 after every update
 LOC_LIMIT = 1 << 20  # prior locations and pixel locations are clipped to +-2^20 (units 2^-10)
 MAX_STEPS_PER_BLOCK, MAX_TOTAL_STEPS = 1 << 16, 1 << 22
 REC_TAG = 0x69524543  # "iREC"
@@ -72,8 +72,9 @@ def _int32(x: np.ndarray, what: str) -> np.ndarray:
 
 def mul_shift(a, mant, shift) -> np.ndarray:
     """round(a * mant / 2^shift), halves up: floor((a mant + 2^(shift-1)) / 2^shift),
-    a mant for shift 0. Domain of the JAX op: a int32, mant in [0, 2^15],
-    shift in [0, 46], result int32. int64 is exact here: |a mant| < 2^46."""
+    a mant for shift 0. The JAX op (``exact.intops.mul_shift``) computes this on
+    stated per-use domains (shifts 9..46); here any a int32, mant in [0, 2^15],
+    shift in [0, 46] is exact in int64 (|a mant| < 2^46)."""
     a, mant, shift = np.broadcast_arrays(*(np.asarray(v, np.int64) for v in (a, mant, shift)))
     _int32(a, "mul_shift input")
     if mant.size and (mant.min() < 0 or mant.max() > 1 << 15 or shift.min() < 0 or shift.max() > 46):
@@ -308,10 +309,10 @@ def _prior(feats: np.ndarray, p: dict, z: int) -> tuple:
     loc = np.clip(feats[..., :z], -LOC_LIMIT, LOC_LIMIT)
     mant = lookup(feats[..., z:2 * z], p["tables/latent_mant"])
     shift = lookup(feats[..., z:2 * z], p["tables/latent_shift"])
-    # The JAX coder checks the prior scale lies in [2^-24, 64): with mant in
-    # [2^14, 2^15), exactly shift in [9, 38].
-    if shift.min() < 9 or shift.max() > 38:
-        raise FormatError("corrupt latent code: prior scale outside [2^-24, 64)")
+    # The JAX coder checks the prior scale lies in [2^-19, 64): with mant in
+    # [2^14, 2^15), exactly shift in [9, 33].
+    if shift.min() < 9 or shift.max() > 33:
+        raise FormatError("corrupt latent code: prior scale outside [2^-19, 64)")
     return loc, mant, shift
 
 
@@ -333,16 +334,10 @@ def _likelihood(h: np.ndarray, p: dict, cfg: dict) -> tuple[np.ndarray, np.ndarr
 
 
 def _num_candidates(s: entropy.CoderSettings) -> int:
-    """N = floor(exp(omega (1 + epsilon))) as the container computes it (libm exp),
-    refused if exact arithmetic (Decimal) disagrees: such a file is not portable."""
-    n = entropy.num_candidates(s)
-    x = decimal.Decimal(s.omega * (1 + s.epsilon))  # the float64 product, exactly
-    with decimal.localcontext(decimal.Context(prec=60)):
-        exact = int(x.exp().to_integral_value(rounding=decimal.ROUND_FLOOR))
-    if exact != n:
-        raise FormatError(f"omega={s.omega!r}, epsilon={s.epsilon!r}: N is {n} by this platform's "
-                          f"exp but {exact} exactly; the file is not portable")
-    return n
+    """N = floor(exp(omega (1 + epsilon))), evaluated in Decimal at 50 digits
+    from the exact values of the two float64s (``exact.tables.num_candidates``,
+    which the container also uses)."""
+    return tables.num_candidates(s.omega, s.epsilon)
 
 
 def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
@@ -389,7 +384,7 @@ def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
         latent = reconstruct(steps, indices, loc.ravel(), mant.ravel(), shift.ravel(),
                              settings.seed, layer).reshape(loc.shape)
         merged = np.concatenate([latent, feats[..., 4 * z:]], axis=-1)
-        state = _int32(state + conv3x3(elu(merged), *_layer(p, "down/conv2", layer)), "state")
+        state = np.clip(state + conv3x3(elu(merged), *_layer(p, "down/conv2", layer)), -STATE_LIMIT, STATE_LIMIT)
 
     # 4. Pixels: the likelihood cropped to the true image (grayscale: channel 0), then the residual.
     loc, inv_scale = _likelihood(state, p, cfg)

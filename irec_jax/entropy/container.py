@@ -97,11 +97,13 @@ class Container:
 
 
 def param_hash(arrays: Iterable[np.ndarray]) -> bytes:
-    """First 4 bytes of SHA-256 over the arrays' dtypes, shapes and bytes, in
-    the given order (e.g. the leaves of a parameter pytree)."""
+    """First 4 bytes of SHA-256 over the arrays' dtypes, shapes and
+    little-endian bytes, in the given order (e.g. the leaves of a parameter
+    pytree)."""
     h = hashlib.sha256()
     for a in arrays:
-        a = np.ascontiguousarray(a)
+        a = np.asarray(a)
+        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))  # the same on any host
         h.update(f"{a.dtype.str}{a.shape};".encode())
         h.update(a.tobytes())
     return h.digest()[:HASH_BYTES]

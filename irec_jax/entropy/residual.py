@@ -17,13 +17,14 @@ A model whose outputs live on [-1, 1] or [0, 1] converts with
 `rescale_params`. `log_scale` is clipped to `LOG_SCALE_RANGE` on both sides.
 
 Coding: each subpixel is split into a group g = x // 16 and an offset
-k = x % 16 (P(x) = P(g) P(k | g)). Each is coded with a table built by
-`tables.padded_coder_weights` from the CDF at the 17 edges of its 16 bins
-(the group edges 16j - 0.5, resp. the edges inside group g, normalized by the
-group's mass); the tables carry a 17th, never-coded symbol of frequency 1 and
-sum to 2**24. The sigmoid is evaluated in float32 on float32 (loc, 1/scale)
-and widened to float64 for the quantizer; encoder and decoder run the same
-code on the same arrays. Subpixels go in raster (H, W, C) order in chunks of
+k = x % 16 (P(x) = P(g) P(k | g)). Each is coded with a table built from the
+CDF at the 17 edges of its 16 bins (the group edges 16j - 0.5, resp. the
+edges inside group g, normalized by the group's mass); the tables carry a
+17th, never-coded symbol of frequency 1 and sum to 2**24. For
+`QuantizedLogistic` the CDF is an integer (the sigmoid table at a rounded
+standardized edge, `docs/format.md` section 3) and `tables.padded_weights_int`
+quantizes it in integers; for float parameters the sigmoid is evaluated in
+float32 and `tables.padded_coder_weights` quantizes in float64. Subpixels go in raster (H, W, C) order in chunks of
 `CHUNK`; each chunk writes its group symbols, then its offset symbols, into
 one range-coded stream. Work is vectorized per chunk, never holding a
 [subpixels, 256] table.

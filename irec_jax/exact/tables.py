@@ -451,12 +451,13 @@ def main() -> int:
 
 
 def num_candidates(omega: float, epsilon: float) -> int:
-    """N = floor(exp(omega (1 + epsilon))), candidates per iREC step, exactly:
-    omega and epsilon are taken as the exact values of their float64s and the
-    product and exponential are evaluated in Decimal at 50 digits (a float64
-    ``math.exp`` could round differently across C libraries when the result is
-    within an ulp of an integer). The exponent is capped at 50 (N > 2^24 is
-    refused by every caller anyway)."""
+    """N = floor(exp(omega (1 + epsilon))), candidates per iREC step, the same on
+    every machine: omega and epsilon are taken as the exact values of their
+    float64s, and 1 + epsilon, the product and the exponential are each
+    evaluated in Decimal at 50 significant digits (software arithmetic; a
+    float64 ``math.exp`` could round differently across C libraries when the
+    result is within an ulp of an integer). The exponent is capped at 50
+    (N > 2^24 is refused by every caller anyway)."""
     ctx = _context()
     with decimal.localcontext(ctx):
         t = min(Decimal(float(omega)) * (1 + Decimal(float(epsilon))), Decimal(50))

@@ -57,6 +57,7 @@ from irec_jax.models.interface import Gaussian, Shape
 Params = Any
 _ACT = float(1 << ACT_BITS)
 _LOC_LIMIT = 1 << 20  # prior locations are clipped to +-1024 (units 2^-10)
+_STATE_LIMIT = 1 << 30  # the top-down state saturates at +-2^30 (units 2^-10)
 
 
 @struct.dataclass
@@ -307,7 +308,9 @@ def _advance_jit(cfg, params, h, z, layer, elu_table) -> jax.Array:
     feats = _features_jit(cfg, params, h, layer, elu_table)
     z_int = jnp.round(z.astype(jnp.float32) * _ACT).astype(jnp.int32)
     merged = jnp.concatenate([z_int, feats[..., 4 * cfg.stoch_channels:]], axis=-1)
-    return h + _conv(_layer(params["down"]["conv2"], layer), merged, elu_table)
+    # Saturating, so the state is defined for any weights (real states stay below 2^12).
+    return jnp.clip(h + _conv(_layer(params["down"]["conv2"], layer), merged, elu_table), -_STATE_LIMIT,
+                    _STATE_LIMIT)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -11,7 +11,7 @@ prior. Both agree on everything else through the settings:
 2. Steps. Block b is coded in K_b = max(1, ceil(KL_b / omega)) auxiliary steps
    of N = floor(exp(omega (1 + epsilon))) shared candidates each.
 3. Search. The encoder runs a B-beam search per block (all blocks at once,
-   vmapped; all steps in one ``lax.scan``), scoring only the dimensions that
+   vmapped; all steps in one ``lax.while_loop``), scoring only the dimensions that
    carry KL, and sends the best beam's index path.
 4. Reconstruction. z = mu_p + sigma_p * sum_k s_k * sign_k * candidate_k in
    exact integer arithmetic (``docs/rec.md``): candidates from a fixed table

@@ -86,7 +86,7 @@ class RecSettings:
         if not 0 <= self.seed < 2**32:
             raise bad("seed", "must be in [0, 2^32)")
         if not isinstance(self.schedule, AuxSchedule):
-            raise bad("schedule", "must implement AuxSchedule (a fractions(steps) method)")
+            raise bad("schedule", "must implement AuxSchedule (a step_variances(k) method)")
 
     @property
     def num_candidates(self) -> int:
