@@ -52,6 +52,21 @@ def test_exact_matmul_equals_integer_matmul_at_the_bounds():
         intops.exact_matmul(jnp.zeros((1, k + 1), jnp.int32), jnp.zeros((k + 1, 1), jnp.float32))
 
 
+def test_both_correlation_methods_are_exact_and_agree():
+    """CPU convolution and patches @ matmul give the exact integer correlation at the bounds."""
+    rng = np.random.default_rng(4)
+    c = intops.MAX_FAN_IN // 9
+    x = rng.integers(-2**15, 2**15, (2, 7, 6, c))
+    x[0, :, :, :] = 2**15 - 1  # the largest digit sums
+    w = rng.integers(-127, 128, (9 * c, 5))
+    w[:, 0] = 127
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want = sum(xp[:, dy:dy + 7, dx:dx + 6, :] @ w.reshape(3, 3, c, 5)[dy, dx] for dy in range(3) for dx in range(3))
+    for method in ("conv", "matmul"):
+        got = intops.correlate3x3(jnp.asarray(x, jnp.int32), jnp.asarray(w, jnp.float32), method=method)
+        np.testing.assert_array_equal(np.asarray(got), want)
+
+
 def test_elu_and_lookup_follow_their_tables():
     table = jnp.asarray(exact_tables.elu_table())
     x = jnp.asarray([-100000, -8192, -8191, -1024, -1, 0, 1, 5000], jnp.int32)

@@ -316,7 +316,7 @@ class PixelTables:
         p = self._flat.rows(start, stop)
         if self._int:
             cdf1 = _int_level1(p)
-            return tables.padded_weights_int(cdf1), cdf1
+            return tables.padded_weights_int(cdf1, check=False), cdf1  # monotone by construction
         cdf1 = _level1_cdf(p)
         return _weights(cdf1), cdf1
 
@@ -325,7 +325,7 @@ class PixelTables:
         p = self._flat.rows(start, stop)
         group = np.asarray(group, np.int64)
         if self._int:
-            return tables.padded_weights_int(_int_level2(p, cdf1, group))
+            return tables.padded_weights_int(_int_level2(p, cdf1, group), check=False)
         return _weights(_level2_cdf(p, cdf1, group))
 
 
