@@ -112,10 +112,3 @@ class EqualSchedule:
     def step_variances(self, k: int) -> tuple[int, ...]:
         each = (1 << VARIANCE_BITS) // k
         return (each,) * (k - 1) + ((1 << VARIANCE_BITS) - each * (k - 1),)
-
-
-def cumulative(fractions: np.ndarray) -> np.ndarray:
-    """rho[b, k] = f[b, 0] + ... + f[b, k], the prior variance fraction of the
-    partial sum after step k, clipped to <= 1 (exactly 1 after the last step
-    of every schedule above, up to rounding)."""
-    return np.minimum(np.cumsum(fractions, axis=1), 1.0)
