@@ -12,7 +12,7 @@ other images' dims: the rate once the initial bits are paid. With
 pass pops different bits, so different latents: a lower-noise estimate of the
 expected marginal rate); single and amortized always use one pass.
 "-ELBO" averages ``--elbo-samples`` posterior samples per image of the codec's
-integer model (``irec_jax.codec.elbo_samples``: the model BB-ANS and iREC
+integer model (``irec_jax.analysis.elbo_samples``: the model BB-ANS and iREC
 code with, recon under the coder's integer pixel tables). ``--random-init``:
 a random float init converted to the integer form
 (``irec_jax.models.integer.quantize``), as a sanity floor.
@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 import irec_jax.assets
-from irec_jax import codec, modelzoo
+from irec_jax import analysis, modelzoo
 from irec_jax.baselines import (DEFAULT_BITS, bbans_decode_sequence, bbans_decode_single,
                                 bbans_encode_sequence, bbans_encode_single, bbans_rates)
 
@@ -51,10 +51,10 @@ def load_groups() -> dict[str, list[np.ndarray]]:
 
 def mean_nelbo(cm: modelzoo.CodecModel, images, samples: int) -> tuple[float, float, float]:
     """(-ELBO, recon, KL) bits/dim of ``cm``'s integer model, averaged over images
-    and posterior samples (``codec.elbo_samples``, seed 1234 + image index)."""
+    and posterior samples (``analysis.elbo_samples``, seed 1234 + image index)."""
     rows = []
     for i, img in enumerate(images):
-        recon, kl = codec.elbo_samples(img, cm, samples, seed=1234 + i)
+        recon, kl = analysis.elbo_samples(img, cm, samples, seed=1234 + i)
         rows.extend(zip((recon + kl) / img.size, recon / img.size, kl / img.size))
     return tuple(float(v) for v in np.mean(rows, axis=0))
 

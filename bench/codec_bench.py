@@ -57,7 +57,7 @@ def main() -> None:
     import jax
     from tqdm import tqdm
 
-    from irec_jax import codec, modelzoo
+    from irec_jax import analysis, codec, modelzoo
     from irec_jax.bench.classical import classical_codecs
 
     cm = modelzoo.load_model(args.model)
@@ -74,7 +74,7 @@ def main() -> None:
         t0 = time.perf_counter()
         out = codec.decompress(data, model=cm)
         dec_s = time.perf_counter() - t0
-        elbo = codec.negative_elbo(img, model=cm, samples=args.samples)
+        elbo = analysis.estimate_elbo(img, model=cm, samples=args.samples)
         dims = img.size
         row = {
             "image": name, "shape": list(img.shape), "bytes": len(data),

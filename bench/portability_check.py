@@ -67,7 +67,7 @@ for p in paths:
 # Fingerprint of the integer likelihood of the first image's latent path.
 cm = codec.modelzoo.load_model()
 img = imageio.read_image(paths[0])
-x = codec._model_input(img, cm.image_channels)
+x = codec.model_input(img, cm.image_channels)
 m, prm = cm.model, cm.params
 state = m.initial_state(prm, x.shape)
 for layer in range(m.num_layers):

@@ -27,7 +27,6 @@ never needs to be repeated.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from typing import Any, Callable
 
@@ -96,8 +95,8 @@ def _rec_settings(s: entropy.CoderSettings):
                        seed=int(s.seed))
 
 
-def _model_input(pixels: np.ndarray, image_channels: int) -> np.ndarray:
-    """uint8 [H, W, C] -> int32 [1, H', W', C_model] with H', W' even (edge padding)."""
+def model_input(pixels: np.ndarray, image_channels: int) -> np.ndarray:
+    """The codec's model input: uint8 [H, W, C] -> int32 [1, H', W', C_model] with H', W' even (edge padding)."""
     h, w, c = pixels.shape
     if c != image_channels:
         if c == 1 and image_channels == 3:
@@ -108,7 +107,7 @@ def _model_input(pixels: np.ndarray, image_channels: int) -> np.ndarray:
     return x[None].astype(np.int32)
 
 
-def _pixel_params(dist: Any, shape: tuple[int, int, int], index: int = 0) -> entropy.Likelihood:
+def pixel_params(dist: Any, shape: tuple[int, int, int], index: int = 0) -> entropy.Likelihood:
     """Image ``index`` of the model's pixel likelihood, cropped to the true
     image, as entropy-layer parameters."""
     from irec_jax.models import Logistic, MixtureOfLogistics, QuantizedLogistic
@@ -134,7 +133,7 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
     t0 = time.perf_counter()
     model, params = cm.model, cm.params
     rs = _rec_settings(settings)
-    x = _model_input(pixels, cm.image_channels)
+    x = model_input(pixels, cm.image_channels)
     total = model.num_layers + 1
     if progress:
         progress(0, total)
@@ -154,7 +153,7 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
         state = model.advance(params, state, jnp.asarray(z)[None], layer)
         if progress:
             progress(layer + 1, total)
-    lik = _pixel_params(model.likelihood(params, state), pixels.shape)
+    lik = pixel_params(model.likelihood(params, state), pixels.shape)
     index_section = entropy.encode_indices(layers, rs.num_candidates)
     residual_section = entropy.encode_residual(pixels, lik)
     h, w, c = pixels.shape
@@ -205,70 +204,6 @@ def compress(image: Any, *, model: "str | CodecModel" = "default",
       ValueError for invalid settings.
     """
     return compress_report(image, model=model, settings=settings, progress=progress)[0]
-
-
-@dataclasses.dataclass(frozen=True)
-class ElboEstimate:
-    """Monte Carlo negative ELBO of one image, in bits (an estimate, not bytes).
-
-    ``kl_bits``: sum over layers of KL(q || p), analytic given the sampled
-    parents; ``recon_bits``: -log2 p(x | z) of the true pixels; both averaged
-    over ``samples`` posterior samples. ``stderr_bits``: standard error of
-    ``total_bits`` over the samples.
-    """
-
-    total_bits: float
-    kl_bits: float
-    recon_bits: float
-    stderr_bits: float
-    samples: int
-
-
-def elbo_samples(pixels: np.ndarray, cm: CodecModel, samples: int, seed: int = 0
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Monte Carlo terms of the negative ELBO of uint8 ``pixels`` [H, W, C] under
-    the codec model (its integer decoder path, as the codec codes it):
-    (recon_bits [S], kl_bits [S]), one entry per posterior sample.
-
-    recon: -log2 p(x | z) of the true pixels under the coder's integer
-    frequency tables; kl: sum over layers of KL(q || p) (analytic, given the
-    sampled parents). z_l ~ q_l from ``sample_gaussian(key(seed), q_l, l)``,
-    put on the decoder's 2^-10 grid by the model. All S samples run as one
-    batch.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    from irec_jax.models import gaussian_kl, sample_gaussian
-
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    shape = pixels.shape
-    model, params = cm.model, cm.params
-    x = jnp.asarray(np.repeat(_model_input(pixels, cm.image_channels), samples, axis=0))
-    acts = model.bottom_up(params, x)
-    state = model.initial_state(params, x.shape)
-    key = jax.random.key(seed)
-    kl = np.zeros(samples)
-    for layer in range(model.num_layers):
-        p = model.prior(params, state, layer)
-        q = model.posterior(params, state, acts, layer)
-        kl += np.asarray(jnp.sum(gaussian_kl(q, p), axis=(1, 2, 3)), np.float64)
-        state = model.advance(params, state, sample_gaussian(key, q, layer), layer)
-    dist = model.likelihood(params, state)
-    recon = np.array([entropy.coded_bits(pixels, _pixel_params(dist, shape, i)) for i in range(samples)])
-    return recon, kl / np.log(2.0)
-
-
-def negative_elbo(image: Any, *, model: "str | CodecModel" = "default", samples: int = 8,
-                  seed: int = 0) -> ElboEstimate:
-    """The model's negative ELBO of ``image`` as the codec sees it (same
-    padding, same channels, the integer decoder path; ``elbo_samples``)."""
-    cm = modelzoo.load_model(model)
-    recon, kl = elbo_samples(imageio.to_array(image), cm, samples, seed)
-    total = recon + kl
-    stderr = float(total.std(ddof=1) / np.sqrt(samples)) if samples > 1 else float("nan")
-    return ElboEstimate(float(total.mean()), float(kl.mean()), float(recon.mean()), stderr, samples)
 
 
 def _unpack(data: bytes, model: "str | CodecModel | None") -> tuple[entropy.Container, CodecModel]:
@@ -324,7 +259,7 @@ def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
         state = model_.advance(params, state, jnp.asarray(z)[None], layer)
         if progress:
             progress(layer + 1, total)
-    lik = _pixel_params(model_.likelihood(params, state), (h, w, c))
+    lik = pixel_params(model_.likelihood(params, state), (h, w, c))
     pixels = entropy.decode_residual(container.sections[1], lik)
     pixels = entropy.check_pixels(container, np.asarray(pixels, np.uint8).reshape(h, w, c))
     if progress:

@@ -13,7 +13,7 @@ point it reports, from the *real* byte counts of the file:
   ``residual_overhead_ideal`` = −log2 p(x|ẑ) (under the coder's integer
   frequency tables, the codec's ideal figure) over the same expectation.
   The expectation is a **Monte Carlo estimate** (S posterior samples
-  through the codec's integer model, ``irec_jax.codec.elbo_samples``, with
+  through the codec's integer model, ``irec_jax.analysis.elbo_samples``, with
   −log2 p(x|z) under the same integer tables; the standard error is reported).
 - ``total_overhead`` = 8·total_bytes / negative-ELBO bits, with the negative
   ELBO = E_q[Σ_l KL_l + (−log2 p(x|z))] estimated by the same S samples (MC,
@@ -215,14 +215,14 @@ class ImageStats:
 def mc_elbo(cm, img: np.ndarray, samples: int = DEFAULT_MC_SAMPLES, seed: int = 0,
             set_name: str = "", image_id: str = "") -> ImageStats:
     """Monte Carlo E_q[−log2 p(x|z)] and −ELBO of ``img`` (uint8 [H, W, C], even H, W) under
-    ``cm``'s integer model, the one the codec codes with (``codec.elbo_samples``: recon under
+    ``cm``'s integer model, the one the codec codes with (``analysis.elbo_samples``: recon under
     the coder's integer pixel tables, latents on the decoder's 2^-10 grid)."""
-    from irec_jax import codec
+    from irec_jax import analysis
 
     if samples < 2:
         raise EvalError(f"--mc-samples must be at least 2 (for a standard error), got {samples}")
     recon, kl = (np.asarray(a, np.float64)
-                 for a in codec.elbo_samples(np.asarray(img, np.uint8), cm, int(samples), seed))
+                 for a in analysis.elbo_samples(np.asarray(img, np.uint8), cm, int(samples), seed))
     nelbo = recon + kl
     se = lambda a: float(np.std(a, ddof=1) / math.sqrt(len(a)))  # noqa: E731
     return ImageStats(set_name, image_id, tuple(int(s) for s in img.shape), int(samples),
@@ -354,7 +354,7 @@ def run(grid: Grid, sets: Sequence[ImageSet], model: Any = "default", *, seed: i
     """Code every image at every grid point (with decode and exactness check) and estimate the ELBOs."""
     from tqdm.auto import tqdm
 
-    from irec_jax import codec, modelzoo
+    from irec_jax import modelzoo
 
     try:
         cm = modelzoo.load_model(model)
