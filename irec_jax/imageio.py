@@ -117,6 +117,8 @@ def read_image(path: str) -> np.ndarray:
         raise ImageError(f"{path}: is a directory") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file Pillow can read") from None
+    except Image.DecompressionBombError as e:  # not an OSError: would escape as a traceback
+        raise ImageError(f"{path}: refused as too large to decode safely ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         if isinstance(e, ImageError):
             raise
