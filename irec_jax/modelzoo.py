@@ -172,34 +172,23 @@ def _load_folder(path: str) -> CodecModel:
     return CodecModel(str(meta["name"]), config, params, defaults, dict(meta.get("card", {})))
 
 
-def _checkpoint_config(workdir: str, step: int) -> dict:
-    """The model config that train.py stored with checkpoint ``step``."""
-    root = os.path.join(workdir, "checkpoints", str(step), "meta")
-    for name in ("metadata", "meta.json", "metadata.json"):
-        p = os.path.join(root, name)
-        if os.path.isfile(p):
-            with open(p, encoding="utf-8") as f:
-                meta = json.load(f)
-            cfg = meta.get("config", {}).get("model")
-            if cfg is None:
-                break
-            return cfg
-    raise ModelError(f"{workdir}: checkpoint {step} has no stored model config")
-
-
 def _load_workdir(workdir: str) -> CodecModel:
+    from irec_jax import workdir as layout
     from irec_jax.models import RVAEConfig
-    from irec_jax.train import load_params
 
-    root = os.path.join(workdir, "checkpoints")
-    steps = sorted(int(n) for n in os.listdir(root) if n.isdigit())
+    steps = layout.checkpoint_steps(workdir)
     if not steps:
         raise ModelError(f"{workdir}: no checkpoints")
-    cfg = _checkpoint_config(workdir, steps[-1])
+    try:
+        cfg = layout.load_meta(workdir, steps[-1]).get("config", {}).get("model")
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{workdir}: cannot read checkpoint {steps[-1]}'s metadata: {e}") from None
+    if cfg is None:
+        raise ModelError(f"{workdir}: checkpoint {steps[-1]} has no stored model config")
     import ml_collections
     config = RVAEConfig.from_config(ml_collections.ConfigDict(cfg))
     try:
-        params = load_params(workdir, steps[-1], ema=True)
+        params = layout.load_params(workdir, steps[-1], ema=True)
     except Exception as e:  # orbax raises many kinds
         raise ModelError(f"{workdir}: cannot restore checkpoint {steps[-1]}: {e}") from None
     import jax

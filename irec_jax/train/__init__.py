@@ -2,12 +2,12 @@
 
 ``step``       -- ``TrainState``, ``make_optimizer`` (skip-non-finite, clipping,
                   Adam/Adamax + step schedule), ``train_step``, ``eval_step``.
-``checkpoint`` -- orbax CheckpointManager helpers and ``load_params`` (EMA params for
+``checkpoint`` -- orbax CheckpointManager helpers (``load_params``, EMA params for
                   evaluation/export); orbax is imported on use.
 ``loop``       -- ``train_and_evaluate(config, workdir)``: sharded data-parallel loop.
 """
 
-from irec_jax.train.checkpoint import load_params
+from irec_jax.workdir import load_params
 from irec_jax.train.loop import TrainingInterrupted, evaluate, make_sources, train_and_evaluate
 from irec_jax.train.step import (SkipNonFiniteState, TrainState, eval_step, init_state,
                                  learning_rate_schedule, make_optimizer, skip_nonfinite, step_key,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
 
 from irec_jax.train.step import TrainState
+from irec_jax.workdir import checkpoint_root  # the workdir layout's one owner
 
 
 def manager(workdir: str, keep: int, async_save: bool = True):
@@ -18,7 +18,7 @@ def manager(workdir: str, keep: int, async_save: bool = True):
         raise ValueError(f"config.train.keep_checkpoints must be >= 1, got {keep}")
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=async_save)
-    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+    return ocp.CheckpointManager(checkpoint_root(workdir), options=options)
 
 
 def save(mngr, state: TrainState, meta: dict, force: bool = False) -> bool:
@@ -47,25 +47,3 @@ def restore_latest(mngr, abstract_state: TrainState) -> tuple[TrainState, dict] 
 def abstract_like(state_shapes: Any, sharding) -> Any:
     """ShapeDtypeStructs of ``state_shapes`` placed with ``sharding``."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state_shapes)
-
-
-def load_params(workdir: str, step: int | None = None, ema: bool = True) -> Any:
-    """Parameters (numpy pytree) of checkpoint ``step`` (None: the latest) in ``workdir``.
-
-    ``ema`` picks the EMA parameters (for evaluation and export) over the raw ones.
-    """
-    import warnings
-
-    import orbax.checkpoint as ocp
-
-    root = os.path.join(os.path.abspath(workdir), "checkpoints")
-    steps = sorted(int(n) for n in os.listdir(root) if n.isdigit()) if os.path.isdir(root) else []
-    if not steps:
-        raise FileNotFoundError(f"no checkpoints in {root!r}")
-    step = steps[-1] if step is None else int(step)
-    if step not in steps:
-        raise FileNotFoundError(f"no checkpoint of step {step} in {root!r} (have {steps})")
-    with warnings.catch_warnings():  # restoring to numpy: sharding info is not needed
-        warnings.filterwarnings("ignore", "Sharding info not provided")
-        state = ocp.PyTreeCheckpointer().restore(os.path.join(root, str(step), "state"))
-    return state["ema_params" if ema else "params"]
