@@ -6,8 +6,9 @@
 
 from irec_jax.rec.coder import (EncodeInfo, RecCode, decode, encode, encode_with_info, from_standard,
                                 kl_divergence, log_ratio)
-from irec_jax.rec.schedule import AuxSchedule, EqualSchedule, PowerLawSchedule
+from irec_jax.rec.schedule import AuxSchedule, EqualSchedule
 from irec_jax.rec.settings import RecSettings
+from irec_jax.settings import PowerLawSchedule
 
 __all__ = [
     "AuxSchedule",

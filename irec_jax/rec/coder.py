@@ -37,6 +37,8 @@ import numpy as np
 
 from irec_jax.exact.units import ACT_BITS
 from irec_jax.rec import kernels, rng
+from irec_jax.rec import layout as layout_lib
+from irec_jax.rec.layout import bucket, buffer_steps, layout
 from irec_jax.rec import schedule as schedule_lib
 from irec_jax.rec.settings import RecSettings
 
@@ -180,61 +182,6 @@ def log_ratio(z, q_loc, q_scale, p_loc, p_scale) -> float:
     return float(np.sum(0.5 * (up * up - uq * uq) + np.log(p_scale) - np.log(q_scale)))
 
 
-# ---------------------------------------------------------------------------
-# Layout shared by encoder and decoder.
-
-
-def _bucket(n: int) -> int:
-    """Smallest size (4 + j) * 2^k >= n, j in 0..3: pads scored-dim and
-    buffer sizes to four sizes per octave (at most 25% padding), so that
-    similar images reuse one compiled function."""
-    n = max(int(n), 1)
-    if n <= 4:
-        return n
-    e = (n - 1).bit_length() - 3
-    return -(-n // (1 << e)) << e
-
-
-def _buffer_steps(steps: np.ndarray, settings: RecSettings) -> int:
-    """Padded step length L >= max K_b. The loops stop at max K_b, so L only
-    sizes buffers: it covers twice the target block KL so that it (and the
-    compiled shape) rarely changes between images."""
-    return _bucket(max(int(steps.max()), math.ceil(2.0 * settings.block_kl / settings.omega)))
-
-
-def _num_blocks(total_kl: float, size: int, block_kl: float) -> int:
-    """The encoder's block count: the power of two nearest (in log) to
-    KL / block_kl, so each block holds 0.71 to 1.41 block_kl nats and a layer
-    shape only ever compiles for a few block counts; at most size."""
-    ratio = max(total_kl / block_kl, 1.0)
-    nb = 1 << int(round(math.log2(ratio)))
-    return min(nb, 1 << (size.bit_length() - 1))
-
-
-@dataclasses.dataclass(frozen=True)
-class _Layout:
-    num_blocks: int  # nb
-    width: int  # W = ceil(D / nb), the largest block
-    stride: int  # W padded to a bucket: the decoder's block buffer width
-    perm: np.ndarray  # int64 [D], dims in block order
-    block: np.ndarray  # int64 [D], block of perm[j]
-    pos: np.ndarray  # int64 [D], within-block position of perm[j]
-    gather: np.ndarray  # int32 [D], flat index into [nb, stride] of each dimension
-
-
-def _layout(size: int, num_blocks: int, seed: int, stream: int) -> _Layout:
-    perm = rng.permutation(seed, stream, size)
-    sizes = size // num_blocks + (np.arange(num_blocks) < size % num_blocks)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    block = np.repeat(np.arange(num_blocks), sizes)
-    pos = np.arange(size) - starts[block]
-    width = int(sizes.max())
-    stride = _bucket(width)
-    gather = np.empty(size, np.int64)
-    gather[perm] = block * stride + pos
-    return _Layout(num_blocks, width, stride, perm, block, pos, gather.astype(np.int32))
-
-
 def _schedule(settings: RecSettings, steps: np.ndarray, length: int):
     """Per block and step [nb, L]: the candidate scale (mant, shift) int32 and,
     for scoring, rho_k and 1 - rho_k float32 from the quantized scales'
@@ -331,8 +278,8 @@ def encode_with_info(
             f"KL(q||p) = {total_kl:.4g} nats needs more than {MAX_TOTAL_STEPS} steps of "
             f"omega = {settings.omega} nats; the posterior is too far from the prior"
         )
-    num_blocks = _num_blocks(total_kl, size, settings.block_kl)
-    lay = _layout(size, num_blocks, settings.seed, stream)
+    num_blocks = layout_lib.num_blocks(total_kl, size, settings.block_kl)
+    lay = layout(size, num_blocks, settings.seed, stream)
 
     # Per-block KL and steps.
     kl_perm = kl[lay.perm]
@@ -354,7 +301,7 @@ def encode_with_info(
     budget = settings.prune_fraction * block_kl
     keep = (np.cumsum(np.maximum(srt, 0.0), axis=1) > budget[:, None]) & (srt >= 0)
     scored_dims = keep.sum(axis=1).astype(np.int64)
-    scored = min(_bucket(int(scored_dims.max())), width)
+    scored = min(bucket(int(scored_dims.max())), width)
     cols, keep = order[:, -scored:], keep[:, -scored:]  # kept dims are a suffix
     dim = np.zeros((num_blocks, width), np.int64)
     dim[lay.block, lay.pos] = lay.perm
@@ -368,7 +315,7 @@ def encode_with_info(
     blk = {k: v.astype(np.float32) for k, v in blk.items()}
     positions = np.where(keep, cols, 0).astype(np.uint32)
 
-    length = _buffer_steps(steps, settings)
+    length = buffer_steps(steps, settings.block_kl, settings.omega)
     mant, shift, rho, omr = _schedule(settings, steps, length)
     chosen = kernels.search(
         _layer_key(settings, stream),
@@ -414,15 +361,15 @@ def decode(code: RecCode, p_loc, p_scale, settings: RecSettings = RecSettings(),
     stream = _check_stream(stream)
     p_loc, p_scale = _check_prior(p_loc, p_scale)
     steps, indices = _check_code(code, settings, p_loc.size)
-    lay = _layout(p_loc.size, steps.shape[0], settings.seed, stream)
-    length = _buffer_steps(steps, settings)
+    lay = layout(p_loc.size, steps.shape[0], settings.seed, stream)
+    length = buffer_steps(steps, settings.block_kl, settings.omega)
     idx = np.zeros((lay.num_blocks, length), np.int32)
     idx[np.arange(length)[None, :] < steps[:, None]] = indices
     mant, shift, _, _ = _schedule(settings, steps, length)
     loc_int, p_mant, p_shift = _prior_ints(p_loc.ravel(), p_scale.ravel())
     # Pad D (and the block width) to a bucket so that tensors of similar
     # sizes share one compiled decoder; padded entries are sliced off.
-    size, padded = p_loc.size, _bucket(p_loc.size)
+    size, padded = p_loc.size, bucket(p_loc.size)
     pad = lambda a, fill: np.concatenate([a, np.full(padded - size, fill, a.dtype)])  # noqa: E731
     z = kernels.reconstruct(
         _layer_key(settings, stream),
@@ -453,6 +400,9 @@ def from_standard(x: np.ndarray, p_loc, p_scale) -> np.ndarray:
     loc_int, mant, shift = _prior_ints(p_loc.ravel(), p_scale.ravel())
     z = np.asarray(kernels.affine_jit(x.ravel().astype(np.int32), loc_int, mant, shift))
     return (z.astype(np.float64) * 2.0 ** -ACT_BITS).astype(np.float32).reshape(p_loc.shape)
+
+
+_layout = layout  # the name tests/test_rec.py imports (until it imports irec_jax.rec.layout)
 
 
 def _check_code(code: RecCode, settings: RecSettings, size: int) -> tuple[np.ndarray, np.ndarray]:
