@@ -8,8 +8,8 @@
         # iREC over omega x (1+epsilon) x beams: ablation.json, ablation_table.txt, heatmaps
     python eval.py --ablation --omega 2,3 --one-plus-epsilon 1.0,1.2 --beams 1,10 --limit 2
 
-A thin door to ``irec_jax.bench.evaluate.evaluate``; see that module for the
-row kinds, the measurements and the output files; ``--ablation`` is a door to
+A thin door to ``irec_jax.bench.evaluate.evaluate`` (rows: ``irec_jax.bench.rows``;
+measurements: ``.runner``; output files: ``.report``); ``--ablation`` is a door to
 ``irec_jax.bench.ablation.ablate`` (default images: the first few bundled
 32x32 crops; --images/--suite/--dataset/--limit pick others).
 """
@@ -57,7 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _ablation(args: argparse.Namespace) -> int:
     from irec_jax.bench import ablation
-    from irec_jax.bench.evaluate import EvalError, EvalSpec, load_sets
+    from irec_jax.bench.errors import EvalError
+    from irec_jax.bench.sets import load_sets
 
     try:
         if args.codecs is not None:
@@ -77,9 +78,8 @@ def _ablation(args: argparse.Namespace) -> int:
         if not 0 <= args.seed < 2**32:
             raise EvalError(f"--seed must be in [0, 2^32), got {args.seed}")
         if args.suite or args.images or args.dataset:
-            sets = load_sets(EvalSpec(suite=args.suite, images=tuple(args.images), dataset=args.dataset,
-                                      split=args.split, limit=args.limit, data_dir=args.data_dir,
-                                      progress=not args.no_progress))
+            sets = load_sets(args.suite, tuple(args.images), args.dataset, args.split, args.limit, args.data_dir,
+                             progress=not args.no_progress)
         else:
             limit = ablation.DEFAULT_LIMIT[grid_name] if args.limit is None else args.limit
             if limit < 1:
@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     if used:
         print(f"eval.py: error: {', '.join(used)} only apply with --ablation", file=sys.stderr)
         return 2
-    from irec_jax.bench.evaluate import EvalError, EvalSpec, evaluate
+    from irec_jax.bench.errors import EvalError
+    from irec_jax.bench.evaluate import EvalSpec, evaluate
 
     codecs = None
     if args.codecs is not None:

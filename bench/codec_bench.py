@@ -29,23 +29,20 @@ import numpy as np
 
 
 def _load(args) -> list[tuple[str, np.ndarray]]:
-    from irec_jax import imageio
-    from irec_jax.assets import bundled_images
+    from irec_jax.bench.errors import EvalError
+    from irec_jax.bench.sets import bundled_sets, load_png_folder
 
-    if args.images:
-        paths = sorted(os.path.join(args.images, f) for f in os.listdir(args.images)
-                       if f.lower().endswith(".png"))
-        if not paths:
-            sys.exit(f"codec_bench.py: error: no PNG files in {args.images}")
-    else:
-        paths = bundled_images("crops") + bundled_images("photos")
-    return [(os.path.basename(p), imageio.read_image(p)) for p in paths[: args.limit or None]]
+    try:
+        sets = [load_png_folder(args.images, limit=args.limit or None)] if args.images else bundled_sets()
+    except EvalError as e:
+        sys.exit(f"codec_bench.py: error: {e}")
+    return [(os.path.basename(i), img) for s in sets for i, img in zip(s.ids, s.images)][: args.limit or None]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default", help="'default', a model folder or a train.py workdir")
-    ap.add_argument("--images", default=None, help="folder of PNGs (default: the bundled images)")
+    ap.add_argument("--images", default=None, help="folder of PNGs, recursive (default: the bundled images)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
     ap.add_argument("--samples", type=int, default=16, help="posterior samples for the ELBO estimate")
     ap.add_argument("--omega", type=float, default=None)

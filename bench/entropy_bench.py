@@ -51,10 +51,10 @@ def predictor_params(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def likelihood(pixels: np.ndarray, family: str) -> E.Likelihood:
     loc, log_scale = predictor_params(pixels)
     if family == "logistic":
-        return E.Logistic(loc, log_scale)
+        return E.FloatLogistic(loc, log_scale)
     k = int(family.split("-")[1])
     offsets = np.linspace(-4.0, 4.0, k)
-    return E.LogisticMixture(np.stack([np.full(loc.shape, -abs(o) / 4) for o in offsets], -1),
+    return E.FloatLogisticMixture(np.stack([np.full(loc.shape, -abs(o) / 4) for o in offsets], -1),
                              loc[..., None] + offsets,
                              log_scale[..., None] + np.linspace(-0.5, 0.5, k))
 

@@ -35,6 +35,7 @@ import numpy as np
 from irec_jax import entropy, imageio, modelzoo
 from irec_jax.errors import FormatError, ImageError
 from irec_jax.modelzoo import CodecModel
+from irec_jax.settings import check_storable
 
 Progress = Callable[[int, int], None]  # (steps done, total steps)
 
@@ -78,21 +79,11 @@ class CodecReport:
 def coder_settings(omega: float | None = None, epsilon: float | None = None,
                    beams: int | None = None, seed: int | None = None, *,
                    base: entropy.CoderSettings = entropy.CoderSettings()) -> entropy.CoderSettings:
-    """``base`` with the given fields replaced; ValueError (naming the field) if invalid."""
+    """``base`` with the given fields replaced; ValueError (naming the field) if
+    invalid or if the file could not record it (a schedule other than the default)."""
     changes = {k: v for k, v in dict(omega=omega, epsilon=epsilon, beams=beams, seed=seed).items()
                if v is not None}
-    s = dataclasses.replace(base, **changes)
-    _rec_settings(s)  # validates
-    if not 2 <= entropy.num_candidates(s) <= 1 << 24:
-        raise ValueError(f"omega * (1 + epsilon) = {s.omega * (1 + s.epsilon):g} gives "
-                         f"{entropy.num_candidates(s)} candidates per step; need 2 .. 2^24")
-    return s
-
-
-def _rec_settings(s: entropy.CoderSettings):
-    from irec_jax.rec import RecSettings
-    return RecSettings(omega=float(s.omega), epsilon=float(s.epsilon), beams=int(s.beams),
-                       seed=int(s.seed))
+    return check_storable(dataclasses.replace(base, **changes))  # CoderSettings validates itself
 
 
 def model_input(pixels: np.ndarray, image_channels: int) -> np.ndarray:
@@ -116,11 +107,11 @@ def pixel_params(dist: Any, shape: tuple[int, int, int], index: int = 0) -> entr
     if isinstance(dist, QuantizedLogistic):
         return entropy.QuantizedLogistic(np.asarray(dist.loc)[sl], np.asarray(dist.inv_scale)[sl])
     if isinstance(dist, Logistic):
-        return entropy.Logistic(np.asarray(dist.loc, np.float64)[sl], np.log(np.asarray(dist.scale, np.float64)[sl]))
+        return entropy.FloatLogistic(np.asarray(dist.loc, np.float64)[sl], np.log(np.asarray(dist.scale, np.float64)[sl]))
     if isinstance(dist, MixtureOfLogistics):
-        return entropy.LogisticMixture(np.asarray(dist.logits, np.float64)[sl],
-                                       np.asarray(dist.loc, np.float64)[sl],
-                                       np.log(np.asarray(dist.scale, np.float64)[sl]))
+        return entropy.FloatLogisticMixture(np.asarray(dist.logits, np.float64)[sl],
+                                            np.asarray(dist.loc, np.float64)[sl],
+                                            np.log(np.asarray(dist.scale, np.float64)[sl]))
     raise TypeError(f"unsupported pixel likelihood {type(dist).__name__}")
 
 
@@ -132,7 +123,6 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
 
     t0 = time.perf_counter()
     model, params = cm.model, cm.params
-    rs = _rec_settings(settings)
     x = model_input(pixels, cm.image_channels)
     total = model.num_layers + 1
     if progress:
@@ -145,7 +135,7 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
         q = model.posterior(params, state, acts, layer)
         q_loc, q_scale = np.asarray(q.loc[0]), np.asarray(q.scale[0])
         p_loc, p_scale = np.asarray(p.loc[0]), np.asarray(p.scale[0])
-        code, z = rec.encode(q_loc, q_scale, p_loc, p_scale, rs, stream=layer)
+        code, z = rec.encode(q_loc, q_scale, p_loc, p_scale, settings, stream=layer)
         layers.append(entropy.LayerIndices(code.steps, code.indices))
         kls.append(rec.kl_divergence(q_loc, q_scale, p_loc, p_scale))
         ratios.append(rec.log_ratio(z, q_loc, q_scale, p_loc, p_scale))
@@ -154,7 +144,7 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
         if progress:
             progress(layer + 1, total)
     lik = pixel_params(model.likelihood(params, state), pixels.shape)
-    index_section = entropy.encode_indices(layers, rs.num_candidates)
+    index_section = entropy.encode_indices(layers, settings.num_candidates)
     residual_section = entropy.encode_residual(pixels, lik)
     h, w, c = pixels.shape
     container = entropy.Container(entropy.Header(cm.ref, settings, h, w, c),
@@ -232,11 +222,8 @@ def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
     if len(container.sections) != 2:
         raise FormatError(f"a lossless file has 2 sections, this one has {len(container.sections)}")
     model_, params = cm.model, cm.params
-    try:
-        rs = _rec_settings(header.settings)
-    except ValueError as e:
-        raise FormatError(f"invalid coder settings in the header: {e}") from None
-    layers = entropy.decode_indices(container.sections[0], rs.num_candidates)
+    settings = header.settings  # entropy.unpack refuses what the coder cannot decode
+    layers = entropy.decode_indices(container.sections[0], settings.num_candidates)
     if len(layers) != model_.num_layers:
         raise FormatError(f"the index section has {len(layers)} layers; model {cm.name!r} "
                           f"has {model_.num_layers}")
@@ -251,9 +238,9 @@ def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
     for layer, li in enumerate(layers):
         p = model_.prior(params, state, layer)
         code = rec.RecCode(np.asarray(li.steps, np.int64), np.asarray(li.indices, np.int64),
-                           rs.num_candidates)
+                           settings.num_candidates)
         try:
-            z = rec.decode(code, np.asarray(p.loc[0]), np.asarray(p.scale[0]), rs, stream=layer)
+            z = rec.decode(code, np.asarray(p.loc[0]), np.asarray(p.scale[0]), settings, stream=layer)
         except ValueError as e:
             raise FormatError(f"corrupt latent code in layer {layer}: {e}") from None
         state = model_.advance(params, state, jnp.asarray(z)[None], layer)
@@ -277,13 +264,13 @@ def read_info(data: bytes, *, model: "str | CodecModel | None" = None) -> dict:
         "model": h.model.name, "model_hash": h.model.param_hash.hex(),
         "height": h.height, "width": h.width, "channels": h.channels,
         "omega": h.settings.omega, "epsilon": h.settings.epsilon, "beams": h.settings.beams,
-        "seed": h.settings.seed, "candidates": entropy.num_candidates(h.settings),
+        "seed": h.settings.seed, "candidates": h.settings.num_candidates,
         "total_bytes": len(data), "index_bytes": sections[0],
         "residual_bytes": sections[1] if len(sections) > 1 else 0,
         "header_bytes": len(data) - sum(sections), "bpd": 8.0 * len(data) / dims,
     }
     if len(sections) > 1:
-        layers = entropy.decode_indices(container.sections[0], entropy.num_candidates(h.settings))
+        layers = entropy.decode_indices(container.sections[0], h.settings.num_candidates)
         info["blocks_per_layer"] = [int(li.steps.shape[0]) for li in layers]
         info["steps_per_layer"] = [int(np.sum(li.steps)) for li in layers]
     return info

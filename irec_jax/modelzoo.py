@@ -244,7 +244,7 @@ def export_model(model: CodecModel, out_dir: str, *, name: str | None = None,
         "format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION,
         "name": name or model.name,
         "config": dataclasses.asdict(model.config),
-        "defaults": dataclasses.asdict(model.defaults),
+        "defaults": model.defaults.file_fields(),
         "card": card if card is not None else model.card,
     }
     with open(os.path.join(out_dir, "model.json"), "w", encoding="utf-8") as f:

@@ -56,7 +56,6 @@ LOC_LIMIT = 1 << 20  # prior locations and pixel locations are clipped to +-2^20
 MAX_STEPS_PER_BLOCK, MAX_TOTAL_STEPS = 1 << 16, 1 << 22
 REC_TAG = 0x69524543  # "iREC"
 BUNDLED_MODEL_DIR = asset_path("models", "default")
-MAX_SEED, MAX_BEAMS = 1 << 32, 4096  # what the JAX coder's RecSettings accepts
 
 
 def _int32(x: np.ndarray, what: str) -> np.ndarray:
@@ -333,13 +332,6 @@ def _likelihood(h: np.ndarray, p: dict, cfg: dict) -> tuple[np.ndarray, np.ndarr
 # The decoder.
 
 
-def _num_candidates(s: entropy.CoderSettings) -> int:
-    """N = floor(exp(omega (1 + epsilon))), evaluated in Decimal at 50 digits
-    from the exact values of the two float64s (``exact.tables.num_candidates``,
-    which the container also uses)."""
-    return tables.num_candidates(s.omega, s.epsilon)
-
-
 def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
     """The uint8 [H, W, C] pixels of an ``.irec`` file (lossless, 2 sections).
 
@@ -361,9 +353,7 @@ def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
     if len(container.sections) != 2:
         raise FormatError(f"a lossless file has 2 sections, this one has {len(container.sections)}")
     settings = header.settings
-    if settings.seed >= MAX_SEED or settings.beams > MAX_BEAMS:
-        raise FormatError(f"invalid coder settings in the header (seed < 2^32, beams <= {MAX_BEAMS})")
-    num = _num_candidates(settings)
+    num = settings.num_candidates  # the container checked the settings' limits
 
     # 2. Index section: per layer, step counts of the blocks and the chosen indices.
     layers = entropy.decode_indices(container.sections[0], num)

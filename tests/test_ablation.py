@@ -13,7 +13,8 @@ import pytest
 from irec_jax import codec, imageio, modelzoo
 from irec_jax.assets import bundled_images
 from irec_jax.bench import ablation
-from irec_jax.bench.evaluate import EvalError, ImageSet
+from irec_jax.bench.errors import EvalError
+from irec_jax.bench.sets import ImageSet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

@@ -191,7 +191,7 @@ def test_latents_are_the_exact_bin_centres(model_params):
     from scipy import special
 
     from irec_jax import rec
-    from irec_jax.baselines import bbans
+    from irec_jax.baselines import bbans_latents
     from irec_jax.exact.tables import normal_quantiles
 
     model, params = model_params
@@ -199,13 +199,13 @@ def test_latents_are_the_exact_bin_centres(model_params):
     prior = model.prior(params, state, 0)
     for bits in (1, 3, 8, 16):
         n = 1 << bits
-        centres = bbans._bin_centres(bits)
+        centres = bbans_latents.bin_centres(bits)
         assert centres.dtype == np.int32 and centres.shape == (n,)
         assert np.all(np.diff(centres) > 0)
         mid = special.ndtri((np.arange(n) + 0.5) / n)
         assert np.all(np.abs(centres / 65536.0 - mid) < (0.02 if bits < 16 else 1e-4))
         bins = np.arange(prior.loc.size) % n
-        z = np.asarray(bbans._latents(prior, bins, bits))
+        z = np.asarray(bbans_latents.latents(prior, bins, bits))
         assert z.dtype == np.float32 and z.shape == prior.loc.shape
         want = rec.from_standard(normal_quantiles()[((2 * bins + 1) << 16) >> (bits + 1)]
                                  .reshape(prior.loc.shape), prior.loc, prior.scale)
@@ -216,3 +216,59 @@ def test_latents_are_the_exact_bin_centres(model_params):
         lo, hi = loc + scale * edges[bins].reshape(loc.shape), loc + scale * edges[bins + 1].reshape(loc.shape)
         half_step = 2.0 ** -11 + 1e-12  # rounding onto the 2^-10 grid
         assert np.all((z >= lo - half_step) & (z <= hi + half_step))
+
+
+# ---------------------------------------------------------------------------
+# Files: the (H, W, C) framing the benchmark writes.
+
+
+def test_file_round_trip_is_header_plus_payload(model_params, crops, single):
+    import struct
+
+    from irec_jax import baselines
+    from irec_jax.baselines import bbans
+    assert "bbans" in baselines.__all__
+    model, params = model_params
+    data = bbans.encode_file(model, params, crops[0], BITS)
+    assert data == struct.pack(">HHB", *crops[0].shape) + single
+    out = bbans.decode_file(model, params, data, BITS)
+    assert out.dtype == np.uint8 and np.array_equal(out, crops[0])
+
+
+def test_set_file_round_trip_is_header_plus_payload(model_params, crops):
+    import struct
+
+    from irec_jax.baselines import bbans
+    model, params = model_params
+    images = [crops[0], crops[1][:8, :12]]
+    data = bbans.encode_set_file(model, params, images, BITS)
+    head = struct.pack(">I", 2) + b"".join(struct.pack(">HHB", *im.shape) for im in images)
+    assert data == head + bbans_encode_sequence(model, params, images, bits=BITS)
+    out = bbans.decode_set_file(model, params, data, BITS)
+    assert len(out) == 2 and all(np.array_equal(a, b) for a, b in zip(out, images))
+
+
+def test_truncated_or_corrupt_files_raise_format_error(model_params, crops):
+    import struct
+
+    from irec_jax.baselines import bbans
+    model, params = model_params
+    one = bbans.encode_file(model, params, crops[0], BITS)
+    many = bbans.encode_set_file(model, params, crops[:2], BITS)
+    for data in (b"", one[:4]):
+        with pytest.raises(FormatError, match="bbans file: truncated header"):
+            bbans.decode_file(model, params, data, BITS)
+    for data in (b"", many[:3], many[:8], struct.pack(">I", 1 << 31) + many[4:]):
+        with pytest.raises(FormatError, match="bbans file: truncated header"):
+            bbans.decode_set_file(model, params, data, BITS)
+    with pytest.raises(FormatError, match="declares no images"):
+        bbans.decode_set_file(model, params, struct.pack(">I", 0), BITS)
+    with pytest.raises(FormatError, match="shape this model cannot decode"):  # C = 7, odd H
+        bbans.decode_file(model, params, struct.pack(">HHB", 15, 16, 7) + one[5:], BITS)
+    for data in (one[:5], one[:-6]):  # header intact, stack cut short
+        with pytest.raises(FormatError):
+            bbans.decode_file(model, params, data, BITS)
+    with pytest.raises(FormatError):
+        bbans.decode_set_file(model, params, many[:-6], BITS)
+    with pytest.raises(ValueError, match="does not fit"):
+        bbans.encode_file(model, params, np.zeros((2, 70000, 3), np.uint8), BITS)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from irec_jax.bench.classical import CLASSICAL_NAMES, Codec, as_hwc, available_codecs, classical_codecs
+from irec_jax.bench.classical import CLASSICAL_NAMES, as_hwc, available_codecs, classical_codecs, classical_row
 
 
 def _tiny_rgb():
@@ -58,7 +58,7 @@ def test_missing_library_reports_unavailable():
     def encode(img):
         raise ImportError("No module named 'notacodec'")
 
-    codec = Codec("Missing", "a codec whose library is absent", encode, lambda b: None)
+    codec = classical_row("Missing", "a codec whose library is absent", encode, lambda b: None)
     assert codec.unavailable.startswith("library not installed")
 
 
@@ -68,7 +68,7 @@ def test_lossy_codec_reports_not_lossless():
     def lossy_encode(img):
         return png.encode_fn(img & 0xFE)  # drops the lowest bit: not lossless
 
-    codec = Codec("Lossy", "drops a bit", lossy_encode, png.decode_fn)
+    codec = classical_row("Lossy", "drops a bit", lossy_encode, png.decode_fn)
     assert "not lossless" in codec.unavailable
 
 

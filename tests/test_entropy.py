@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from irec_jax import FormatError
 from irec_jax import entropy as E
 from irec_jax.entropy import _bytes, tables
+from irec_jax.settings import PowerLawSchedule
 
 GOLDEN_DIR = pathlib.Path(__file__).parent / "data" / "entropy"
 REGEN = os.environ.get("IREC_REGEN_GOLDEN") == "1"
@@ -59,8 +60,8 @@ def predictor_params(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return loc, np.log(0.6 * local + 0.5)
 
 
-def logistic_for(pixels: np.ndarray) -> E.Logistic:
-    return E.Logistic(*predictor_params(pixels))
+def logistic_for(pixels: np.ndarray) -> E.FloatLogistic:
+    return E.FloatLogistic(*predictor_params(pixels))
 
 
 def quantized_for(pixels: np.ndarray) -> E.QuantizedLogistic:
@@ -70,10 +71,10 @@ def quantized_for(pixels: np.ndarray) -> E.QuantizedLogistic:
                                np.round(65536 * np.exp(-log_scale)).astype(np.int32))
 
 
-def mixture_for(pixels: np.ndarray, k: int = 3) -> E.LogisticMixture:
+def mixture_for(pixels: np.ndarray, k: int = 3) -> E.FloatLogisticMixture:
     loc, log_scale = predictor_params(pixels)
     offsets = np.linspace(-4.0, 4.0, k)
-    return E.LogisticMixture(
+    return E.FloatLogisticMixture(
         logits=np.stack([np.full(loc.shape, -abs(o) / 4) for o in offsets], -1),
         loc=loc[..., None] + offsets,
         log_scale=log_scale[..., None] + np.linspace(-0.5, 0.5, k))
@@ -91,7 +92,7 @@ def fake_layers(rng: np.random.Generator, num_candidates: int, layers: int = 3,
 
 
 def num_candidates(s: E.CoderSettings) -> int:
-    n = E.num_candidates(s)
+    n = s.num_candidates
     assert n == int(math.floor(math.exp(s.omega * (1 + s.epsilon))))
     return n
 
@@ -104,15 +105,16 @@ def _toy_likelihood(base: E.Likelihood, header: E.Header,
     """Stands in for a model: the likelihood depends on everything the decoder
     decoded (model, settings, every step count and index), so corrupting any
     of them changes the pixels the residual decodes to."""
-    key = zlib.crc32(repr((header.model.name, header.settings)).encode() + b"".join(
+    stored = ", ".join(f"{k}={v!r}" for k, v in header.settings.file_fields().items())
+    key = zlib.crc32(f"({header.model.name!r}, CoderSettings({stored}))".encode() + b"".join(
         layer.steps.astype("<i8").tobytes() + layer.indices.astype("<i8").tobytes()
         for layer in layers))
     shift = (key % 997) / 997 - 0.5
     if isinstance(base, E.QuantizedLogistic):
         return E.QuantizedLogistic(base.loc + int(round(shift * 2048)), base.inv_scale)
-    if isinstance(base, E.Logistic):
-        return E.Logistic(base.loc + shift, base.log_scale)
-    return E.LogisticMixture(base.logits, base.loc + shift, base.log_scale)
+    if isinstance(base, E.FloatLogistic):
+        return E.FloatLogistic(base.loc + shift, base.log_scale)
+    return E.FloatLogisticMixture(base.logits, base.loc + shift, base.log_scale)
 
 
 def toy_compress(pixels: np.ndarray, base: E.Likelihood, layers: list[E.LayerIndices],
@@ -206,7 +208,7 @@ def test_container_roundtrip_and_header_size():
     for model, s, shape, secs in [
             (TOY_MODEL, E.CoderSettings(), (32, 32, 3), sections),
             (OTHER_MODEL, OTHER_MODEL.defaults, (768, 512, 3), sections[:1]),
-            (TOY_MODEL, E.CoderSettings(2.5, 0.1234567, 7, 2**64 - 1), (5, 9, 2), sections),
+            (TOY_MODEL, E.CoderSettings(2.5, 0.1234567, 4096, 2**32 - 1), (5, 9, 2), sections),
             (E.ModelRef("unlisted", b"\0\1\2\3"), E.CoderSettings(seed=3), (1, 1, 1),
              sections + (b"", b"x"))]:
         c = E.Container(E.Header(model, s, *shape), secs, 0xDEADBEEF)
@@ -273,7 +275,7 @@ def test_rate_on_samples_from_the_model():
     u = rng.uniform(1e-12, 1 - 1e-12, loc.shape)
     pixels = np.clip(np.round(loc + np.exp(log_scale) * np.log(u / (1 - u))), 0, 255)
     pixels = pixels.astype(np.uint8)
-    params = E.Logistic(loc, log_scale)
+    params = E.FloatLogistic(loc, log_scale)
     ideal = E.residual_bits(pixels, params)
     data = check_roundtrip(lambda x: E.encode_residual(x, params),
                            lambda b: E.decode_residual(b, params), pixels)
@@ -310,7 +312,7 @@ def test_freqs_from_cdf_is_proportional():
     (15.5, -30.0), (240.0, 40.0), (100.0, -5.0)])
 def test_residual_extreme_params(loc, log_scale):
     pixels = np.array([0, 1, 15, 16, 127, 128, 239, 240, 254, 255], np.uint8).reshape(2, 5, 1)
-    params = E.Logistic(np.full(pixels.shape, loc), np.full(pixels.shape, log_scale))
+    params = E.FloatLogistic(np.full(pixels.shape, loc), np.full(pixels.shape, log_scale))
     check_roundtrip(lambda x: E.encode_residual(x, params),
                     lambda b: E.decode_residual(b, params), pixels)
     assert math.isfinite(E.residual_bits(pixels, params))
@@ -320,7 +322,7 @@ def test_edge_bins_take_the_tails():
     """P(0) = F(0.5) and P(255) = 1 - F(254.5): a pixel of 0 under loc=-50 is
     nearly free, and so is 255 under loc=300."""
     pixels = np.array([[[0], [255]]], np.uint8)
-    params = E.Logistic(np.array([[[-50.0], [300.0]]]), np.zeros((1, 2, 1)))
+    params = E.FloatLogistic(np.array([[[-50.0], [300.0]]]), np.zeros((1, 2, 1)))
     assert E.residual_bits(pixels, params) < 1e-10
     assert len(E.encode_residual(pixels, params)) <= 4
 
@@ -337,17 +339,41 @@ def test_invalid_arguments_are_value_errors(crop32):
     with pytest.raises(ValueError, match="uint8"):
         E.encode_residual(crop32.astype(np.int32), params)
     with pytest.raises(ValueError, match="finite"):
-        E.encode_residual(crop32, E.Logistic(np.full(crop32.shape, np.nan), params.log_scale))
+        E.encode_residual(crop32, E.FloatLogistic(np.full(crop32.shape, np.nan), params.log_scale))
     with pytest.raises(ValueError, match=r"\[0, 36\)"):
         E.encode_indices([E.LayerIndices(np.array([1]), np.array([36]))], 36)
     with pytest.raises(ValueError, match="2 indices for 1 steps"):
         E.encode_indices([E.LayerIndices(np.array([1]), np.array([0, 1]))], 36)
     with pytest.raises(ValueError, match="num_candidates"):
         E.encode_indices([], (1 << 24) + 1)
-    for bad in (E.CoderSettings(omega=-1.0), E.CoderSettings(omega=0.5),
-                E.CoderSettings(omega=20.0), E.CoderSettings(beams=0)):
+    for bad in (dict(omega=-1.0), dict(omega=0.5), dict(omega=20.0), dict(beams=0),
+                dict(beams=4097), dict(seed=2**32), dict(seed=-1)):
         with pytest.raises(ValueError, match="coder settings"):
-            E.pack(E.Container(E.Header(TOY_MODEL, bad, 2, 2, 3), (b"",), 0), MODELS)
+            E.pack(E.Container(E.Header(TOY_MODEL, E.CoderSettings(**bad), 2, 2, 3), (b"",), 0), MODELS)
+    with pytest.raises(ValueError, match="schedule"):  # the header cannot record another schedule
+        s = E.CoderSettings(schedule=PowerLawSchedule(0.5))
+        E.pack(E.Container(E.Header(TOY_MODEL, s, 2, 2, 3), (b"",), 0), MODELS)
+
+
+def test_push_pop_pairs_share_one_stack(crop32):
+    """Codecs composed on one ANS stack (as BB-ANS does): each pop returns what
+    its push wrote, last pushed first; the pixels' pair is the residual's own."""
+    rng = np.random.default_rng(5)
+    params, quantized = logistic_for(crop32), quantized_for(crop32)
+    symbols = rng.integers(0, 300, 50)
+    weights = np.tile(tables.coder_weights(tables.freqs_from_pmf(np.linspace(1.0, 2.0, 300))), (50, 1))
+    stack = E.new_stack()
+    E.push_uniform(stack, symbols, 300)
+    E.push_pixels(stack, crop32, params)
+    E.push_categorical(stack, symbols[::-1], weights)
+    E.push_pixels(stack, crop32, quantized)
+    assert np.array_equal(E.pop_pixels(stack, quantized), crop32)
+    assert np.array_equal(E.pop_categorical(stack, weights, "t"), symbols[::-1])
+    assert np.array_equal(E.pop_pixels(stack, params), crop32)
+    assert np.array_equal(E.pop_uniform(stack, 300, 50, "t"), symbols)
+    assert stack.is_empty()
+    with pytest.raises(ValueError, match="uint8 of shape"):
+        E.push_pixels(stack, crop32[:8], params)
 
 
 def test_entropy_does_not_import_jax():
@@ -388,7 +414,7 @@ def test_padding_symbol_in_residual_is_format_error():
     must be a FormatError, not an out-of-range pixel."""
     from irec_jax.entropy import _coder, residual
     pixels = np.zeros((1, 1, 1), np.uint8)
-    params = E.Logistic(np.zeros((1, 1, 1)), np.zeros((1, 1, 1)))
+    params = E.FloatLogistic(np.zeros((1, 1, 1)), np.zeros((1, 1, 1)))
     weights = residual._weights(residual._level1_cdf(residual._flatten(params)))
     encoder = _coder.new_encoder()
     encoder.encode(np.array([16], np.int32), _coder.categorical_family(), weights)
@@ -410,6 +436,20 @@ def test_unknown_explicit_model_and_bad_settings():
         E.unpack(bytes(data[:7]) + b"\x7f\xf8" + b"\0" * 6 + bytes(data[8:]), MODELS)
 
 
+def test_header_settings_beyond_the_coder_limits_are_format_errors():
+    """The container accepts exactly what the coder accepts: seed < 2^32 and
+    1 <= beams <= 4096 in a header, else FormatError naming the field."""
+    from irec_jax.rec import RecSettings
+    assert RecSettings is E.CoderSettings
+    for mask, value, field in [(0x08, 2**32, "seed"), (0x08, 2**64 - 1, "seed"),
+                               (0x04, 4097, "beams"), (0x04, 0, "beams")]:
+        out = bytearray(E.MAGIC + bytes([E.VERSION, 0x01]) + b"\x00" + bytes([mask]))
+        _bytes.put_uvarint(out, value)
+        data = bytes(out) + b"\x04" + b"\0" * 8
+        with pytest.raises(FormatError, match=f"invalid coder settings in the header: {field}"):
+            E.unpack(data, MODELS)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(min_size=0, max_size=24))
 def test_any_settings_bytes_give_valid_settings_or_format_error(raw):
@@ -420,7 +460,7 @@ def test_any_settings_bytes_give_valid_settings_or_format_error(raw):
         s = E.unpack(data, MODELS).header.settings
     except FormatError:
         return
-    assert 2 <= E.num_candidates(s) <= 1 << 24 and s.beams >= 1
+    assert 2 <= s.num_candidates <= 1 << 24 and s.beams >= 1
 
 
 @settings(max_examples=300, deadline=None)
@@ -438,7 +478,7 @@ def test_random_bytes_never_crash_section_decoders(raw, model_name, n):
             assert layer.steps.min(initial=1) >= 1
             assert layer.indices.size == layer.steps.sum()
             assert layer.indices.size == 0 or 0 <= layer.indices.min() <= layer.indices.max() < n
-    params = E.Logistic(np.linspace(-10, 270, 40).reshape(2, 4, 5), np.full((2, 4, 5), 1.0))
+    params = E.FloatLogistic(np.linspace(-10, 270, 40).reshape(2, 4, 5), np.full((2, 4, 5), 1.0))
     try:
         pixels = E.decode_residual(raw, params)
     except FormatError:
@@ -508,9 +548,9 @@ def _load_inputs(path: pathlib.Path, family: str):
     if family == "quantized":
         base = E.QuantizedLogistic(z["param_loc"], z["param_inv_scale"])
     elif family == "logistic":
-        base = E.Logistic(z["param_loc"], z["param_log_scale"])
+        base = E.FloatLogistic(z["param_loc"], z["param_log_scale"])
     else:
-        base = E.LogisticMixture(z["param_logits"], z["param_loc"], z["param_log_scale"])
+        base = E.FloatLogisticMixture(z["param_logits"], z["param_loc"], z["param_log_scale"])
     layers = [E.LayerIndices(z[f"steps_{i}"], z[f"indices_{i}"])
               for i in range(sum(k.startswith("steps_") for k in z.files))]
     return z["pixels"], base, layers

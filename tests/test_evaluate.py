@@ -1,4 +1,5 @@
-"""The benchmark harness (irec_jax.bench.evaluate, eval.py): rows, failures, exactness, outputs, clean errors."""
+"""The benchmark harness (irec_jax.bench: rows, sets, runner, report, evaluate; eval.py): rows, failures,
+exactness, outputs, clean errors."""
 
 import io
 import json
@@ -10,7 +11,9 @@ import pytest
 from PIL import Image
 
 from irec_jax.bench import evaluate as ev
+from irec_jax.bench import report, rows, runner, sets
 from irec_jax.bench.classical import classical_codecs
+from irec_jax.bench.errors import EvalError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -26,7 +29,7 @@ def _images():
 
 def _set(name="tiny"):
     rgb, gray = _images()
-    return ev.ImageSet(name, (rgb, gray), ("rgb.png", "gray.png"), "test images")
+    return sets.ImageSet(name, (rgb, gray), ("rgb.png", "gray.png"), "test images")
 
 
 def _png_codec():
@@ -41,7 +44,7 @@ def _raises_on_gray():
             raise RuntimeError("no gray here")
         return png.encode(img)
 
-    return ev.codec_row("GrayFails", encode, png.decode, "fails on C=1")
+    return rows.codec_row("GrayFails", encode, png.decode, "fails on C=1")
 
 
 def _off_by_one():
@@ -52,7 +55,7 @@ def _off_by_one():
         out[0, 0, 0] ^= 1
         return out
 
-    return ev.codec_row("OffByOne", png.encode, decode, "flips one bit on decode")
+    return rows.codec_row("OffByOne", png.encode, decode, "flips one bit on decode")
 
 
 def _npz_set_codec():
@@ -67,7 +70,7 @@ def _npz_set_codec():
         with np.load(io.BytesIO(data)) as z:
             return [z[f"arr_{i}"] for i in range(len(z.files))]
 
-    return ev.set_codec_row("NPZ-set", encode_set, decode_set, "numpy savez_compressed of the whole set")
+    return rows.set_codec_row("NPZ-set", encode_set, decode_set, "numpy savez_compressed of the whole set")
 
 
 def _codecs():
@@ -76,7 +79,7 @@ def _codecs():
 
 @pytest.fixture(scope="module")
 def results():
-    return ev.run([_set("tiny"), _set("tiny2")], _codecs(), progress=False)
+    return runner.run([_set("tiny"), _set("tiny2")], _codecs(), progress=False)
 
 
 def _row(results, codec, image="rgb.png", set_name="tiny"):
@@ -125,13 +128,13 @@ def test_set_row_covers_the_whole_set(results):
 
 
 def test_summary_and_table_mark_failures_and_inexact(results):
-    cells = {(c.codec, c.set): c for c in ev.summarize(results)}
+    cells = {(c.codec, c.set): c for c in report.summarize(results)}
     gf = cells["GrayFails", "tiny"]
     assert gf.num_failed == 1 and gf.mean_bpd == pytest.approx(_row(results, "GrayFails").bpd)
     assert cells["OffByOne", "tiny"].num_inexact == 2
     png = cells["PNG", "tiny"]
     assert png.mean_bpd == pytest.approx(np.mean([_row(results, "PNG", i).bpd for i in ("rgb.png", "gray.png")]))
-    table = ev.format_table(results)
+    table = report.format_table(results)
     assert "mean of per-image bits/dim" in table and "tiny (2)" in table and "tiny2 (2)" in table
     for name in ("PNG", "JPEG-LS", "GrayFails", "OffByOne", "NPZ-set"):
         assert name in table
@@ -140,7 +143,7 @@ def test_summary_and_table_mark_failures_and_inexact(results):
 
 
 def test_results_json_follows_compressai_schema(results, tmp_path):
-    paths = ev.write_outputs(results, str(tmp_path / "out"))
+    paths = report.write_outputs(results, str(tmp_path / "out"))
     with open(paths["results"]) as f:
         doc = json.load(f)
     assert isinstance(doc["name"], str) and isinstance(doc["description"], str)
@@ -175,25 +178,25 @@ def test_results_json_follows_compressai_schema(results, tmp_path):
 
 
 def test_unavailable_row_is_reported_not_run():
-    row = ev.codec_row("Nope", lambda img: b"", lambda b: None, unavailable="library missing")
-    res = ev.run([_set()], [_png_codec(), row], progress=False)
+    row = rows.codec_row("Nope", lambda img: b"", lambda b: None, unavailable="library missing")
+    res = runner.run([_set()], [_png_codec(), row], progress=False)
     assert all(r.error == "unavailable: library missing" for r in res.rows if r.codec == "Nope")
-    assert "n/a" in ev.format_table(res) and "unavailable: Nope: library missing" in ev.format_table(res)
+    assert "n/a" in report.format_table(res) and "unavailable: Nope: library missing" in report.format_table(res)
 
 
 def test_same_image_rules():
     rgb, gray = _images()
-    assert ev.same_image(gray, gray[..., 0]) == (True, None)
-    assert ev.same_image(gray, np.repeat(gray, 3, axis=2))[0]
-    assert not ev.same_image(rgb, rgb.astype(np.int32))[0]
-    assert "shape" in ev.same_image(rgb, rgb[:4])[1]
+    assert runner.same_image(gray, gray[..., 0]) == (True, None)
+    assert runner.same_image(gray, np.repeat(gray, 3, axis=2))[0]
+    assert not runner.same_image(rgb, rgb.astype(np.int32))[0]
+    assert "shape" in runner.same_image(rgb, rgb[:4])[1]
 
 
 def test_extra_codecs_hook_plugs_in(monkeypatch):
     png = _png_codec()
-    monkeypatch.setattr(ev, "extra_codecs", lambda spec: [ev.codec_row(f"Model[{spec}]", png.encode, png.decode)])
-    rows = ev.build_codecs(None, "m.ckpt")
-    assert rows[-1].name == "Model[m.ckpt]" and len(rows) == 7
+    monkeypatch.setattr(ev, "extra_codecs", lambda spec: [rows.codec_row(f"Model[{spec}]", png.encode, png.decode)])
+    built = ev.build_codecs(None, "m.ckpt")
+    assert built[-1].name == "Model[m.ckpt]" and len(built) == 7
     assert [c.name for c in ev.build_codecs(["model[m.ckpt]", "PNG"], "m.ckpt")] == ["Model[m.ckpt]", "PNG"]
 
     def broken(spec):
@@ -201,12 +204,12 @@ def test_extra_codecs_hook_plugs_in(monkeypatch):
 
     monkeypatch.setattr(ev, "extra_codecs", broken)
     assert [c.name for c in ev.build_codecs(["PNG"], "x")] == ["PNG"]  # classical subsets still run
-    with pytest.raises(ev.EvalError, match="no such model"):
+    with pytest.raises(EvalError, match="no such model"):
         ev.build_codecs(None, "x")
 
 
 def test_bundled_sets_load():
-    crops, photos = ev.bundled_sets()
+    crops, photos = sets.bundled_sets()
     assert crops.name == "crops32" and len(crops) == 8 and all(im.shape == (32, 32, 3) for im in crops.images)
     assert photos.name == "photos64" and len(photos) == 4 and all(im.shape == (64, 64, 3) for im in photos.images)
 
@@ -261,12 +264,12 @@ def test_tfds_not_prepared_fails_fast_without_download(tmp_path, capsys, monkeyp
 
 
 def test_tfds_prepared_dir_looks_at_the_disk_only(tmp_path):
-    assert ev.tfds_prepared_dir("imagenet32", str(tmp_path)) is None
+    assert sets.tfds_prepared_dir("imagenet32", str(tmp_path)) is None
     version = tmp_path / "downsampled_imagenet" / "32x32" / "2.0.0"
     version.mkdir(parents=True)
-    assert ev.tfds_prepared_dir("imagenet32", str(tmp_path)) is None  # no dataset_info.json yet
+    assert sets.tfds_prepared_dir("imagenet32", str(tmp_path)) is None  # no dataset_info.json yet
     (version / "dataset_info.json").write_text("{}")
-    assert ev.tfds_prepared_dir("imagenet32", str(tmp_path)) == str(version)
+    assert sets.tfds_prepared_dir("imagenet32", str(tmp_path)) == str(version)
 
 
 def test_tfds_damaged_dataset_is_one_clean_line(tmp_path, capsys):
@@ -287,17 +290,17 @@ def test_tfds_set_reads_prepared_data_through_tfds_source(tmp_path):
     version.mkdir(parents=True)
     (version / "dataset_info.json").write_text("{}")  # passes the on-disk check; mock_data serves the records
     with tfds.testing.mock_data(num_examples=5):
-        image_set = ev.tfds_set("cifar10", "test", limit=3, data_dir=str(tmp_path), progress=False)
+        image_set = sets.tfds_set("cifar10", "test", limit=3, data_dir=str(tmp_path), progress=False)
     assert image_set.name == "cifar10-test" and len(image_set) == 3
     assert all(im.shape == (32, 32, 3) and im.dtype == np.uint8 for im in image_set.images)
-    res = ev.run([image_set], [_png_codec()], progress=False)
+    res = runner.run([image_set], [_png_codec()], progress=False)
     assert all(r.exact for r in res.rows)
 
 
 def test_unavailable_set_row_is_one_row():
-    row = ev.set_codec_row("NoSet", lambda ims: b"", lambda b: [], unavailable="needs a model")
-    res = ev.run([_set()], [row], progress=True)  # progress bars on: must not disturb the run
+    row = rows.set_codec_row("NoSet", lambda ims: b"", lambda b: [], unavailable="needs a model")
+    res = runner.run([_set()], [row], progress=True)  # progress bars on: must not disturb the run
     (only,) = res.rows
     assert only.kind == "set" and only.num_images == 2 and only.error == "unavailable: needs a model"
-    (cell,) = ev.summarize(res)
+    (cell,) = report.summarize(res)
     assert cell.mean_bpd is None and cell.unavailable == "needs a model"

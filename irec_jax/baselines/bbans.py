@@ -8,8 +8,8 @@ with integer parameters, i.e. ``cm = modelzoo.load_model(...)`` and
 ``(cm.model, cm.params)``. Its priors and pixel likelihood are exact integer
 arithmetic; its bottom-up pass and posteriors are float (encoder side).
 
-Latents. Each latent dimension of layer ``l`` is discretized into ``2**bits``
-bins of equal mass under that layer's conditional prior N(mu_p, sigma_p^2):
+Latents (``bbans_latents``). Each latent dimension of layer ``l`` is
+discretized into ``2**bits`` bins of equal mass under that layer's conditional prior N(mu_p, sigma_p^2):
 bin ``j`` is ``[mu_p + sigma_p t_j, mu_p + sigma_p t_{j+1})`` with
 ``t_j = Phi^-1(j / 2**bits)``. The latent fed to the model is the bin's
 centre, placed exactly as the iREC decoder places its samples: the
@@ -24,8 +24,9 @@ bits per dimension); the posterior over bins is q's CDF at the bin edges
 ``irec_jax.entropy.tables.floor_cumulative`` to 24-bit integer frequencies
 (every bin >= 1).
 
-Stack order (constriction ``AnsCoder``; "pop" = ``decode``, "push" =
-``encode_reverse``). Encoder, per image::
+Stack order: model codecs composed on one ANS stack (``irec_jax.entropy``'s
+push/pop pairs; :func:`image_codec` is the whole of bits-back). Encoder, per
+image::
 
     pop q(j_0 | x), advance, pop q(j_1 | j_0, x), ..., pop q(j_{L-1} | ...)
     push x under p(x | z)             (the residual coder's two-level tables)
@@ -39,14 +40,14 @@ layer, latent dims go in raster order ``[h, w, Z]`` (in chunks of at most
 order and integer two-level tables of :class:`irec_jax.entropy.PixelTables`
 (the codec's residual tables, from the model's ``QuantizedLogistic``).
 
-Initial bits, honestly paid. constriction's ``AnsCoder`` pops symbol 0 from
-an empty stack without consuming anything (its state is 0): measured here,
-``AnsCoder().decode(Categorical, w)`` returns zeros and the stack stays
-empty. Coding from a truly empty stack would therefore pick the extreme
+Initial bits, honestly paid (``bbans_stack``). constriction's ``AnsCoder``
+pops symbol 0 from an empty stack without consuming anything (its state is
+0): measured here, ``AnsCoder().decode(Categorical, w)`` returns zeros and
+the stack stays empty. Coding from a truly empty stack would therefore pick the extreme
 left bin of every latent (not a posterior sample) at no cost. Instead the
 encoder starts on a fixed pseudo-random stack (SplitMix64 words,
-:func:`_seed_stream`) deep enough for every pop, and afterwards strips the
-bottom words of the stack that no pop ever reached. What remains is the
+``bbans_stack.seed_stream``) deep enough for every pop, and afterwards
+strips the bottom words of the stack that no pop ever reached. What remains is the
 file: the decoder needs nothing else (it never reads below the encoder's
 lowest point). The seed bits the first image pops buy no credit: they are
 the "initial bits", and the single-image file costs about
@@ -61,7 +62,10 @@ earlier ones pushed (the bits-back saving). The decoder pops them in reverse
 
 Bytes: the stack's uint32 words, bottom first, little-endian, trailing zero
 bytes dropped. No header: the decoder is given the image shapes and
-``bits``. Grayscale (C = 1) works with a model built for 1 image channel.
+``bits``. The file functions (:func:`encode_file`, :func:`encode_set_file`)
+prepend the shapes: ``>HHB`` (H, W, C) before one image's bytes; for a set,
+``>I`` count, one ``>HHB`` per image, then the sequence's bytes. Grayscale
+(C = 1) works with a model built for 1 image channel.
 
 Portability. Everything that determines the pixels of the *last* image of a
 file (the uniform latent pops, the bin centres, the integer model's priors
@@ -78,22 +82,19 @@ not an archival format.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-from typing import Any, Sequence
+import struct
+from typing import Any, Callable, Sequence
 
-import constriction
 import jax.numpy as jnp
 import numpy as np
-from scipy import special
 
-from irec_jax import entropy, rec
-from irec_jax.entropy import _coder, residual, tables
+from irec_jax import entropy
+from irec_jax.baselines import bbans_latents as latent_codec
+from irec_jax.baselines import bbans_stack
 from irec_jax.errors import FormatError
-from irec_jax.exact.tables import NORMAL_BITS, normal_quantiles
 from irec_jax.models import likelihoods as lik
 from irec_jax.models.integer import IntegerRVAE
-from irec_jax.models.interface import Gaussian
 
 DEFAULT_BITS = 8
 """Default: ``2**8`` bins per latent dim. Measured (``bench/bbans_bench.py``,
@@ -104,9 +105,8 @@ or further in the prior's tails, at a quarter of the table work of 10 bits and
 ~2.7 bpd less single-image cost per 2 bits saved (each bit costs one bit per
 latent dim in the initial bits). Single images alone are smallest at 2-3 bits."""
 MIN_BITS, MAX_BITS = 1, 16
-_TABLE_ENTRIES = 1 << 22  # latent dims per posterior-table chunk times 2**bits
-_POP_BITS_MAX = tables.PRECISION  # one pop consumes at most 24 bits (every frequency >= 1)
-_SEED_KEY = 0x1E7C_BB05_A115_0001  # SplitMix64 seed of the initial-bits stream (format constant)
+SHAPE_FORMAT = ">HHB"  # (H, W, C) of an image in the file framing
+COUNT_FORMAT = ">I"  # images in a set file
 
 ImageShape = tuple[int, int, int]
 
@@ -160,202 +160,63 @@ def _latent_dims(model: IntegerRVAE, shape: ImageShape) -> int:
     return math.prod(model.latent_shape((1, *shape), 0))
 
 
-# ----------------------------------------------------------------------------
-# The initial-bits stream and bytes.
-
-
-def _seed_stream(n: int) -> np.ndarray:
-    """The first ``n`` words (uint32 [n]) of the initial-bits stream (SplitMix64,
-    low then high half of each output). Word 0 (the top of the stack) is odd, so
-    the stack never ends in a zero word."""
-    m = (n + 1) // 2
-    with np.errstate(over="ignore"):
-        z = np.uint64(_SEED_KEY) + np.arange(1, m + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
-    words = z.astype("<u8").view("<u4").astype(np.uint32)[:n]
-    if n:
-        words[0] |= np.uint32(1)
-    return words
-
-
-def _seed_stack(n: int) -> np.ndarray:
-    """A stack of ``n`` seed words, bottom first: its top is stream word 0."""
-    return np.ascontiguousarray(_seed_stream(n)[::-1])
-
-
-def _to_bytes(words: np.ndarray) -> bytes:
-    return np.asarray(words, dtype="<u4").tobytes().rstrip(b"\0")
-
-
-def _from_bytes(data: bytes) -> np.ndarray:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"data must be bytes, got {type(data).__name__}")
-    data = bytes(data)
-    data += b"\0" * (-len(data) % 4)
-    return np.frombuffer(data, dtype="<u4").astype(np.uint32)
-
-
-# ----------------------------------------------------------------------------
-# Latent bins.
-
-
-@functools.lru_cache(maxsize=None)
-def _bin_edges(bits: int) -> np.ndarray:
-    """Standard-normal inner edges of ``2**bits`` equal-mass bins: float64
-    [2**bits - 1], Phi^-1(j / 2**bits) for j = 1 .. 2**bits - 1 (read-only)."""
-    n = 1 << bits
-    edges = special.ndtri(np.arange(1, n, dtype=np.float64) / n)
-    edges.setflags(write=False)
-    return edges
-
-
-@functools.lru_cache(maxsize=None)
-def _bin_centres(bits: int) -> np.ndarray:
-    """Standardized bin centres int32 [2**bits] in units 2^-16 (exact, from the
-    shipped quantile table): Q[((2j + 1) << 16) >> (bits + 1)], i.e. Phi^-1 at
-    about (j + 1/2) / 2**bits (read-only)."""
-    j = np.arange(1 << bits, dtype=np.int64)
-    centres = normal_quantiles()[((2 * j + 1) << NORMAL_BITS) >> (bits + 1)].astype(np.int32)
-    centres.setflags(write=False)
-    return centres
-
-
-def _flat64(g: Gaussian) -> tuple[np.ndarray, np.ndarray]:
-    """(loc, scale) of a one-image Gaussian [1, h, w, Z] as float64 [D] (raster order)."""
-    return np.asarray(g.loc, np.float64).reshape(-1), np.asarray(g.scale, np.float64).reshape(-1)
-
-
-def _latents(prior: Gaussian, bins: np.ndarray, bits: int) -> jnp.ndarray:
-    """The bins' centres as the float32 z [1, h, w, Z] fed to the model: exactly
-    what the iREC decoder forms for the standardized values (``rec.from_standard``)."""
-    loc, scale = np.asarray(prior.loc), np.asarray(prior.scale)
-    n = _bin_centres(bits)[np.asarray(bins, np.int64)].reshape(loc.shape)
-    return jnp.asarray(rec.from_standard(n, loc, scale))
-
-
-def _latent_chunks(n: int, bits: int) -> list[tuple[int, int]]:
-    rows = max(1, _TABLE_ENTRIES >> bits)
-    return [(s, min(n, s + rows)) for s in range(0, n, rows)]
-
-
-def _posterior_weights(post: Gaussian, prior: Gaussian, bits: int, start: int,
-                       stop: int) -> np.ndarray:
-    """Coder weights float32 [stop - start, 2**bits] of q over the prior's bins
-    for latent dims ``start:stop`` (raster order)."""
-    q_loc, q_scale = (a[start:stop] for a in _flat64(post))
-    p_loc, p_scale = (a[start:stop] for a in _flat64(prior))
-    edges = _bin_edges(bits)
-    n = 1 << bits
-    cdf = np.empty((stop - start, n + 1))
-    cdf[:, 0] = 0.0
-    cdf[:, -1] = 1.0
-    # (mu_p + sigma_p t - mu_q) / sigma_q, standardized under q
-    u = cdf[:, 1:-1]
-    np.multiply((p_scale / q_scale)[:, None], edges[None, :], out=u)
-    u += ((p_loc - q_loc) / q_scale)[:, None]
-    special.ndtr(u, out=u)
-    # tables.freqs_from_cdf's quantizer; coder weights are frequency - 1, i.e.
-    # the differences of the floored cumulative counts (no padding symbol: the
-    # encoder pops these tables from arbitrary bits, so every symbol must be a bin).
-    cum = tables.floor_cumulative(cdf, (1 << tables.PRECISION) - n)
-    return np.diff(cum, axis=-1).astype(np.float32)
-
-
-# ----------------------------------------------------------------------------
-# Pixels (the codec's integer residual tables, on the ANS stack).
-
-
-def _pixel_tables(dist: Any) -> entropy.PixelTables:
+def _pixel_likelihood(dist: Any) -> entropy.QuantizedLogistic:
     """The integer model's likelihood for one image [1, H, W, C] as the codec's
-    pixel tables (the conversion ``irec_jax.codec`` makes, uncropped)."""
+    pixel parameters (the conversion ``irec_jax.codec`` makes, uncropped)."""
     if not isinstance(dist, lik.QuantizedLogistic):
         raise TypeError(f"BB-ANS codes pixels under the integer model's QuantizedLogistic, "
                         f"got {type(dist).__name__}")
-    return entropy.PixelTables(entropy.QuantizedLogistic(np.asarray(dist.loc)[0],
-                                                         np.asarray(dist.inv_scale)[0]))
-
-
-def _push_pixels(coder, family, pixels: np.ndarray, pt: entropy.PixelTables) -> None:
-    x = pixels.reshape(-1).astype(np.int64)
-    for start, stop in reversed(list(pt.chunks())):
-        group, offset = np.divmod(x[start:stop], residual.GROUP)
-        w1, cdf1 = pt.groups(start, stop)
-        coder.encode_reverse(offset.astype(np.int32), family, pt.offsets(start, stop, cdf1, group))
-        coder.encode_reverse(group.astype(np.int32), family, w1)
-
-
-def _pop_level(coder, family, weights: np.ndarray) -> np.ndarray:
-    symbols = _coder.guarded("bbans pixels", lambda: coder.decode(family, weights))
-    if symbols.size and symbols.max() >= residual.GROUP:
-        raise FormatError("bbans pixels: corrupt coded data (decoded the padding symbol)")
-    return symbols.astype(np.int64)
-
-
-def _pop_pixels(coder, family, pt: entropy.PixelTables) -> np.ndarray:
-    out = np.empty(pt.size, np.uint8)
-    for start, stop in pt.chunks():
-        w1, cdf1 = pt.groups(start, stop)
-        group = _pop_level(coder, family, w1)
-        offset = _pop_level(coder, family, pt.offsets(start, stop, cdf1, group))
-        out[start:stop] = group * residual.GROUP + offset
-    return out.reshape(pt.shape)
+    return entropy.QuantizedLogistic(np.asarray(dist.loc)[0], np.asarray(dist.inv_scale)[0])
 
 
 # ----------------------------------------------------------------------------
-# One image on a shared stack.
+# Bits-back: model codecs composed on one stack.
 
 
-def _encode_onto(coder, model: IntegerRVAE, params: Any, image: np.ndarray, bits: int) -> int:
-    """Codes ``image`` uint8 [H, W, C] onto ``coder``; returns the number of
-    bottom words of the stack its pops left untouched."""
-    family = _coder.categorical_family()
-    x = jnp.asarray(image[None].astype(np.int32))  # as the codec feeds it
-    acts = model.bottom_up(params, x)
-    state = model.initial_state(params, x.shape)
-    chosen = []
-    for layer in range(model.num_layers):
-        prior = model.prior(params, state, layer)
-        post = model.posterior(params, state, acts, layer)
-        d = prior.loc.size
-        bins = np.empty(d, np.int32)
-        for start, stop in _latent_chunks(d, bits):
-            w = _posterior_weights(post, prior, bits, start, stop)
-            bins[start:stop] = coder.decode(family, w)
-        state = model.advance(params, state, _latents(prior, bins, bits), layer)
-        chosen.append(bins)
-    untouched = coder.num_words() - 2  # below the two words of the ANS head
-    _push_pixels(coder, family, image, _pixel_tables(model.likelihood(params, state)))
-    uniform = constriction.stream.model.Uniform(1 << bits)
-    for bins in reversed(chosen):
-        coder.encode_reverse(bins, uniform)
-    return untouched
+@dataclasses.dataclass(frozen=True)
+class Codec:
+    """A (push, pop) pair over one ANS stack, craystack's shape:
+    ``push(stack, value)``, then ``pop(stack)`` returns ``value``."""
+
+    push: Callable[[Any, Any], None]
+    pop: Callable[[Any], Any]
 
 
-def _decode_from(coder, model: IntegerRVAE, params: Any, shape: ImageShape, bits: int) -> np.ndarray:
-    """Pops one image of ``shape`` off ``coder`` and pushes its posterior bits back."""
-    family = _coder.categorical_family()
-    uniform = constriction.stream.model.Uniform(1 << bits)
-    state = model.initial_state(params, (1, *shape))
-    d = _latent_dims(model, shape)
-    states, priors, chosen = [], [], []
-    for layer in range(model.num_layers):
-        prior = model.prior(params, state, layer)
-        bins = _coder.guarded("bbans latents", lambda: coder.decode(uniform, d))
-        states.append(state)
-        priors.append(prior)
-        chosen.append(bins)
-        state = model.advance(params, state, _latents(prior, bins, bits), layer)
-    pixels = _pop_pixels(coder, family, _pixel_tables(model.likelihood(params, state)))
-    acts = model.bottom_up(params, jnp.asarray(pixels[None].astype(np.int32)))
-    for layer in reversed(range(model.num_layers)):
-        post = model.posterior(params, states[layer], acts, layer)
-        for start, stop in reversed(_latent_chunks(d, bits)):
-            w = _posterior_weights(post, priors[layer], bits, start, stop)
-            sym = np.ascontiguousarray(chosen[layer][start:stop], dtype=np.int32)
-            _coder.guarded("bbans latents", lambda: coder.encode_reverse(sym, family, w))
-    return pixels
+def image_codec(model: IntegerRVAE, params: Any, shape: ImageShape, bits: int,
+                after_pops: Callable[[], None] = lambda: None) -> Codec:
+    """BB-ANS of one image uint8 ``shape`` under the hierarchical VAE.
+    ``after_pops`` runs when the encoder has popped all it will pop."""
+
+    def push(stack, image: np.ndarray) -> None:
+        x = jnp.asarray(image[None].astype(np.int32))  # as the codec feeds it
+        acts, state, chosen = model.bottom_up(params, x), model.initial_state(params, x.shape), []
+        for layer in range(model.num_layers):  # pop z_l ~ q(z_l | z_<l, x): the bits back
+            prior = model.prior(params, state, layer)
+            post = model.posterior(params, state, acts, layer)
+            chosen.append(latent_codec.pop_posterior(stack, post, prior, bits))
+            state = model.advance(params, state, latent_codec.latents(prior, chosen[-1], bits), layer)
+        after_pops()
+        entropy.push_pixels(stack, image, _pixel_likelihood(model.likelihood(params, state)))
+        for bins in reversed(chosen):  # push z_l under the uniform prior over bins
+            latent_codec.push_prior(stack, bins, bits)
+
+    def pop(stack) -> np.ndarray:
+        state, d, seen = model.initial_state(params, (1, *shape)), _latent_dims(model, shape), []
+        for layer in range(model.num_layers):  # pop z_l ~ p(z_l | z_<l), top layer first
+            prior = model.prior(params, state, layer)
+            bins = latent_codec.pop_prior(stack, d, bits)
+            seen.append((state, prior, bins))
+            state = model.advance(params, state, latent_codec.latents(prior, bins, bits), layer)
+        lik_x = _pixel_likelihood(model.likelihood(params, state))
+        image = entropy.pop_pixels(stack, lik_x, "bbans pixels")
+        acts = model.bottom_up(params, jnp.asarray(image[None].astype(np.int32)))
+        for layer in reversed(range(model.num_layers)):  # push the bits back under q
+            state, prior, bins = seen[layer]
+            latent_codec.push_posterior(stack, bins, model.posterior(params, state, acts, layer),
+                                        prior, bits)
+        return image
+
+    return Codec(push, pop)
 
 
 # ----------------------------------------------------------------------------
@@ -371,18 +232,12 @@ def _encode(model: IntegerRVAE, params: Any, images: Sequence[Any], bits: int) -
     imgs = [_check_image(model, im) for im in images]
     if not imgs:
         raise ValueError("images must hold at least one image")
-    pops = model.num_layers * sum(_latent_dims(model, im.shape) for im in imgs)
-    n_seed = -(-pops * _POP_BITS_MAX // 32) + 4
-    seed = _seed_stack(n_seed)
-    coder = constriction.stream.stack.AnsCoder(seed)
-    lowest, sizes = n_seed, []
+    seeded = bbans_stack.SeededStack(model.num_layers * sum(_latent_dims(model, im.shape) for im in imgs))
+    sizes = []
     for im in imgs:
-        lowest = min(lowest, _encode_onto(coder, model, params, im, bits))
-        sizes.append(coder.num_words() - lowest)
-    final = coder.get_compressed()
-    if lowest < 0 or not np.array_equal(final[:lowest], seed[:lowest]):
-        raise RuntimeError("bbans: the initial-bits stack was too shallow (internal error)")
-    return _to_bytes(final[lowest:]), sizes
+        image_codec(model, params, im.shape, bits, seeded.note_lowest).push(seeded.stack, im)
+        sizes.append(seeded.size_words())
+    return seeded.finish(), sizes
 
 
 def bbans_encode_sequence(model: IntegerRVAE, params: Any, images: Sequence[Any], *,
@@ -409,16 +264,11 @@ def bbans_decode_sequence(model: IntegerRVAE, params: Any, data: bytes, shapes: 
     shapes = [_check_shape(model, s) for s in shapes]
     if not shapes:
         raise ValueError("shapes must hold at least one image shape")
-    words = _from_bytes(data)
-    coder = _coder.guarded("bbans stream", lambda: constriction.stream.stack.AnsCoder(words))
+    stack = bbans_stack.open_stack(data)
     out: list[np.ndarray] = [None] * len(shapes)  # type: ignore[list-item]
-    for i in reversed(range(len(shapes))):
-        out[i] = _decode_from(coder, model, params, shapes[i], bits)
-    rest = coder.get_compressed()
-    # The encoder never strips the two head words, so at least two remain.
-    if rest.shape[0] < 2 or not np.array_equal(rest, _seed_stack(rest.shape[0])):
-        raise FormatError("bbans stream: corrupt coded data (decoding did not end on the "
-                          "initial bits; wrong bytes, shapes, bits or model parameters)")
+    for i in reversed(range(len(shapes))):  # last image on top
+        out[i] = image_codec(model, params, shapes[i], bits).pop(stack)
+    bbans_stack.check_end(stack)
     return out
 
 
@@ -494,3 +344,71 @@ def bbans_rates(model: IntegerRVAE, params: Any, images: Sequence[Any], *, bits:
     return BbansRates(bits=_check_bits(bits), dims=tuple(im.size for im in imgs),
                       single_bytes=tuple(len(s) for s in singles), sequence_bytes=len(seq),
                       prefix_bytes=tuple(4 * s for s in sizes))
+
+
+# ----------------------------------------------------------------------------
+# Files: the shapes framed in front of the stack's bytes.
+
+
+def _pack_shape(shape: Sequence[int]) -> bytes:
+    if len(shape) != 3 or not (0 <= shape[0] < 1 << 16 and 0 <= shape[1] < 1 << 16 and 0 <= shape[2] < 256):
+        raise ValueError(f"image shape {tuple(shape)} does not fit the file's (H, W, C) "
+                         "header (H, W < 65536, C < 256)")
+    return struct.pack(SHAPE_FORMAT, *shape)
+
+
+def _unpack_shapes(data: bytes, start: int, count: int) -> list[ImageShape]:
+    size = struct.calcsize(SHAPE_FORMAT)
+    end = start + size * count
+    if len(data) < end:
+        raise FormatError(f"bbans file: truncated header ({len(data)} bytes, the {count} image "
+                          f"shape(s) need {end})")
+    return [struct.unpack_from(SHAPE_FORMAT, data, start + size * i) for i in range(count)]
+
+
+def _file_shapes(model: IntegerRVAE, shapes: list[ImageShape]) -> list[ImageShape]:
+    try:
+        return [_check_shape(model, s) for s in shapes]
+    except ValueError as err:
+        raise FormatError(f"bbans file: header declares a shape this model cannot decode ({err})") from None
+
+
+def encode_file(model: IntegerRVAE, params: Any, image: Any, bits: int = DEFAULT_BITS) -> bytes:
+    """One image as a file: its (H, W, C) as ``>HHB``, then
+    :func:`bbans_encode_single`'s bytes."""
+    arr = np.asarray(image)
+    if arr.ndim != 3:
+        raise ValueError(f"image must have shape [H, W, C], got shape {arr.shape}")
+    return _pack_shape(arr.shape) + bbans_encode_single(model, params, arr, bits=bits)
+
+
+def decode_file(model: IntegerRVAE, params: Any, data: bytes, bits: int = DEFAULT_BITS) -> np.ndarray:
+    """Inverse of :func:`encode_file`: uint8 [H, W, C]. FormatError for a
+    truncated or corrupt file."""
+    data = bytes(data)
+    (shape,) = _file_shapes(model, _unpack_shapes(data, 0, 1))
+    return bbans_decode_single(model, params, data[struct.calcsize(SHAPE_FORMAT):], shape, bits=bits)
+
+
+def encode_set_file(model: IntegerRVAE, params: Any, images: Sequence[Any], bits: int = DEFAULT_BITS) -> bytes:
+    """Images chained on one stack as a file: the count as ``>I``, each image's
+    (H, W, C) as ``>HHB``, then :func:`bbans_encode_sequence`'s bytes."""
+    payload = bbans_encode_sequence(model, params, images, bits=bits)  # validates the images
+    head = struct.pack(COUNT_FORMAT, len(images)) + b"".join(
+        _pack_shape(np.shape(im)) for im in images)
+    return head + payload
+
+
+def decode_set_file(model: IntegerRVAE, params: Any, data: bytes, bits: int = DEFAULT_BITS) -> list[np.ndarray]:
+    """Inverse of :func:`encode_set_file`: the images, in order. FormatError
+    for a truncated or corrupt file."""
+    data = bytes(data)
+    start = struct.calcsize(COUNT_FORMAT)
+    if len(data) < start:
+        raise FormatError(f"bbans file: truncated header ({len(data)} bytes, the image count needs {start})")
+    (count,) = struct.unpack_from(COUNT_FORMAT, data)
+    if count < 1:
+        raise FormatError("bbans file: the header declares no images")
+    shapes = _file_shapes(model, _unpack_shapes(data, start, count))
+    return bbans_decode_sequence(model, params, data[start + struct.calcsize(SHAPE_FORMAT) * count:],
+                                 shapes, bits=bits)

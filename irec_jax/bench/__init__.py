@@ -1,1 +1,15 @@
-"""Benchmark support: synthetic inputs, baselines and metrics."""
+"""The benchmark library behind ``eval.py`` (no import cycles; each module one job).
+
+errors      EvalError and how an exception is written into a row
+rows        the one row interface (image rows, set rows) and CodecRow / SetCodecRow
+classical   PNG, WebP, JPEG 2000, JPEG-LS, JPEG XL and AVIF rows
+model_rows  the iREC and BB-ANS rows on one model
+sets        image sets and their loaders (PNG folders, bundled images, prepared tfds)
+runner      codes, decodes and checks every image: Row, Results, run
+report      summaries, the text table, results.json / compressai / rows.csv, one environment record
+plots       the PNG plots (benchmark and ablation heatmaps)
+evaluate    EvalSpec and the wiring of eval.py's benchmark
+ablation    eval.py --ablation: iREC over Ω, 1+ε, B (ablation_grid: grid and records;
+            ablation_report: its outputs)
+synthetic   synthetic posterior/prior pairs for the coder benchmarks
+"""

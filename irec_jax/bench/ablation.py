@@ -45,172 +45,28 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import math
 import os
-import platform
-import sys
 import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from irec_jax.bench.evaluate import EvalError, ImageSet, same_image
+from irec_jax.bench.ablation_grid import (DEFAULT_LIMIT, DEFAULT_MC_SAMPLES, GRIDS, AblationResult, Grid,
+                                          GridPoint, ImageStats, make_grid, named_grid, parse_axis)
+from irec_jax.bench.ablation_report import format_table, to_json, write_outputs
+from irec_jax.bench.errors import EvalError, error_text
+from irec_jax.bench.runner import same_image
+from irec_jax.bench.sets import ImageSet, bundled_sets, first_images
 
 __all__ = [
-    "GRIDS", "GridPoint", "Grid", "make_grid", "named_grid", "parse_axis", "ImageStats", "mc_elbo",
-    "ablation_images", "default_sets", "AblationResult", "run", "to_json", "format_table", "write_outputs",
-    "plot_heatmaps", "ablate",
+    "GRIDS", "DEFAULT_LIMIT", "DEFAULT_MC_SAMPLES", "GridPoint", "Grid", "make_grid", "named_grid", "parse_axis",
+    "ImageStats", "mc_elbo", "ablation_images", "default_sets", "AblationResult", "run", "to_json",
+    "format_table", "write_outputs", "ablate",
 ]
-
-# The original's full grid, and a smaller one that runs in a few minutes on two shared CPU cores.
-GRIDS: dict[str, dict[str, tuple]] = {
-    "default": {"omega": (2.0, 3.0, 4.0), "one_plus_epsilon": (1.0, 1.2), "beams": (1, 10, 20)},
-    "full": {"omega": (2.0, 3.0, 4.0, 5.0, 6.0), "one_plus_epsilon": (1.0, 1.1, 1.2, 1.5),
-             "beams": (1, 10, 50)},
-}
-# Images each grid uses by default (first N bundled 32x32 crops) when no --limit is given.
-DEFAULT_LIMIT = {"default": 4, "full": 8}
-DEFAULT_MC_SAMPLES = 16
-
-# Heatmap metrics: (key in a point's aggregates, title, number format).
-HEATMAPS = (
-    ("total_overhead", "total overhead: 8·file bytes / −ELBO bits (MC)", "{:.3f}"),
-    ("coding_overhead", "coding overhead: 8·index bytes / KL bits", "{:.3f}"),
-    ("residual_overhead", "residual overhead: 8·residual bytes / E_q[−log2 p(x|z)] (MC)", "{:.3f}"),
-    ("encode_s", "encode seconds per image (after warm-up)", "{:.2f}"),
-)
-
-
-# --- the grid -------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class GridPoint:
-    """One coder setting: Ω (nats per step), 1+ε (oversampling), B (beams)."""
-
-    omega: float
-    one_plus_epsilon: float
-    beams: int
-
-    @property
-    def epsilon(self) -> float:
-        return round(self.one_plus_epsilon - 1.0, 12)  # 1.1 - 1 is 0.10000000000000009 otherwise
-
-    @property
-    def num_candidates(self) -> int:
-        from irec_jax import entropy
-        return entropy.num_candidates(entropy.CoderSettings(self.omega, self.epsilon, self.beams))
-
-    @property
-    def label(self) -> str:
-        return f"Ω={self.omega:g} 1+ε={self.one_plus_epsilon:g} B={self.beams}"
-
-    def settings(self, seed: int = 0):
-        """The codec's settings for this point; ValueError if the codec refuses them."""
-        from irec_jax import codec
-        return codec.coder_settings(omega=float(self.omega), epsilon=float(self.epsilon),
-                                    beams=int(self.beams), seed=int(seed))
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-    """The axes of an ablation and its points (B outermost, then Ω, then 1+ε)."""
-
-    name: str
-    omega: tuple
-    one_plus_epsilon: tuple
-    beams: tuple
-
-    @property
-    def points(self) -> list[GridPoint]:
-        return [GridPoint(o, e, b) for b in self.beams for o in self.omega for e in self.one_plus_epsilon]
-
-
-def make_grid(omega: Sequence[float], one_plus_epsilon: Sequence[float], beams: Sequence[int],
-              name: str = "custom", seed: int = 0) -> Grid:
-    """A validated ``Grid``; ``EvalError`` naming the bad value (or grid point) otherwise.
-
-    Ω > 0 (finite), 1+ε >= 1 (finite), B an integer in [1, 4096], no value
-    repeated, and every (Ω, 1+ε) pair must give 2 .. 2^24 candidates.
-    """
-    from irec_jax.rec.settings import MAX_BEAMS
-
-    axes = {"omega": omega, "one_plus_epsilon": one_plus_epsilon, "beams": beams}
-    for axis, values in axes.items():
-        values = list(values)
-        if not values:
-            raise EvalError(f"ablation grid: {axis} has no values")
-        if len(set(values)) != len(values):
-            raise EvalError(f"ablation grid: {axis} repeats a value: {values}")
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-                raise EvalError(f"ablation grid: {axis} value {v!r} is not a number")
-            if not math.isfinite(float(v)):
-                raise EvalError(f"ablation grid: {axis} value {v!r} is not finite")
-            if axis == "omega" and not v > 0:
-                raise EvalError(f"ablation grid: omega {v!r} must be > 0 nats per step")
-            if axis == "one_plus_epsilon" and not v >= 1.0:
-                raise EvalError(f"ablation grid: 1+epsilon {v!r} must be >= 1 (epsilon >= 0)")
-            if axis == "beams" and (float(v) != int(v) or not 1 <= int(v) <= MAX_BEAMS):
-                raise EvalError(f"ablation grid: beams {v!r} must be an integer in [1, {MAX_BEAMS}]")
-    grid = Grid(name, tuple(float(v) for v in omega), tuple(float(v) for v in one_plus_epsilon),
-                tuple(int(v) for v in beams))
-    for p in grid.points:
-        try:
-            p.settings(seed)
-        except ValueError as e:
-            raise EvalError(f"ablation grid point {p.label}: {e}") from None
-    return grid
-
-
-def named_grid(name: str) -> Grid:
-    """``GRIDS[name]`` as a ``Grid``; EvalError for an unknown name."""
-    if name not in GRIDS:
-        raise EvalError(f"unknown ablation grid {name!r}; known: {', '.join(GRIDS)}")
-    return make_grid(**GRIDS[name], name=name)
-
-
-def parse_axis(text: str, axis: str) -> tuple:
-    """``"2,3,4"`` -> (2.0, 3.0, 4.0) (beams: ints); EvalError for anything unparsable."""
-    parts = [t.strip() for t in str(text).split(",")]
-    if not parts or any(not t for t in parts):
-        raise EvalError(f"--{axis.replace('_', '-')} {text!r}: give comma-separated numbers, e.g. 2,3,4")
-    out = []
-    for t in parts:
-        try:
-            out.append(int(t) if axis == "beams" else float(t))
-        except ValueError:
-            kind = "an integer" if axis == "beams" else "a number"
-            raise EvalError(f"--{axis.replace('_', '-')}: {t!r} is not {kind}") from None
-    return tuple(out)
 
 
 # --- images and the Monte Carlo ELBO --------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class ImageStats:
-    """Setting-independent facts about one image: MC estimates over ``samples`` posterior draws.
-
-    ``eq_recon_bits``: E_{z~q}[−log2 p(x|z)]; ``nelbo_bits``: the negative ELBO
-    (Σ KL + recon); ``kl_bits``: E_q[Σ_l KL_l] (each KL analytic given the
-    sampled upper layers). ``*_se``: standard errors of the means (bits).
-    """
-
-    set: str
-    image: str
-    shape: tuple
-    samples: int
-    eq_recon_bits: float
-    eq_recon_bits_se: float
-    nelbo_bits: float
-    nelbo_bits_se: float
-    kl_bits: float
-    kl_bits_se: float
-
-    @property
-    def dims(self) -> int:
-        return int(np.prod(self.shape))
-
 
 def mc_elbo(cm, img: np.ndarray, samples: int = DEFAULT_MC_SAMPLES, seed: int = 0,
             set_name: str = "", image_id: str = "") -> ImageStats:
@@ -247,18 +103,10 @@ def ablation_images(sets: Sequence[ImageSet], image_channels: int) -> list[tuple
 
 def default_sets(limit: int) -> list[ImageSet]:
     """The first ``limit`` bundled 32x32 crops, as one set "crops32"."""
-    from irec_jax.bench.evaluate import bundled_sets
-
-    crops = bundled_sets()[0]
-    return [ImageSet(crops.name, crops.images[:limit], crops.ids[:limit], crops.source)]
+    return [first_images(bundled_sets()[0], limit)]
 
 
 # --- one run --------------------------------------------------------------------------------------
-
-def _error(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}" + (f": {msg}" if msg else "")
-
 
 def _ratio(num: float, den: float) -> float | None:
     ok = math.isfinite(num) and math.isfinite(den) and den > 0
@@ -324,22 +172,6 @@ def _aggregate(point: GridPoint, rows: list[dict], num_images: int, warmup_s: fl
         vals = [r[k] for r in ok if r.get(k) is not None]
         agg[k] = float(np.mean(vals)) if vals else None
     return agg
-
-
-@dataclasses.dataclass
-class AblationResult:
-    """What ``run`` measured."""
-
-    grid: Grid
-    model: dict
-    images: list  # of ImageStats
-    sources: list  # of (set name, source)
-    points: list  # of per-point aggregate dicts, grid order
-    rows: list  # of per-image row dicts
-    seed: int
-    mc_samples: int
-    started: str
-    wall_s: float
 
 
 def _model_info(cm, spec: str) -> dict:
@@ -414,7 +246,7 @@ def _run_point(point: GridPoint, images, stats, cm, seed: int, warmup: bool, com
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # also pyo3 PanicException from the Rust coders
-        error = _error(e)
+        error = error_text(e)
     if error is None:
         for (_, _, img), st in zip(tqdm(images, desc=point.label, leave=False, disable=not progress), stats):
             try:
@@ -443,168 +275,11 @@ def _run_point(point: GridPoint, images, stats, cm, seed: int, warmup: bool, com
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as e:
-                mine.append(_failed_row(point, st, _error(e)))
+                mine.append(_failed_row(point, st, error_text(e)))
     else:
         mine = [_failed_row(point, st, error) for st in stats]
     rows += mine
     points.append(_aggregate(point, mine, len(images), warm_s, error))
-
-
-# --- outputs --------------------------------------------------------------------------------------
-
-METRICS_DOC = {
-    "coding_overhead": "8*index_bytes / KL bits (KL = sum over layers of KL(q||p) along the coded path)",
-    "coding_overhead_ideal": "index_bits_ideal (sum_b K_b log2 N) / KL bits",
-    "residual_overhead": "8*residual_bytes / E_q[-log2 p(x|z)] (Monte Carlo estimate)",
-    "residual_overhead_ideal": "-log2 p(x|z_hat) (integer coder tables) / E_q[-log2 p(x|z)] (Monte Carlo estimate)",
-    "total_overhead": "8*total_bytes (whole file) / negative-ELBO bits (Monte Carlo estimate)",
-    "*_mc_se": "standard error of the ratio from the Monte Carlo denominator alone",
-    "bpd": "8*total_bytes / (H*W*C)",
-    "encode_s": ("codec encode wall clock, seconds, of a call that compiled nothing: the first call of each "
-                 "setting is an untimed warm-up, and an image whose padded shapes compile anew is coded twice "
-                 "(retimed: true) -- unless the run had no warm-up (then compiled_in_timed_call says so)"),
-    "decode_s": "decode wall clock, seconds (retimed like encode_s)",
-    "exact": "decoded pixels == original, bit for bit",
-    "aggregates": "per point: means over the images that did not fail (inexact ones included)",
-}
-
-
-def _environment() -> dict:
-    import jax
-
-    env = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
-           "jax": jax.__version__, "jax_backend": jax.default_backend(), "cpu_count": os.cpu_count()}
-    try:
-        env["loadavg"] = list(os.getloadavg())
-    except OSError:
-        env["loadavg"] = None
-    return env
-
-
-def _finite(x: Any) -> Any:
-    """``x`` with every non-finite float replaced by None (strict JSON)."""
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def to_json(res: AblationResult) -> dict:
-    """``ablation.json``: ``grid``, ``points`` (aggregates), ``rows`` (per image), ``images``
-    (with their MC ELBO estimates), ``model`` (name, param_hash, card, spec), ``metrics`` (definitions),
-    ``started`` (UTC), ``wall_s``, ``seed``, ``mc_samples``, ``environment``."""
-    return _finite({
-        "name": "irec_jax iREC ablation",
-        "description": ("Lossless iREC over omega (nats/step), 1+epsilon and beams B; N = floor(exp(omega"
-                        "(1+epsilon))). Overheads are ratios (1.0 = none) from the real bytes of each file; "
-                        "E_q[-log2 p(x|z)] and the negative ELBO are Monte Carlo estimates "
-                        f"({res.mc_samples} posterior samples per image)."),
-        "started": res.started,
-        "wall_s": res.wall_s,
-        "seed": res.seed,
-        "mc_samples": res.mc_samples,
-        "model": res.model,
-        "grid": {"name": res.grid.name, "omega": list(res.grid.omega),
-                 "one_plus_epsilon": list(res.grid.one_plus_epsilon), "beams": list(res.grid.beams),
-                 "points": [{"omega": p.omega, "one_plus_epsilon": p.one_plus_epsilon, "epsilon": p.epsilon,
-                             "beams": p.beams, "num_candidates": p.num_candidates} for p in res.grid.points]},
-        "images": [dict(dataclasses.asdict(s), shape=list(s.shape), dims=s.dims) for s in res.images],
-        "sets": [{"name": n, "source": src} for n, src in res.sources],
-        "points": res.points,
-        "rows": res.rows,
-        "metrics": METRICS_DOC,
-        "environment": _environment(),
-    })
-
-
-def _fmt(v: float | None, spec: str = ".3f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def format_table(res: AblationResult) -> str:
-    """The terminal table: one line per grid point (B, Ω, 1+ε order), then the failures."""
-    n = len(res.images)
-    nelbo = np.mean([s.nelbo_bits / s.dims for s in res.images])
-    lines = [
-        f"iREC ablation: model {res.model['name']} ({res.model['param_hash']}), "
-        f"{n} images, grid {res.grid.name!r}, {len(res.points)} points, {res.wall_s:.0f} s",
-        f"negative ELBO (MC, {res.mc_samples} samples/image): mean {nelbo:.4f} bits/dim; overheads are ratios "
-        "(1.000 = none), means over images; (ideal) = uniform-code index bits / float64 residual",
-    ]
-    header = ["B", "Ω", "1+ε", "N", "bpd", "total", "coding", "(ideal)", "residual", "(ideal)", "enc s",
-              "dec s", "exact"]
-    body = []
-    for p in res.points:
-        body.append([str(p["beams"]), f"{p['omega']:g}", f"{p['one_plus_epsilon']:g}", str(p["num_candidates"]),
-                     _fmt(p["bpd"], ".4f"), _fmt(p["total_overhead"]), _fmt(p["coding_overhead"]),
-                     _fmt(p["coding_overhead_ideal"]), _fmt(p["residual_overhead"]),
-                     _fmt(p["residual_overhead_ideal"]), _fmt(p["encode_s"], ".2f"), _fmt(p["decode_s"], ".2f"),
-                     "FAILED" if p["error"] else f"{p['num_exact']}/{p['num_images']}"])
-    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    line = lambda r: "  ".join(v.rjust(w) for v, w in zip(r, widths))  # noqa: E731
-    rule = "-" * len(line(header))
-    lines += [rule, line(header), rule] + [line(r) for r in body] + [rule]
-    for p in res.points:
-        if p["error"]:
-            lines.append(f"failed: B={p['beams']} Ω={p['omega']:g} 1+ε={p['one_plus_epsilon']:g}: {p['error']}")
-    for r in res.rows:
-        if r.get("error") is None and not r["exact"]:
-            lines.append(f"inexact: B={r['beams']} Ω={r['omega']:g} 1+ε={r['one_plus_epsilon']:g} "
-                         f"{r['set']}/{r['image']}: {r.get('detail')}")
-        elif r.get("error") is not None and not any(p["error"] for p in res.points
-                                                    if (p["omega"], p["one_plus_epsilon"], p["beams"])
-                                                    == (r["omega"], r["one_plus_epsilon"], r["beams"])):
-            lines.append(f"error: B={r['beams']} Ω={r['omega']:g} 1+ε={r['one_plus_epsilon']:g} "
-                         f"{r['set']}/{r['image']}: {r['error']}")
-    return "\n".join(lines)
-
-
-def plot_heatmaps(res: AblationResult, out_dir: str) -> dict[str, str]:
-    """For each metric of ``HEATMAPS``: one PNG, one Ω × (1+ε) panel per B, annotated cells."""
-    from irec_jax.bench import plots
-
-    by = {(p["beams"], p["omega"], p["one_plus_epsilon"]): p for p in res.points}
-    grid = res.grid
-    paths = {}
-    for key, title, fmt in HEATMAPS:
-        panels = []
-        for b in grid.beams:
-            values = np.full((len(grid.omega), len(grid.one_plus_epsilon)), np.nan)
-            texts = np.full(values.shape, "", dtype=object)
-            for i, o in enumerate(grid.omega):
-                for j, e in enumerate(grid.one_plus_epsilon):
-                    p = by[b, o, e]
-                    v = p.get(key)
-                    if v is None:
-                        texts[i, j] = "failed"
-                        continue
-                    values[i, j] = v
-                    texts[i, j] = fmt.format(v) + ("" if p["all_exact"] else "\n(inexact)")
-            panels.append((f"B = {b}", values, texts))
-        paths[f"heatmap:{key}"] = plots.plot_heatmaps(
-            os.path.join(out_dir, f"ablation_{key}.png"), panels,
-            row_labels=[f"{o:g}" for o in grid.omega], col_labels=[f"{e:g}" for e in grid.one_plus_epsilon],
-            title=f"{title}\n{len(res.images)} images, model {res.model['name']} ({res.model['param_hash']})",
-            xlabel="1+ε", ylabel="Ω (nats/step)")
-    return paths
-
-
-def write_outputs(res: AblationResult, out_dir: str, plots: bool = True) -> dict[str, str]:
-    """``ablation.json``, ``ablation_table.txt`` and the heatmaps in ``out_dir``; returns their paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {"json": os.path.join(out_dir, "ablation.json"), "table": os.path.join(out_dir, "ablation_table.txt")}
-    if plots:
-        paths.update(plot_heatmaps(res, out_dir))
-    doc = to_json(res)
-    doc["files"] = {k: os.path.basename(v) for k, v in paths.items()}
-    with open(paths["json"], "w") as f:
-        json.dump(doc, f, indent=2, allow_nan=False)
-    with open(paths["table"], "w") as f:
-        f.write(format_table(res) + "\n")
-    return paths
 
 
 def ablate(grid: Grid, sets: Sequence[ImageSet], model: Any = "default", out: str = "eval_out", *,

@@ -1,8 +1,8 @@
 """Classical lossless image codecs, one uniform row each: PNG, WebP, JPEG 2000, JPEG-LS, JPEG XL, AVIF.
 
-Every row is a :class:`Codec` with ``name``, ``encode(img) -> bytes`` and
-``decode(bytes) -> img`` over uint8 images ``[H, W, C]``, C = 1 (grayscale)
-or 3 (RGB). The bytes are a whole file of the format (what a ``.png`` /
+Every row is an ``irec_jax.bench.rows.CodecRow`` (built by ``classical_row``)
+with ``name``, ``encode(img) -> bytes`` and ``decode(bytes) -> img`` over
+uint8 images ``[H, W, C]``, C = 1 (grayscale) or 3 (RGB). The bytes are a whole file of the format (what a ``.png`` /
 ``.webp`` / ``.j2k`` / ``.jls`` / ``.jxl`` / ``.avif`` file on disk holds),
 so rates computed from them count every header byte.
 
@@ -26,14 +26,15 @@ probes each with a real encode/decode round trip and says why a row cannot run.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import io
 from typing import Callable
 
 import numpy as np
 
-__all__ = ["Codec", "CLASSICAL_NAMES", "classical_codecs", "available_codecs", "as_hwc"]
+from irec_jax.bench.rows import CodecRow
+
+__all__ = ["classical_row", "CLASSICAL_NAMES", "classical_codecs", "available_codecs", "as_hwc"]
 
 CLASSICAL_NAMES = ("PNG", "WebP", "JPEG2000", "JPEG-LS", "JPEG-XL", "AVIF")
 
@@ -58,39 +59,25 @@ def _check_input(img: np.ndarray) -> np.ndarray:
     return img
 
 
-@dataclasses.dataclass(frozen=True)
-class Codec:
-    """A lossless image codec: ``encode(img uint8 [H, W, C]) -> bytes``, ``decode(bytes) -> [H, W, C]``.
+def classical_row(name: str, description: str, encode_fn: Callable[[np.ndarray], bytes],
+                  decode_fn: Callable[[bytes], np.ndarray], library: Callable[[], str] | None = None) -> CodecRow:
+    """A classical codec as a benchmark row (``irec_jax.bench.rows.CodecRow``) over uint8 ``[H, W, C]``.
 
-    ``encode_fn`` receives ``[H, W]`` for C = 1 and ``[H, W, 3]`` for C = 3;
-    ``decode_fn`` may return either layout (``decode`` adds the channel axis).
-    ``unavailable`` is None when a probe round trip worked here, else why not.
+    ``encode_fn`` receives ``[H, W]`` for C = 1 and ``[H, W, 3]`` for C = 3
+    (anything else is refused with a ValueError quoting the shape);
+    ``decode_fn`` may return either layout (the row adds the channel axis).
+    The row's ``unavailable`` is None when a probe round trip works here, else why not.
     """
 
-    name: str
-    description: str
-    encode_fn: Callable[[np.ndarray], bytes]
-    decode_fn: Callable[[bytes], np.ndarray]
-    library: Callable[[], str] = dataclasses.field(default=lambda: "", compare=False)
-
-    def encode(self, img: np.ndarray) -> bytes:
+    def encode(img: np.ndarray) -> bytes:
         img = _check_input(img)
         plane = img[..., 0] if img.shape[2] == 1 else img
-        return bytes(self.encode_fn(np.ascontiguousarray(plane)))
+        return bytes(encode_fn(np.ascontiguousarray(plane)))
 
-    def decode(self, data: bytes) -> np.ndarray:
-        return as_hwc(self.decode_fn(bytes(data)))
+    def decode(data: bytes) -> np.ndarray:
+        return as_hwc(decode_fn(bytes(data)))
 
-    @property
-    def unavailable(self) -> str | None:
-        return _probe(self)
-
-    @property
-    def version(self) -> str:
-        try:
-            return self.library()
-        except Exception as e:  # library missing: the probe says so too
-            return f"unavailable ({type(e).__name__}: {e})"
+    return CodecRow(name, encode, decode, description, probe=_probe, library=library)
 
 
 def _probe_images() -> list[np.ndarray]:
@@ -105,7 +92,7 @@ def _probe_images() -> list[np.ndarray]:
 
 
 @functools.lru_cache(maxsize=None)
-def _probe(codec: Codec) -> str | None:
+def _probe(codec: CodecRow) -> str | None:
     """None if ``codec`` round-trips RGB and grayscale probe images bit-exactly here, else the reason."""
     for img in _probe_images():
         try:
@@ -205,18 +192,18 @@ def _decoder(fn: str) -> Callable[[bytes], np.ndarray]:
     return decode
 
 
-def _all_codecs() -> tuple[Codec, ...]:
+def _all_codecs() -> tuple[CodecRow, ...]:
     return (
-        Codec("PNG", "PNG, Pillow optimize=True", _png_encode, _png_decode, _pillow_version),
-        Codec("WebP", "WebP lossless, method 6, quality 100 (gray coded as RGB)", _webp_encode, _webp_decode,
+        classical_row("PNG", "PNG, Pillow optimize=True", _png_encode, _png_decode, _pillow_version),
+        classical_row("WebP", "WebP lossless, method 6, quality 100 (gray coded as RGB)", _webp_encode, _webp_decode,
               _ic_version("webp_version")),
-        Codec("JPEG2000", "JPEG 2000 reversible 5/3 + RCT (mct), J2K codestream", _j2k_encode,
+        classical_row("JPEG2000", "JPEG 2000 reversible 5/3 + RCT (mct), J2K codestream", _j2k_encode,
               _decoder("jpeg2k_decode"), _ic_version("jpeg2k_version")),
-        Codec("JPEG-LS", "JPEG-LS lossless (NEAR=0)", _jls_encode, _decoder("jpegls_decode"),
+        classical_row("JPEG-LS", "JPEG-LS lossless (NEAR=0)", _jls_encode, _decoder("jpegls_decode"),
               _ic_version("jpegls_version")),
-        Codec("JPEG-XL", "JPEG XL lossless=True, effort 9, bare codestream", _jxl_encode,
+        classical_row("JPEG-XL", "JPEG XL lossless=True, effort 9, bare codestream", _jxl_encode,
               _decoder("jpegxl_decode"), _ic_version("jpegxl_version")),
-        Codec("AVIF", "AVIF lossless (quality 100: identity matrix, 4:4:4), speed 0", _avif_encode,
+        classical_row("AVIF", "AVIF lossless (quality 100: identity matrix, 4:4:4), speed 0", _avif_encode,
               _decoder("avif_decode"), _ic_version("avif_version")),
     )
 
@@ -224,7 +211,7 @@ def _all_codecs() -> tuple[Codec, ...]:
 _CODECS = _all_codecs()
 
 
-def classical_codecs(names: list[str] | tuple[str, ...] | None = None) -> list[Codec]:
+def classical_codecs(names: list[str] | tuple[str, ...] | None = None) -> list[CodecRow]:
     """The classical rows (all of them, or ``names`` in that order, matched case-insensitively).
 
     Unavailable rows are included: check ``codec.unavailable`` (or use ``available_codecs``).

@@ -3,7 +3,8 @@
 ``plot_mean_bpd``: grouped bars, mean per-image bpd of each codec on each set
 (hatched where some images decoded inexactly). ``plot_per_image``: every
 image's bpd per codec, one panel per set. ``plot_vs_reference``: each codec's
-per-image bpd against a reference codec's (PNG by default), y = x drawn.
+per-image bpd against a reference codec's (PNG by default), y = x drawn, rows far
+from it (BB-ANS single files) in panels of their own.
 ``plot_heatmaps``: annotated heatmaps on one colour scale (the ablation's
 Ω × (1+ε) grids, one panel per beam width).
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from irec_jax.bench.evaluate import Cell, Results
+    from irec_jax.bench.runner import Results
 
 __all__ = ["plot_mean_bpd", "plot_per_image", "plot_vs_reference", "plot_all", "plot_heatmaps"]
 
@@ -43,7 +44,7 @@ def _colors(n: int):
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def plot_mean_bpd(results: "Results", cells: list["Cell"], path: str) -> str:
+def plot_mean_bpd(results: "Results", cells: list, path: str) -> str:
     """Grouped bar chart: x = image sets, one bar per codec, height = mean of per-image bpd."""
     codecs = [c for c, _, _ in results.codecs]
     sets = [s for s, _, _ in results.sets]
@@ -98,10 +99,22 @@ def plot_per_image(results: "Results", path: str) -> str:
     return _save(fig, path)
 
 
-def plot_vs_reference(results: "Results", path: str, reference: str = "PNG") -> str | None:
+def _ratio_to(results: "Results", reference: str, codec: str) -> float:
+    """Median over images of ``codec``'s bpd / ``reference``'s (NaN when no image has both)."""
+    ref = {(r.set, r.image): r.bpd for r in results.rows if r.codec == reference and r.bpd}
+    ratios = [r.bpd / ref[r.set, r.image] for r in results.rows
+              if r.codec == codec and r.bpd is not None and (r.set, r.image) in ref]
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def plot_vs_reference(results: "Results", path: str, reference: str = "PNG", far: float = 1.6) -> str | None:
     """Scatter of each image row's per-image bpd against ``reference``'s; None if fewer than two image rows.
 
-    ``reference`` falls back to the first image row when it is not in the run.
+    One column per set. The top row holds the rows near the reference, y = x
+    drawn; rows whose median ratio to it exceeds ``far`` (BB-ANS single
+    files) get a second row of panels of their own, so that they do not
+    squeeze the others into a corner. One legend beside the panels, off the
+    data. ``reference`` falls back to the first image row when it is not in the run.
     """
     image_codecs = [c for c, kind, _ in results.codecs if kind == "image"]
     if len(image_codecs) < 2:
@@ -109,33 +122,44 @@ def plot_vs_reference(results: "Results", path: str, reference: str = "PNG") -> 
     if reference not in image_codecs:
         reference = image_codecs[0]
     others = [c for c in image_codecs if c != reference]
+    groups = [[c for c in others if not _ratio_to(results, reference, c) > far],
+              [c for c in others if _ratio_to(results, reference, c) > far]]
+    groups = [g for g in groups if g]
     sets = [s for s, _, _ in results.sets]
-    fig = _figure(4.5 * len(sets), 4.0)
+    fig = _figure(4.5 * len(sets) + 1.6, 3.6 * len(groups))
+    fig.set_layout_engine("constrained")
     colors = dict(zip([c for c, _, _ in results.codecs], _colors(len(results.codecs))))
-    for k, s in enumerate(sets):
-        ax = fig.add_subplot(1, len(sets), k + 1)
-        ref = {r.image: r.bpd for r in results.rows if r.set == s and r.codec == reference and r.bpd is not None}
-        lo, hi = np.inf, -np.inf
-        for codec in others:
-            pts = [(ref[r.image], r.bpd) for r in results.rows
-                   if r.set == s and r.codec == codec and r.bpd is not None and r.image in ref]
-            if not pts:
-                continue
-            x, y = np.array(pts).T
-            lo, hi = min(lo, x.min(), y.min()), max(hi, x.max(), y.max())
-            ax.scatter(x, y, s=14, color=colors[codec], label=codec)
-        if np.isfinite(lo):
-            ax.plot([lo, hi], [lo, hi], color="gray", linewidth=0.8, linestyle="--")
-        ax.set_xlabel(f"{reference} bits/dim")
-        if k == 0:
-            ax.set_ylabel("codec bits/dim")
-        ax.set_title(s, fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-    return _save(fig, path)
+    for g, group in enumerate(groups):
+        for k, s in enumerate(sets):
+            ax = fig.add_subplot(len(groups), len(sets), g * len(sets) + k + 1)
+            ref = {r.image: r.bpd for r in results.rows if r.set == s and r.codec == reference and r.bpd}
+            lo, hi = np.inf, -np.inf
+            for codec in group:
+                pts = [(ref[r.image], r.bpd) for r in results.rows
+                       if r.set == s and r.codec == codec and r.bpd and r.image in ref]
+                if not pts:
+                    continue
+                x, y = np.array(pts).T
+                lo, hi = min(lo, x.min(), y.min()), max(hi, x.max(), y.max())
+                ax.scatter(x, y, s=14, color=colors[codec], label=codec)
+            if g == 0 and np.isfinite(lo):
+                ax.plot([lo, hi], [lo, hi], color="gray", linewidth=0.8, linestyle="--", label="y = x")
+            ax.set_xlabel(f"{reference} bits/dim")
+            if k == 0:
+                ax.set_ylabel("codec bits/dim")
+            ax.set_title(s if g == 0 else f"{s}: rows over {far:g}x {reference}", fontsize=9)
+            ax.grid(alpha=0.3)
+    handles: dict = {}
+    for ax in fig.axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), fontsize=7, loc="outside right upper")
+    fig.savefig(path)
+    return path
 
 
-def plot_all(results: "Results", cells: list["Cell"], out_dir: str) -> dict[str, str]:
+def plot_all(results: "Results", cells: list, out_dir: str) -> dict[str, str]:
     """The three plots as PNGs in ``out_dir``; returns ``{plot name: path}`` for those drawn."""
     paths = {"plot:mean_bpd": plot_mean_bpd(results, cells, os.path.join(out_dir, "mean_bpd.png")),
              "plot:per_image": plot_per_image(results, os.path.join(out_dir, "per_image_bpd.png"))}

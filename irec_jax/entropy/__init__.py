@@ -7,25 +7,35 @@ Integers and distributions in, bytes out, and back:
   container -- the .irec header, sections and pixel CRC.
   tables    -- the one quantizer from float64 CDFs to integer frequencies.
 Every malformed input raises `irec_jax.FormatError`.
+
+Coding onto a coder someone else owns (e.g. one ANS stack shared by several
+models, as bits-back coding does): ``new_stack()``, then ``push_pixels`` /
+``pop_pixels``, ``push_categorical`` / ``pop_categorical`` and
+``push_uniform`` / ``pop_uniform`` pairs; each pop returns what its push
+wrote, and corrupt data raises FormatError.
 """
 
+from irec_jax.entropy._coder import (new_stack, pop_categorical, pop_uniform, push_categorical,
+                                     push_uniform)
 from irec_jax.entropy.container import (
-    MAGIC, VERSION, CoderSettings, Container, Header, ModelRef, check_pixels,
-    num_candidates, pack, param_hash, pixel_crc, unpack)
+    MAGIC, VERSION, Container, Header, ModelRef, check_pixels, pack, param_hash,
+    pixel_crc, unpack)
 from irec_jax.entropy.indices import (
     AdaptiveIndexModel, IndexModel, LayerIndices, TableIndexModel, UniformIndexModel,
     decode_indices, encode_indices)
 from irec_jax.entropy.residual import (
-    Likelihood, Logistic, LogisticMixture, PixelTables, QuantizedLogistic, decode_residual,
-    coded_bits, encode_residual, rescale_params, residual_bits)
+    FloatLogistic, FloatLogisticMixture, Likelihood, PixelTables, QuantizedLogistic, coded_bits,
+    decode_residual, encode_residual, pop_pixels, push_pixels, rescale_params, residual_bits)
 from irec_jax.entropy.tables import PRECISION, freqs_from_cdf, freqs_from_pmf, table_bits
 from irec_jax.errors import FormatError
+from irec_jax.settings import CoderSettings
 
 __all__ = [
     "MAGIC", "VERSION", "PRECISION", "AdaptiveIndexModel", "CoderSettings", "coded_bits", "Container",
-    "FormatError", "Header", "IndexModel", "LayerIndices", "Likelihood", "Logistic",
-    "LogisticMixture", "ModelRef", "PixelTables", "QuantizedLogistic", "TableIndexModel", "UniformIndexModel", "check_pixels",
-    "decode_indices", "decode_residual", "encode_indices", "encode_residual",
-    "freqs_from_cdf", "freqs_from_pmf", "num_candidates", "pack", "param_hash", "pixel_crc",
-    "rescale_params", "residual_bits", "table_bits", "unpack",
+    "FloatLogistic", "FloatLogisticMixture", "FormatError", "Header", "IndexModel", "LayerIndices",
+    "Likelihood", "ModelRef", "PixelTables", "QuantizedLogistic", "TableIndexModel",
+    "UniformIndexModel", "check_pixels", "decode_indices", "decode_residual", "encode_indices",
+    "encode_residual", "freqs_from_cdf", "freqs_from_pmf", "new_stack", "pack",
+    "param_hash", "pixel_crc", "pop_categorical", "pop_pixels", "pop_uniform", "push_categorical",
+    "push_pixels", "push_uniform", "rescale_params", "residual_bits", "table_bits", "unpack",
 ]

@@ -1,4 +1,4 @@
-"""Thin, guarded wrappers around constriction's range coder.
+"""Thin, guarded wrappers around constriction's range coder and ANS stack.
 
 constriction signals corrupt input with exceptions of assorted types, and a
 Rust panic surfaces as `pyo3_runtime.PanicException`, a BaseException. Every
@@ -62,3 +62,57 @@ def uniform(size: int):
     if not 1 <= size <= 1 << 24:
         raise ValueError(f"uniform alphabet size must be in [1, 2**24], got {size}")
     return constriction.stream.model.Uniform(size)
+
+
+# ----------------------------------------------------------------------------
+# Symbols onto a coder someone else owns: a stack (ANS, bits-back) or a queue.
+# Public through ``irec_jax.entropy``; ``pop_*`` on the matching decoder
+# returns what ``push_*`` wrote, in the same order, from either kind.
+
+
+def new_stack(words: np.ndarray | None = None, what: str = "stack"):
+    """An ANS stack (constriction ``AnsCoder``), empty or over uint32 words
+    [n] (bottom first, as ``stack.get_compressed()`` returns them)."""
+    if words is None:
+        return constriction.stream.stack.AnsCoder()
+    words = np.ascontiguousarray(words, dtype=np.uint32)
+    return guarded(what, lambda: constriction.stream.stack.AnsCoder(words))
+
+
+def is_stack(coder) -> bool:
+    """True for an ANS stack: pushes there go in reverse, so pops read forward."""
+    return isinstance(coder, constriction.stream.stack.AnsCoder)
+
+
+def _push(coder, what: str | None, symbols: np.ndarray, *model) -> None:
+    symbols = np.ascontiguousarray(symbols, dtype=np.int32)
+    push = coder.encode_reverse if is_stack(coder) else coder.encode
+    if what is None:
+        push(symbols, *model)
+    else:
+        guarded(what, lambda: push(symbols, *model))
+
+
+def push_categorical(coder, symbols: np.ndarray, weights: np.ndarray, what: str | None = None) -> None:
+    """Pushes symbols int [n], row i under the categorical of coder weights
+    float32 [n, m] (``tables.coder_weights``: frequency - 1, rows summing to
+    2^24 - m), onto a stack or queue. With ``what`` (a decoder pushing back
+    what it decoded), a failure is FormatError(what...)."""
+    _push(coder, what, symbols, categorical_family(), np.ascontiguousarray(weights, dtype=np.float32))
+
+
+def pop_categorical(coder, weights: np.ndarray, what: str) -> np.ndarray:
+    """Inverse of ``push_categorical``: int64 [n]. FormatError(what...) on corrupt data."""
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    return guarded(what, lambda: coder.decode(categorical_family(), weights)).astype(np.int64)
+
+
+def push_uniform(coder, symbols: np.ndarray, size: int) -> None:
+    """Pushes symbols int [n], each uniform over {0, ..., size - 1}."""
+    _push(coder, None, symbols, uniform(size))
+
+
+def pop_uniform(coder, size: int, count: int, what: str) -> np.ndarray:
+    """Inverse of ``push_uniform``: int64 [count]. FormatError(what...) on corrupt data."""
+    model = uniform(size)
+    return guarded(what, lambda: coder.decode(model, int(count))).astype(np.int64)

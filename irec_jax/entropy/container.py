@@ -29,34 +29,18 @@ import numpy as np
 
 from irec_jax.entropy import _bytes
 from irec_jax.errors import FormatError
+from irec_jax.settings import FILE_FIELDS, CoderSettings, check_storable
 
 MAGIC = b"\xecR"
 VERSION = 2  # 2: integer decoder path (portable); 1: float decoder (no longer read)
 MAX_SIDE = 1 << 20
 MAX_SUBPIXELS = 1 << 28
 MAX_SECTIONS = 4
-MAX_BEAMS = 1 << 20
 MAX_NAME_BYTES = 255
 HASH_BYTES = 4
-MAX_CANDIDATES = 1 << 24  # N = floor(exp(omega (1 + epsilon))) <= 2**24
 _CHANNEL_CODE = {3: 0, 1: 1, 4: 2}
 _CHANNELS = {v: k for k, v in _CHANNEL_CODE.items()}
 _F_SETTINGS, _F_MODEL, _F_WIDTH = 1, 2, 4
-
-
-@dataclasses.dataclass(frozen=True)
-class CoderSettings:
-    """iREC coder settings stored in the file.
-
-    omega: nats per step (> 0). epsilon: candidate oversampling, N =
-    floor(exp(omega (1 + epsilon))) (>= 0). beams: beam width B (>= 1).
-    seed: shared-randomness seed (0 <= seed < 2**64).
-    """
-
-    omega: float = 3.0
-    epsilon: float = 0.2
-    beams: int = 20
-    seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,26 +115,6 @@ def check_pixels(container: Container, pixels: np.ndarray) -> np.ndarray:
     return pixels
 
 
-def num_candidates(settings: CoderSettings) -> int:
-    """N = floor(exp(omega (1 + epsilon))), evaluated exactly
-    (``irec_jax.exact.tables.num_candidates``)."""
-    from irec_jax.exact.tables import num_candidates as exact_num_candidates
-    if not all(isinstance(v, float) and math.isfinite(v) for v in (settings.omega, settings.epsilon)):
-        return 0
-    return exact_num_candidates(settings.omega, settings.epsilon)
-
-
-def _check_settings(s: CoderSettings, error: type[Exception]) -> None:
-    ok_floats = all(isinstance(v, float) and math.isfinite(v) for v in (s.omega, s.epsilon))
-    if not ok_floats or s.omega <= 0 or s.epsilon < 0 or \
-            not 2 <= num_candidates(s) <= MAX_CANDIDATES:
-        raise error(f"invalid coder settings omega={s.omega!r} epsilon={s.epsilon!r} "
-                    "(need omega > 0, epsilon >= 0, 2 <= floor(exp(omega (1 + epsilon))) "
-                    "<= 2**24)")
-    if not 1 <= s.beams <= MAX_BEAMS or not 0 <= s.seed < 1 << 64:
-        raise error(f"invalid coder settings beams={s.beams} seed={s.seed}")
-
-
 def _put_float(out: bytearray, value: float) -> None:
     """Exact float: zigzag(k) << 1 if value == k / 1000, else 1 + float64."""
     k = round(value * 1000)
@@ -170,9 +134,6 @@ def _get_float(r: _bytes.Reader, field: str) -> float:
     return _bytes.unzigzag(tag >> 1) / 1000
 
 
-_FIELDS = ("omega", "epsilon", "beams", "seed")
-
-
 def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
     """Serializes a container.
 
@@ -182,7 +143,7 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
         is written as its 1-byte position, any other by name + hash.
     """
     h = container.header
-    _check_settings(h.settings, ValueError)
+    check_storable(h.settings)
     if not (1 <= h.height <= MAX_SIDE and 1 <= h.width <= MAX_SIDE and 1 <= h.channels <= 255):
         raise ValueError(f"unsupported image shape {h.shape}")
     if not 1 <= len(container.sections) <= MAX_SECTIONS:
@@ -197,7 +158,8 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
     flags = (_CHANNEL_CODE.get(h.channels, 3) << 3) | ((len(container.sections) - 1) << 5)
     flags |= _F_WIDTH if h.width != h.height else 0
     flags |= _F_MODEL if not known else 0
-    flags |= _F_SETTINGS if h.settings != defaults else 0
+    stored, default_fields = h.settings.file_fields(), defaults.file_fields()
+    flags |= _F_SETTINGS if stored != default_fields else 0
     out = bytearray(MAGIC)
     out += bytes([VERSION, flags])
     if known:
@@ -206,12 +168,11 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
         _bytes.put_uvarint(out, len(name))
         out += name + h.model.param_hash
     if flags & _F_SETTINGS:
-        mask = sum(1 << i for i, f in enumerate(_FIELDS)
-                   if getattr(h.settings, f) != getattr(defaults, f))
+        mask = sum(1 << i for i, f in enumerate(FILE_FIELDS) if stored[f] != default_fields[f])
         out.append(mask)
-        for i, f in enumerate(_FIELDS):
+        for i, f in enumerate(FILE_FIELDS):
             if mask >> i & 1:
-                value = getattr(h.settings, f)
+                value = stored[f]
                 if isinstance(value, float):
                     _put_float(out, value)
                 else:
@@ -269,19 +230,23 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
         if code >= len(models):
             raise FormatError(f"unknown model id {code} (this reader knows {len(models)})")
         model = models[code]
-    values = dataclasses.asdict(model.defaults)
+    values = {}
     if flags & _F_SETTINGS:
         mask = r.take(1, "settings mask")[0]
-        if mask >> len(_FIELDS):
+        if mask >> len(FILE_FIELDS):
             raise FormatError(f"header: unsupported settings mask {mask:#04x}")
-        for i, f in enumerate(_FIELDS):
+        for i, f in enumerate(FILE_FIELDS):
             if mask >> i & 1:
                 if f in ("omega", "epsilon"):
                     values[f] = _get_float(r, f)
                 else:
                     values[f] = r.uvarint(f, (1 << 64) - 1)
-    settings = CoderSettings(**values)
-    _check_settings(settings, FormatError)
+    try:
+        settings = dataclasses.replace(model.defaults, **values)
+        check_storable(settings)
+    except ValueError as err:
+        detail = str(err).removeprefix("invalid coder settings: ")
+        raise FormatError(f"invalid coder settings in the header: {detail}") from None
     height = r.uvarint("height", MAX_SIDE)
     width = r.uvarint("width", MAX_SIDE) if flags & _F_WIDTH else height
     code = (flags >> 3) & 3

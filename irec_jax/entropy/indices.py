@@ -26,8 +26,7 @@ import numpy as np
 
 from irec_jax.entropy import _bytes, _coder, tables
 from irec_jax.errors import FormatError
-
-MAX_CANDIDATES = 1 << 24  # constriction's uniform/categorical alphabets stop here.
+from irec_jax.settings import MAX_CANDIDATES
 _SLACK_BITS = 64  # range coder flush and word padding, in bits.
 
 

@@ -5,9 +5,10 @@ Two kinds of parameters. `QuantizedLogistic` (integer loc and 1/scale, what
 the codec's integer models produce) is turned into frequency tables with
 integer arithmetic only -- the sigmoid is the constant table of
 `irec_jax.exact.tables` -- so its bitstreams decode identically on every
-machine (`docs/format.md` specifies it). `Logistic` / `LogisticMixture`
-(float parameters) go through a float32 sigmoid: deterministic on one machine
-and numpy build, not across them; for experiments and baselines.
+machine (`docs/format.md` specifies it). `FloatLogistic` /
+`FloatLogisticMixture` (float loc and log_scale; not the models' `Logistic`,
+which holds the scale) go through a float32 sigmoid: deterministic on one
+machine and numpy build, not across them; for experiments and baselines.
 
 Units: all likelihood parameters are in **8-bit levels**. Pixel value k in
 {0, ..., 255} owns the bin [k - 0.5, k + 0.5); the edge bins take the tails,
@@ -24,10 +25,11 @@ edges inside group g, normalized by the group's mass); the tables carry a
 `QuantizedLogistic` the CDF is an integer (the sigmoid table at a rounded
 standardized edge, `docs/format.md` section 3) and `tables.padded_weights_int`
 quantizes it in integers; for float parameters the sigmoid is evaluated in
-float32 and `tables.padded_coder_weights` quantizes in float64. Subpixels go in raster (H, W, C) order in chunks of
-`CHUNK`; each chunk writes its group symbols, then its offset symbols, into
-one range-coded stream. Work is vectorized per chunk, never holding a
-[subpixels, 256] table.
+float32 and `tables.padded_coder_weights` quantizes in float64. Subpixels go
+in raster (H, W, C) order in chunks of `CHUNK`; each chunk writes its group
+symbols, then its offset symbols (`push_pixels` / `pop_pixels`, onto a range
+coder here or an ANS stack in BB-ANS). Work is vectorized per chunk, never
+holding a [subpixels, 256] table.
 """
 
 from __future__ import annotations
@@ -51,9 +53,8 @@ _LEVEL2_OFFSETS = np.arange(1, _GROUP, dtype=np.float32) - 0.5  # [15]
 
 
 @dataclasses.dataclass(frozen=True)
-class Logistic:
-    """Discretized logistic likelihood, one per subpixel.
-
+class FloatLogistic:
+    """Discretized logistic likelihood, one per subpixel, float parameters.
     loc: float [H, W, C], mean in 8-bit levels (bin centres 0..255).
     log_scale: float [H, W, C], natural log of the logistic scale in levels.
     """
@@ -63,9 +64,8 @@ class Logistic:
 
 
 @dataclasses.dataclass(frozen=True)
-class LogisticMixture:
-    """Mixture of K discretized logistics, one mixture per subpixel.
-
+class FloatLogisticMixture:
+    """Mixture of K discretized logistics per subpixel, float parameters.
     logits: float [H, W, C, K], unnormalized log mixture weights.
     loc: float [H, W, C, K], component means in 8-bit levels.
     log_scale: float [H, W, C, K], natural log of the component scales.
@@ -79,7 +79,6 @@ class LogisticMixture:
 @dataclasses.dataclass(frozen=True)
 class QuantizedLogistic:
     """Discretized logistic with integer parameters, one per subpixel.
-
     loc: int [H, W, C], mean in 8-bit levels, units of 2^-LOC_BITS (2^-11).
     inv_scale: int [H, W, C], 1 / scale (scale in levels), units of
       2^-INV_SCALE_BITS (2^-16), >= 0.
@@ -89,7 +88,7 @@ class QuantizedLogistic:
     inv_scale: np.ndarray
 
 
-Likelihood = Union[Logistic, LogisticMixture, QuantizedLogistic]
+Likelihood = Union[FloatLogistic, FloatLogisticMixture, QuantizedLogistic]
 
 
 def rescale_params(loc: np.ndarray, log_scale: np.ndarray, *, centre0: float,
@@ -128,17 +127,17 @@ def _shape_of(params: Likelihood) -> tuple[int, int, int]:
                 "QuantizedLogistic params need loc and inv_scale of one shape [H, W, C], got "
                 f"{loc} and {np.shape(params.inv_scale)}")
         return loc
-    if isinstance(params, Logistic):
+    if isinstance(params, FloatLogistic):
         if len(loc) != 3 or np.shape(params.log_scale) != loc:
             raise ValueError(
-                "Logistic params need loc and log_scale of one shape [H, W, C], got "
+                "FloatLogistic params need loc and log_scale of one shape [H, W, C], got "
                 f"{loc} and {np.shape(params.log_scale)}")
         return loc
-    if isinstance(params, LogisticMixture):
+    if isinstance(params, FloatLogisticMixture):
         shapes = {np.shape(params.logits), loc, np.shape(params.log_scale)}
         if len(loc) != 4 or len(shapes) != 1 or loc[-1] < 1:
             raise ValueError(
-                "LogisticMixture params need logits, loc, log_scale of one shape "
+                "FloatLogisticMixture params need logits, loc, log_scale of one shape "
                 f"[H, W, C, K], got {sorted(shapes)}")
         return loc[:3]
     raise TypeError(f"unsupported likelihood {type(params).__name__}")
@@ -146,14 +145,14 @@ def _shape_of(params: Likelihood) -> tuple[int, int, int]:
 
 def _flatten(params: Likelihood) -> _Flat:
     _shape_of(params)
-    k = 1 if isinstance(params, Logistic) else np.shape(params.loc)[-1]
+    k = 1 if isinstance(params, FloatLogistic) else np.shape(params.loc)[-1]
     loc = np.asarray(params.loc, np.float64).reshape(-1, k)
     log_scale = np.asarray(params.log_scale, np.float64).reshape(-1, k)
     if not (np.isfinite(loc).all() and np.isfinite(log_scale).all()):
         raise ValueError("likelihood params must be finite")
     inv_scale = np.exp(-np.clip(log_scale, *LOG_SCALE_RANGE))
     weight = None
-    if not isinstance(params, Logistic):
+    if not isinstance(params, FloatLogistic):
         logits = np.asarray(params.logits, np.float64).reshape(-1, k)
         if not np.isfinite(logits).all():
             raise ValueError("mixture logits must be finite")
@@ -217,8 +216,7 @@ def _level2_cdf(p: _Flat, cdf1: np.ndarray, group: np.ndarray) -> np.ndarray:
 
 def _weights(cdf: np.ndarray) -> np.ndarray:
     """[n, 17] CDF at a level's bin edges -> float32 coder weights [n, 17]
-    (16 symbols plus the never-coded padding symbol of
-    `tables.padded_coder_weights`)."""
+    (16 symbols and `tables.padded_coder_weights`' padding symbol)."""
     return tables.padded_coder_weights(cdf)
 
 
@@ -285,10 +283,8 @@ def _int_level2(p: _FlatInt, cdf1: np.ndarray, group: np.ndarray) -> np.ndarray:
 
 
 class PixelTables:
-    """The coder tables of a likelihood, chunk by chunk (see the module docstring).
-
-    The one place pixels meet frequency tables; the residual coder and the
-    BB-ANS baseline both code through it::
+    """The coder tables of a likelihood, chunk by chunk (see the module
+    docstring): the one place pixels meet frequency tables (`push_pixels`)::
 
         t = PixelTables(params)
         for start, stop in t.chunks():
@@ -329,25 +325,17 @@ class PixelTables:
         return _weights(_level2_cdf(p, cdf1, group))
 
 
-GROUP = _GROUP
-
-
 def _chunks(n: int) -> Iterator[tuple[int, int]]:
     for start in range(0, n, CHUNK):
         yield start, min(n, start + CHUNK)
 
 
-def encode_residual(pixels: np.ndarray, params: Likelihood) -> bytes:
-    """Codes 8-bit pixels under a per-subpixel likelihood.
-
-    Args:
-      pixels: uint8 [H, W, C].
-      params: `Logistic` or `LogisticMixture` for the same [H, W, C], in
-        8-bit levels (see module docstring).
-
-    Returns:
-      The range-coded bytes (no length, no shape: the decoder knows both).
-    """
+def push_pixels(coder, pixels: np.ndarray, params: Likelihood) -> None:
+    """Pushes 8-bit pixels uint8 [H, W, C] under a per-subpixel likelihood of the
+    same shape onto ``coder``: a queue (``encode_residual``'s range encoder) or
+    an ANS stack (``new_stack``; BB-ANS). On a queue the chunks go in raster
+    order, each its group symbols then its offset symbols; on a stack in the
+    reverse order, so that ``pop_pixels`` reads both the same way."""
     shape = _shape_of(params)
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.shape != tuple(shape):
@@ -355,13 +343,44 @@ def encode_residual(pixels: np.ndarray, params: Likelihood) -> bytes:
             f"pixels must be uint8 of shape {tuple(shape)}, got {pixels.dtype} {pixels.shape}")
     pt = PixelTables(params)
     x = pixels.reshape(-1).astype(np.int64)
-    family = _coder.categorical_family()
-    encoder = _coder.new_encoder()
-    for start, stop in pt.chunks():
+    stack = _coder.is_stack(coder)
+    for start, stop in (reversed(list(pt.chunks())) if stack else pt.chunks()):
         group, offset = np.divmod(x[start:stop], _GROUP)
         w1, cdf1 = pt.groups(start, stop)
-        encoder.encode(group.astype(np.int32), family, w1)
-        encoder.encode(offset.astype(np.int32), family, pt.offsets(start, stop, cdf1, group))
+        levels = [(group, w1), (offset, pt.offsets(start, stop, cdf1, group))]
+        for symbols, weights in (reversed(levels) if stack else levels):
+            _coder.push_categorical(coder, symbols, weights)
+
+
+def pop_pixels(coder, params: Likelihood, what: str = "pixels") -> np.ndarray:
+    """Inverse of ``push_pixels``: uint8 [H, W, C] (shape from params) off a
+    range decoder or an ANS stack. FormatError(what...) if the range/ANS
+    decoder notices corrupt data."""
+    pt = PixelTables(params)
+    out = np.empty(pt.size, np.uint8)
+    for start, stop in pt.chunks():
+        w1, cdf1 = pt.groups(start, stop)
+        group = _pop_level(coder, w1, what)
+        offset = _pop_level(coder, pt.offsets(start, stop, cdf1, group), what)
+        out[start:stop] = group * _GROUP + offset
+    return out.reshape(pt.shape)
+
+
+def _pop_level(coder, weights: np.ndarray, what: str) -> np.ndarray:
+    """Pops one symbol per row of weights [n, 17]; int64 [n] in [0, 16).
+    The never-coded padding symbol 16 can only come from corrupt data."""
+    symbols = _coder.pop_categorical(coder, weights, what)
+    if symbols.size and symbols.max() >= _GROUP:
+        raise FormatError(f"{what}: corrupt coded data (decoded the padding symbol)")
+    return symbols
+
+
+def encode_residual(pixels: np.ndarray, params: Likelihood) -> bytes:
+    """Codes 8-bit pixels uint8 [H, W, C] under a per-subpixel likelihood of the
+    same shape, in 8-bit levels (see module docstring). Returns the range-coded
+    bytes (no length, no shape: the decoder knows both)."""
+    encoder = _coder.new_encoder()
+    push_pixels(encoder, pixels, params)
     return _coder.finish(encoder)
 
 
@@ -371,25 +390,7 @@ def decode_residual(data: bytes, params: Likelihood) -> np.ndarray:
     Raises FormatError if the coded data is corrupt in a way the range decoder
     notices; other corruption yields wrong pixels, caught by the container CRC.
     """
-    pt = PixelTables(params)
-    family = _coder.categorical_family()
-    decoder = _coder.new_decoder(data, "residual section")
-    out = np.empty(pt.size, np.uint8)
-    for start, stop in pt.chunks():
-        w1, cdf1 = pt.groups(start, stop)
-        group = _decode_level(decoder, family, w1)
-        offset = _decode_level(decoder, family, pt.offsets(start, stop, cdf1, group))
-        out[start:stop] = group * _GROUP + offset
-    return out.reshape(pt.shape)
-
-
-def _decode_level(decoder, family, weights: np.ndarray) -> np.ndarray:
-    """Decodes one symbol per row of weights [n, 17]; int64 [n] in [0, 16).
-    The never-coded padding symbol 16 can only come from corrupt data."""
-    symbols = _coder.guarded("residual section", lambda: decoder.decode(family, weights))
-    if symbols.size and symbols.max() >= _GROUP:
-        raise FormatError("residual section: corrupt coded data (decoded the padding symbol)")
-    return symbols.astype(np.int64)
+    return pop_pixels(_coder.new_decoder(data, "residual section"), params, "residual section")
 
 
 def residual_bits(pixels: np.ndarray, params: Likelihood) -> float:

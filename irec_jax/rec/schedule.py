@@ -20,8 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-PAPER_EXPONENT = 0.7864636765648174  # the original iREC code's power law
-VARIANCE_BITS = 30  # a block's step variances are integers summing to 2^30
+from irec_jax.settings import PAPER_EXPONENT, VARIANCE_BITS, PowerLawSchedule  # noqa: F401  (the format's schedule)
 
 
 @runtime_checkable
@@ -74,34 +73,6 @@ def _validate(steps: np.ndarray, length: int) -> np.ndarray:
     if steps.ndim != 1 or (steps.size and (steps.min() < 0 or steps.max() > length)):
         raise ValueError(f"steps must be a 1-d array in [0, {length}], got shape {steps.shape}")
     return steps
-
-
-@dataclasses.dataclass(frozen=True)
-class PowerLawSchedule:
-    """The published schedule: at step k (0-based) of K, take the fraction
-    r_{K-k} = (K - k)^(-exponent) of the variance still remaining; the last
-    step (r_1 = 1) takes all that remains. In integers: R = 2^30, then
-    V_k = floor(R r_{K-k} / 2^30) and R -= V_k, with r_j =
-    round(2^30 j^-exponent) from Decimal arithmetic
-    (``irec_jax.exact.tables.power_law_ratio``; the exponent's shortest
-    decimal form)."""
-
-    exponent: float = PAPER_EXPONENT
-
-    def step_variances(self, k: int) -> tuple[int, ...]:
-        return _power_law(repr(float(self.exponent)), int(k))
-
-
-@functools.lru_cache(maxsize=1024)
-def _power_law(exponent: str, k: int) -> tuple[int, ...]:
-    from irec_jax.exact.tables import power_law_ratio
-
-    rest, out = 1 << VARIANCE_BITS, []
-    for i in range(k - 1):
-        v = (rest * power_law_ratio(k - i, exponent)) >> VARIANCE_BITS
-        out.append(v)
-        rest -= v
-    return tuple(out) + (rest,)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,172 @@
+"""What an iREC ablation is (the grid of coder settings) and what it records (``ablation.run``'s result).
+
+Axes: Ω (nats per step), 1+ε (candidate oversampling), B (beams); N =
+floor(exp(Ω(1+ε))) candidates per step. See ``irec_jax.bench.ablation``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+
+from irec_jax.bench.errors import EvalError
+
+__all__ = ["GRIDS", "DEFAULT_LIMIT", "DEFAULT_MC_SAMPLES", "GridPoint", "Grid", "make_grid", "named_grid",
+           "parse_axis", "ImageStats", "AblationResult"]
+
+# The original's full grid, and a smaller one that runs in a few minutes on two shared CPU cores.
+GRIDS: dict[str, dict[str, tuple]] = {
+    "default": {"omega": (2.0, 3.0, 4.0), "one_plus_epsilon": (1.0, 1.2), "beams": (1, 10, 20)},
+    "full": {"omega": (2.0, 3.0, 4.0, 5.0, 6.0), "one_plus_epsilon": (1.0, 1.1, 1.2, 1.5),
+             "beams": (1, 10, 50)},
+}
+# Images each grid uses by default (first N bundled 32x32 crops) when no --limit is given.
+DEFAULT_LIMIT = {"default": 4, "full": 8}
+DEFAULT_MC_SAMPLES = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class GridPoint:
+    """One coder setting: Ω (nats per step), 1+ε (oversampling), B (beams)."""
+
+    omega: float
+    one_plus_epsilon: float
+    beams: int
+
+    @property
+    def epsilon(self) -> float:
+        return round(self.one_plus_epsilon - 1.0, 12)  # 1.1 - 1 is 0.10000000000000009 otherwise
+
+    @property
+    def num_candidates(self) -> int:
+        from irec_jax.settings import CoderSettings
+        return CoderSettings(self.omega, self.epsilon, self.beams).num_candidates
+
+    @property
+    def label(self) -> str:
+        return f"Ω={self.omega:g} 1+ε={self.one_plus_epsilon:g} B={self.beams}"
+
+    def settings(self, seed: int = 0):
+        """The codec's settings for this point; ValueError if the codec refuses them."""
+        from irec_jax import codec
+        return codec.coder_settings(omega=float(self.omega), epsilon=float(self.epsilon),
+                                    beams=int(self.beams), seed=int(seed))
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """The axes of an ablation and its points (B outermost, then Ω, then 1+ε)."""
+
+    name: str
+    omega: tuple
+    one_plus_epsilon: tuple
+    beams: tuple
+
+    @property
+    def points(self) -> list[GridPoint]:
+        return [GridPoint(o, e, b) for b in self.beams for o in self.omega for e in self.one_plus_epsilon]
+
+
+def make_grid(omega: Sequence[float], one_plus_epsilon: Sequence[float], beams: Sequence[int],
+              name: str = "custom", seed: int = 0) -> Grid:
+    """A validated ``Grid``; ``EvalError`` naming the bad value (or grid point) otherwise.
+
+    Ω > 0 (finite), 1+ε >= 1 (finite), B an integer in [1, 4096], no value
+    repeated, and every (Ω, 1+ε) pair must give 2 .. 2^24 candidates.
+    """
+    from irec_jax.settings import MAX_BEAMS
+
+    axes = {"omega": omega, "one_plus_epsilon": one_plus_epsilon, "beams": beams}
+    for axis, values in axes.items():
+        values = list(values)
+        if not values:
+            raise EvalError(f"ablation grid: {axis} has no values")
+        if len(set(values)) != len(values):
+            raise EvalError(f"ablation grid: {axis} repeats a value: {values}")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise EvalError(f"ablation grid: {axis} value {v!r} is not a number")
+            if not math.isfinite(float(v)):
+                raise EvalError(f"ablation grid: {axis} value {v!r} is not finite")
+            if axis == "omega" and not v > 0:
+                raise EvalError(f"ablation grid: omega {v!r} must be > 0 nats per step")
+            if axis == "one_plus_epsilon" and not v >= 1.0:
+                raise EvalError(f"ablation grid: 1+epsilon {v!r} must be >= 1 (epsilon >= 0)")
+            if axis == "beams" and (float(v) != int(v) or not 1 <= int(v) <= MAX_BEAMS):
+                raise EvalError(f"ablation grid: beams {v!r} must be an integer in [1, {MAX_BEAMS}]")
+    grid = Grid(name, tuple(float(v) for v in omega), tuple(float(v) for v in one_plus_epsilon),
+                tuple(int(v) for v in beams))
+    for p in grid.points:
+        try:
+            p.settings(seed)
+        except ValueError as e:
+            raise EvalError(f"ablation grid point {p.label}: {e}") from None
+    return grid
+
+
+def named_grid(name: str) -> Grid:
+    """``GRIDS[name]`` as a ``Grid``; EvalError for an unknown name."""
+    if name not in GRIDS:
+        raise EvalError(f"unknown ablation grid {name!r}; known: {', '.join(GRIDS)}")
+    return make_grid(**GRIDS[name], name=name)
+
+
+def parse_axis(text: str, axis: str) -> tuple:
+    """``"2,3,4"`` -> (2.0, 3.0, 4.0) (beams: ints); EvalError for anything unparsable."""
+    parts = [t.strip() for t in str(text).split(",")]
+    if not parts or any(not t for t in parts):
+        raise EvalError(f"--{axis.replace('_', '-')} {text!r}: give comma-separated numbers, e.g. 2,3,4")
+    out = []
+    for t in parts:
+        try:
+            out.append(int(t) if axis == "beams" else float(t))
+        except ValueError:
+            kind = "an integer" if axis == "beams" else "a number"
+            raise EvalError(f"--{axis.replace('_', '-')}: {t!r} is not {kind}") from None
+    return tuple(out)
+
+
+# --- what a run records ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ImageStats:
+    """Setting-independent facts about one image: MC estimates over ``samples`` posterior draws.
+
+    ``eq_recon_bits``: E_{z~q}[−log2 p(x|z)]; ``nelbo_bits``: the negative ELBO
+    (Σ KL + recon); ``kl_bits``: E_q[Σ_l KL_l] (each KL analytic given the
+    sampled upper layers). ``*_se``: standard errors of the means (bits).
+    """
+
+    set: str
+    image: str
+    shape: tuple
+    samples: int
+    eq_recon_bits: float
+    eq_recon_bits_se: float
+    nelbo_bits: float
+    nelbo_bits_se: float
+    kl_bits: float
+    kl_bits_se: float
+
+    @property
+    def dims(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclasses.dataclass
+class AblationResult:
+    """What ``run`` measured."""
+
+    grid: Grid
+    model: dict
+    images: list  # of ImageStats
+    sources: list  # of (set name, source)
+    points: list  # of per-point aggregate dicts, grid order
+    rows: list  # of per-image row dicts
+    seed: int
+    mc_samples: int
+    started: str
+    wall_s: float

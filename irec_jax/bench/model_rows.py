@@ -1,0 +1,89 @@
+"""The model-based rows of the benchmark, all on one model: iREC and BB-ANS (``irec_jax.bench.rows`` rows).
+
+* ``iREC``: ``irec_jax.compress`` / ``decompress``, the whole ``.irec`` file.
+* ``BB-ANS single``: bits-back coding of one image per file (8-bit latent
+  bins), its initial bits paid from the file, plus its shape header
+  (``bbans.encode_file``).
+* ``BB-ANS single 3b``: the same with 3-bit bins, the smallest single files
+  BB-ANS reaches on this model (fewer initial bits, coarser latents).
+* ``BB-ANS amortized``: the whole set chained on one stack (8-bit bins,
+  ``bbans.encode_set_file``), total bytes over total dims (initial bits paid
+  once per set).
+* ``BB-ANS marginal``: the same chain, counting only what the images after
+  the first add (chain bytes minus the first image's single file, over the
+  other images' dims): the steady-state rate bits-back papers report.
+
+Every byte of every file counts; the file framing is ``irec_jax.baselines.bbans``'s.
+Models load lazily (on the first encode) so that ``--codecs PNG`` never pays for them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from irec_jax.bench.rows import CodecRow, SetCodecRow, codec_row, set_codec_row
+
+__all__ = ["irec_row", "bbans_rows", "model_rows"]
+
+
+def _loader(model_spec: str | None) -> tuple[str, Callable]:
+    from irec_jax import modelzoo
+
+    spec = "default" if model_spec in (None, "default") else model_spec
+    return spec, lambda: modelzoo.load_model(spec)  # cached by load_model
+
+
+def irec_row(model_spec: str | None = "default") -> CodecRow:
+    """The iREC codec's row: whole ``.irec`` files of ``model_spec`` ("default", a model folder or a workdir)."""
+    from irec_jax import codec as irec
+
+    spec, cm = _loader(model_spec)
+    return codec_row("iREC", lambda img: irec.compress(img, model=cm()), lambda b: irec.decompress(b, model=cm()),
+                     f"iREC .irec files, model {spec}")
+
+
+def bbans_rows(model_spec: str | None = "default") -> list:
+    """BB-ANS single (8-bit and 3-bit bins), amortized and marginal rows on ``model_spec``."""
+    from irec_jax.baselines import bbans
+
+    _, cm = _loader(model_spec)
+
+    def single(bits: int) -> tuple[Callable, Callable]:
+        def encode(img: np.ndarray) -> bytes:
+            m = cm()
+            return bbans.encode_file(m.model, m.params, img, bits)
+
+        def decode(data: bytes) -> np.ndarray:
+            m = cm()
+            return bbans.decode_file(m.model, m.params, data, bits)
+
+        return encode, decode
+
+    def encode_set(images: Sequence[np.ndarray]) -> bytes:
+        m = cm()
+        return bbans.encode_set_file(m.model, m.params, list(images), bbans.DEFAULT_BITS)
+
+    def decode_set(data: bytes) -> list[np.ndarray]:
+        m = cm()
+        return bbans.decode_set_file(m.model, m.params, data, bbans.DEFAULT_BITS)
+
+    enc8, dec8 = single(bbans.DEFAULT_BITS)
+
+    def marginal_count(images: Sequence[np.ndarray], data: bytes) -> tuple[int, int]:
+        return len(data) - len(enc8(images[0])), int(sum(im.size for im in images[1:]))
+
+    return [
+        codec_row("BB-ANS single", enc8, dec8, "BB-ANS, one image per file, 8-bit latent bins"),
+        codec_row("BB-ANS single 3b", *single(3), "BB-ANS, one image per file, 3-bit latent bins"),
+        set_codec_row("BB-ANS amortized", encode_set, decode_set, "BB-ANS, the whole set on one stack"),
+        set_codec_row("BB-ANS marginal", encode_set, decode_set,
+                      "BB-ANS chain minus the first image's single file, over the other images",
+                      count=marginal_count),
+    ]
+
+
+def model_rows(model_spec: str | None = "default") -> list[CodecRow | SetCodecRow]:
+    """The rows ``eval.py`` adds to the classical ones: iREC, then the BB-ANS rows, on one model."""
+    return [irec_row(model_spec), *bbans_rows(model_spec)]
