@@ -8,9 +8,9 @@
         # iREC over omega x (1+epsilon) x beams: ablation.json, ablation_table.txt, heatmaps
     python eval.py --ablation --omega 2,3 --one-plus-epsilon 1.0,1.2 --beams 1,10 --limit 2
 
-A thin door to ``irec_jax.bench.evaluate.evaluate`` (rows: ``irec_jax.bench.rows``;
+A thin door to ``irec_jax.benchmark.suite.run_suite`` (rows: ``irec_jax.benchmark.rows``;
 measurements: ``.runner``; output files: ``.report``); ``--ablation`` is a door to
-``irec_jax.bench.ablation.ablate`` (default images: the first few bundled
+``irec_jax.benchmark.ablation.ablate`` (default images: the first few bundled
 32x32 crops; --images/--suite/--dataset/--limit pick others).
 """
 
@@ -56,9 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _ablation(args: argparse.Namespace) -> int:
-    from irec_jax.bench import ablation
-    from irec_jax.bench.errors import EvalError
-    from irec_jax.bench.sets import load_sets
+    from irec_jax.benchmark import ablation
+    from irec_jax.benchmark.errors import EvalError
+    from irec_jax.benchmark.sets import load_sets
 
     try:
         if args.codecs is not None:
@@ -102,8 +102,8 @@ def main(argv=None) -> int:
     if used:
         print(f"eval.py: error: {', '.join(used)} only apply with --ablation", file=sys.stderr)
         return 2
-    from irec_jax.bench.errors import EvalError
-    from irec_jax.bench.evaluate import EvalSpec, evaluate
+    from irec_jax.benchmark.errors import EvalError
+    from irec_jax.benchmark.suite import EvalSpec, run_suite
 
     codecs = None
     if args.codecs is not None:
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
                     progress=not args.no_progress, plots=not args.no_plots,
                     warmup=not args.no_warmup)
     try:
-        evaluate(spec)
+        run_suite(spec)
     except EvalError as e:
         print(f"eval.py: error: {e}", file=sys.stderr)
         return 2

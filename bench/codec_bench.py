@@ -29,8 +29,8 @@ import numpy as np
 
 
 def _load(args) -> list[tuple[str, np.ndarray]]:
-    from irec_jax.bench.errors import EvalError
-    from irec_jax.bench.sets import bundled_sets, load_png_folder
+    from irec_jax.benchmark.errors import EvalError
+    from irec_jax.benchmark.sets import bundled_sets, load_png_folder
 
     try:
         sets = [load_png_folder(args.images, limit=args.limit or None)] if args.images else bundled_sets()
@@ -55,7 +55,7 @@ def main() -> None:
     from tqdm import tqdm
 
     from irec_jax import analysis, codec, modelzoo
-    from irec_jax.bench.classical import classical_codecs
+    from irec_jax.benchmark.classical import classical_codecs
 
     cm = modelzoo.load_model(args.model)
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, base=cm.defaults)

@@ -24,7 +24,7 @@ import time
 import jax
 import numpy as np
 
-from irec_jax.bench.synthetic import gaussian_pair
+from irec_jax.benchmark.synthetic import gaussian_pair
 from irec_jax.rec import RecSettings, decode, encode_with_info, kernels, log_ratio
 
 DIMS = 8192  # one CIFAR-size RVAE layer: 16 x 16 x 32

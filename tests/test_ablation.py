@@ -1,4 +1,4 @@
-"""The iREC ablation (irec_jax.bench.ablation, eval.py --ablation): a tiny real run, its outputs, clean errors."""
+"""The iREC ablation (irec_jax.benchmark.ablation, eval.py --ablation): a tiny real run, its outputs, clean errors."""
 
 import json
 import math
@@ -12,9 +12,9 @@ import pytest
 
 from irec_jax import codec, imageio, modelzoo
 from irec_jax.assets import bundled_images
-from irec_jax.bench import ablation
-from irec_jax.bench.errors import EvalError
-from irec_jax.bench.sets import ImageSet
+from irec_jax.benchmark import ablation
+from irec_jax.benchmark.errors import EvalError
+from irec_jax.benchmark.sets import ImageSet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

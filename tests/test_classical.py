@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from irec_jax.bench.classical import CLASSICAL_NAMES, as_hwc, available_codecs, classical_codecs, classical_row
+from irec_jax.benchmark.classical import CLASSICAL_NAMES, as_hwc, available_codecs, classical_codecs, classical_row
 
 
 def _tiny_rgb():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from irec_jax.bench.synthetic import gaussian_pair
+from irec_jax.benchmark.synthetic import gaussian_pair
 from irec_jax.exact import tables as exact_tables
 from irec_jax.rec import schedule as schedule_lib
 from irec_jax.rec import (
@@ -125,7 +125,7 @@ def test_encoding_is_deterministic_and_seeded():
 
 _ENCODE = """
 import json, sys, numpy as np
-from irec_jax.bench.synthetic import gaussian_pair
+from irec_jax.benchmark.synthetic import gaussian_pair
 from irec_jax.rec import RecSettings, encode
 pair = gaussian_pair(3000, 400.0, seed=7)
 code, z = encode(*pair.args(), RecSettings(seed=99), stream=5)
@@ -135,7 +135,7 @@ json.dump({"steps": code.steps.tolist(), "indices": code.indices.tolist(), "n": 
 
 _DECODE = """
 import json, sys, numpy as np
-from irec_jax.bench.synthetic import gaussian_pair
+from irec_jax.benchmark.synthetic import gaussian_pair
 from irec_jax.rec import RecCode, RecSettings, decode
 d = json.load(open(sys.argv[1]))
 pair = gaussian_pair(3000, 400.0, seed=7)

@@ -52,12 +52,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from irec_jax.bench.ablation_grid import (DEFAULT_LIMIT, DEFAULT_MC_SAMPLES, GRIDS, AblationResult, Grid,
+from irec_jax.benchmark.ablation_grid import (DEFAULT_LIMIT, DEFAULT_MC_SAMPLES, GRIDS, AblationResult, Grid,
                                           GridPoint, ImageStats, make_grid, named_grid, parse_axis)
-from irec_jax.bench.ablation_report import format_table, to_json, write_outputs
-from irec_jax.bench.errors import EvalError, error_text
-from irec_jax.bench.runner import same_image
-from irec_jax.bench.sets import ImageSet, bundled_sets, first_images
+from irec_jax.benchmark.ablation_report import format_table, to_json, write_outputs
+from irec_jax.benchmark.errors import EvalError, error_text
+from irec_jax.benchmark.runner import same_image
+from irec_jax.benchmark.sets import ImageSet, bundled_sets, first_images
 
 __all__ = [
     "GRIDS", "DEFAULT_LIMIT", "DEFAULT_MC_SAMPLES", "GridPoint", "Grid", "make_grid", "named_grid", "parse_axis",

@@ -1,7 +1,7 @@
 """What an iREC ablation is (the grid of coder settings) and what it records (``ablation.run``'s result).
 
 Axes: Ω (nats per step), 1+ε (candidate oversampling), B (beams); N =
-floor(exp(Ω(1+ε))) candidates per step. See ``irec_jax.bench.ablation``.
+floor(exp(Ω(1+ε))) candidates per step. See ``irec_jax.benchmark.ablation``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from irec_jax.bench.errors import EvalError
+from irec_jax.benchmark.errors import EvalError
 
 __all__ = ["GRIDS", "DEFAULT_LIMIT", "DEFAULT_MC_SAMPLES", "GridPoint", "Grid", "make_grid", "named_grid",
            "parse_axis", "ImageStats", "AblationResult"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from irec_jax.bench.runner import Results
+    from irec_jax.benchmark.runner import Results
 
 __all__ = ["plot_mean_bpd", "plot_per_image", "plot_vs_reference", "plot_all", "plot_heatmaps"]
 

@@ -1,4 +1,4 @@
-"""The model-based rows of the benchmark, all on one model: iREC and BB-ANS (``irec_jax.bench.rows`` rows).
+"""The model-based rows of the benchmark, all on one model: iREC and BB-ANS (``irec_jax.benchmark.rows`` rows).
 
 * ``iREC``: ``irec_jax.compress`` / ``decompress``, the whole ``.irec`` file.
 * ``BB-ANS single``: bits-back coding of one image per file (8-bit latent
@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from irec_jax.bench.rows import CodecRow, SetCodecRow, codec_row, set_codec_row
+from irec_jax.benchmark.rows import CodecRow, SetCodecRow, codec_row, set_codec_row
 
 __all__ = ["irec_row", "bbans_rows", "model_rows"]
 

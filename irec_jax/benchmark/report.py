@@ -3,7 +3,7 @@
 Outputs (``write_outputs``): ``results.json`` (CompressAI's results schema,
 adapted to lossless: ``bpd`` for ``bpp``/``psnr``; see ``to_json``),
 ``compressai/<codec>.json`` (one file per codec, the schema proper),
-``rows.csv``, ``table.txt`` and PNG plots (``irec_jax.bench.plots``).
+``rows.csv``, ``table.txt`` and PNG plots (``irec_jax.benchmark.plots``).
 ``format_table`` prints the Table-1-shaped summary: codecs × sets, cells =
 mean of per-image bpd. ``text_table``, ``finite`` and ``environment`` serve
 the ablation's outputs too.
@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from irec_jax.bench.runner import Results, Row
+from irec_jax.benchmark.runner import Results, Row
 
 __all__ = ["Cell", "summarize", "text_table", "format_table", "finite", "environment", "to_json",
            "write_outputs"]
@@ -253,7 +253,7 @@ def write_outputs(results: Results, out_dir: str, plots: bool = True) -> dict[st
     with open(paths["table"], "w") as f:
         f.write(format_table(results, cells) + "\n")
     if plots:
-        from irec_jax.bench import plots as plotting
+        from irec_jax.benchmark import plots as plotting
 
         paths.update(plotting.plot_all(results, cells, out_dir))
     return paths

@@ -15,7 +15,7 @@ import os
 from typing import Callable, Iterable, Sequence
 
 from irec_jax import imageio
-from irec_jax.bench.errors import EvalError, error_text
+from irec_jax.benchmark.errors import EvalError, error_text
 from irec_jax.errors import ImageError
 
 __all__ = ["ImageSet", "first_images", "read_png", "load_png_folder", "bundled_sets", "SUITES", "tfds_prepared_dir",

@@ -1,6 +1,6 @@
 """Classical lossless image codecs, one uniform row each: PNG, WebP, JPEG 2000, JPEG-LS, JPEG XL, AVIF.
 
-Every row is an ``irec_jax.bench.rows.CodecRow`` (built by ``classical_row``)
+Every row is an ``irec_jax.benchmark.rows.CodecRow`` (built by ``classical_row``)
 with ``name``, ``encode(img) -> bytes`` and ``decode(bytes) -> img`` over
 uint8 images ``[H, W, C]``, C = 1 (grayscale) or 3 (RGB). The bytes are a whole file of the format (what a ``.png`` /
 ``.webp`` / ``.j2k`` / ``.jls`` / ``.jxl`` / ``.avif`` file on disk holds),
@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from irec_jax.bench.rows import CodecRow
+from irec_jax.benchmark.rows import CodecRow
 
 __all__ = ["classical_row", "CLASSICAL_NAMES", "classical_codecs", "available_codecs", "as_hwc"]
 
@@ -61,7 +61,7 @@ def _check_input(img: np.ndarray) -> np.ndarray:
 
 def classical_row(name: str, description: str, encode_fn: Callable[[np.ndarray], bytes],
                   decode_fn: Callable[[bytes], np.ndarray], library: Callable[[], str] | None = None) -> CodecRow:
-    """A classical codec as a benchmark row (``irec_jax.bench.rows.CodecRow``) over uint8 ``[H, W, C]``.
+    """A classical codec as a benchmark row (``irec_jax.benchmark.rows.CodecRow``) over uint8 ``[H, W, C]``.
 
     ``encode_fn`` receives ``[H, W]`` for C = 1 and ``[H, W, 3]`` for C = 3
     (anything else is refused with a ValueError quoting the shape);

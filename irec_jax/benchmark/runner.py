@@ -6,8 +6,8 @@ Per image × image row (:class:`Row`): ``bytes`` (the whole encoded file),
 one was raised: the run goes on) and ``detail`` (how a decode differed). A
 set row gives one row per set: the bytes of the whole set, bpd over all its
 dimensions, times for the whole set, exact only if every image came back
-exactly. The rows are the ones of ``irec_jax.bench.rows``; the sets those of
-``irec_jax.bench.sets``.
+exactly. The rows are the ones of ``irec_jax.benchmark.rows``; the sets those of
+``irec_jax.benchmark.sets``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from irec_jax.bench.errors import EvalError, error_text
-from irec_jax.bench.rows import row_description, row_kind
-from irec_jax.bench.sets import ImageSet
+from irec_jax.benchmark.errors import EvalError, error_text
+from irec_jax.benchmark.rows import row_description, row_kind
+from irec_jax.benchmark.sets import ImageSet
 
 __all__ = ["Row", "Results", "same_image", "timed", "run"]
 

@@ -1,4 +1,4 @@
-"""The benchmark harness (irec_jax.bench: rows, sets, runner, report, evaluate; eval.py): rows, failures,
+"""The benchmark harness (irec_jax.benchmark: rows, sets, runner, report, evaluate; eval.py): rows, failures,
 exactness, outputs, clean errors."""
 
 import io
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irec_jax.bench import evaluate as ev
-from irec_jax.bench import report, rows, runner, sets
-from irec_jax.bench.classical import classical_codecs
-from irec_jax.bench.errors import EvalError
+from irec_jax.benchmark import suite as ev
+from irec_jax.benchmark import report, rows, runner, sets
+from irec_jax.benchmark.classical import classical_codecs
+from irec_jax.benchmark.errors import EvalError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

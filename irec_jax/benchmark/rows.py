@@ -5,8 +5,8 @@ Two kinds of row:
 - **image rows** (:class:`ImageCodec`): ``name``, ``encode(img) -> bytes`` and
   ``decode(bytes) -> img`` (img uint8 ``[H, W, C]``). :class:`CodecRow` is the
   record for one: two functions plus what the tables say about them
-  (``codec_row`` builds one; ``irec_jax.bench.classical`` and
-  ``irec_jax.bench.model_rows`` build theirs with it too).
+  (``codec_row`` builds one; ``irec_jax.benchmark.classical`` and
+  ``irec_jax.benchmark.model_rows`` build theirs with it too).
 - **set rows** (:class:`SetCodec`): amortized coders whose bytes are for a
   whole sequence of images: ``name``, ``encode_set(images) -> bytes``,
   ``decode_set(bytes) -> images`` (BB-ANS amortized); :class:`SetCodecRow`,

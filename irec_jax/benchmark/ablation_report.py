@@ -1,8 +1,8 @@
 """The outputs of an iREC ablation: ``ablation.json``, ``ablation_table.txt`` and the heatmaps.
 
-See ``irec_jax.bench.ablation`` for what the metrics mean; the environment
+See ``irec_jax.benchmark.ablation`` for what the metrics mean; the environment
 record, strict-JSON cleaning and text tables are the benchmark's own
-(``irec_jax.bench.report``), the heatmaps ``irec_jax.bench.plots``'.
+(``irec_jax.benchmark.report``), the heatmaps ``irec_jax.benchmark.plots``'.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import os
 
 import numpy as np
 
-from irec_jax.bench.ablation_grid import AblationResult
-from irec_jax.bench.report import environment, finite, text_table
+from irec_jax.benchmark.ablation_grid import AblationResult
+from irec_jax.benchmark.report import environment, finite, text_table
 
 __all__ = ["HEATMAPS", "METRICS_DOC", "to_json", "format_table", "plot_heatmaps", "write_outputs"]
 
@@ -113,7 +113,7 @@ def format_table(res: AblationResult) -> str:
 
 def plot_heatmaps(res: AblationResult, out_dir: str) -> dict[str, str]:
     """For each metric of ``HEATMAPS``: one PNG, one Ω × (1+ε) panel per B, annotated cells."""
-    from irec_jax.bench import plots
+    from irec_jax.benchmark import plots
 
     by = {(p["beams"], p["omega"], p["one_plus_epsilon"]): p for p in res.points}
     grid = res.grid

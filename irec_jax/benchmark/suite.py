@@ -1,10 +1,10 @@
 """The lossless image benchmark behind ``eval.py``: what to run (``EvalSpec``) and the wiring.
 
-``evaluate(spec)`` loads the image sets (``irec_jax.bench.sets``), builds
-the rows (``irec_jax.bench.classical`` plus ``extra_codecs``, by default the
-model rows of ``irec_jax.bench.model_rows``), runs them
-(``irec_jax.bench.runner``) and writes and prints the report
-(``irec_jax.bench.report``). Rows follow ``irec_jax.bench.rows``.
+``run_suite(spec)`` loads the image sets (``irec_jax.benchmark.sets``), builds
+the rows (``irec_jax.benchmark.classical`` plus ``extra_codecs``, by default the
+model rows of ``irec_jax.benchmark.model_rows``), runs them
+(``irec_jax.benchmark.runner``) and writes and prints the report
+(``irec_jax.benchmark.report``). Rows follow ``irec_jax.benchmark.rows``.
 
 Extension points for the lead: ``extra_codecs(model_spec)`` returns the
 model-based rows (iREC, BB-ANS) that ``eval.py`` adds to the classical ones;
@@ -18,14 +18,14 @@ import dataclasses
 import os
 from typing import Any, Callable, Sequence
 
-from irec_jax.bench import classical
-from irec_jax.bench.errors import EvalError
-from irec_jax.bench.model_rows import model_rows as extra_codecs
-from irec_jax.bench.report import format_table, write_outputs
-from irec_jax.bench.runner import Results, run
-from irec_jax.bench.sets import load_sets
+from irec_jax.benchmark import classical
+from irec_jax.benchmark.errors import EvalError
+from irec_jax.benchmark.model_rows import model_rows as extra_codecs
+from irec_jax.benchmark.report import format_table, write_outputs
+from irec_jax.benchmark.runner import Results, run
+from irec_jax.benchmark.sets import load_sets
 
-__all__ = ["EvalSpec", "extra_codecs", "build_codecs", "evaluate"]
+__all__ = ["EvalSpec", "extra_codecs", "build_codecs", "run_suite"]
 
 
 def build_codecs(names: Sequence[str] | None = None, model_spec: str | None = "default") -> list:
@@ -72,7 +72,7 @@ class EvalSpec:
     warmup: bool = True
 
 
-def evaluate(spec: EvalSpec, echo: Callable[[str], None] = print) -> tuple[Results, dict[str, str]]:
+def run_suite(spec: EvalSpec, echo: Callable[[str], None] = print) -> tuple[Results, dict[str, str]]:
     """Load the sets, build the rows, run, write the outputs to ``spec.out`` and echo the table."""
     codecs = build_codecs(spec.codecs, spec.model)  # before loading: an unknown codec fails fast
     sets = load_sets(spec.suite, spec.images, spec.dataset, spec.split, spec.limit, spec.data_dir,
