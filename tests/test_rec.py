@@ -30,7 +30,7 @@ from irec_jax.rec import (
     log_ratio,
     rng,
 )
-from irec_jax.rec.coder import _layout
+from irec_jax.rec.layout import layout as _layout
 
 
 def check_round_trip(q_loc, q_scale, p_loc, p_scale, settings=RecSettings(), stream=0) -> RecCode:

@@ -402,9 +402,6 @@ def from_standard(x: np.ndarray, p_loc, p_scale) -> np.ndarray:
     return (z.astype(np.float64) * 2.0 ** -ACT_BITS).astype(np.float32).reshape(p_loc.shape)
 
 
-_layout = layout  # the name tests/test_rec.py imports (until it imports irec_jax.rec.layout)
-
-
 def _check_code(code: RecCode, settings: RecSettings, size: int) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(code, RecCode):
         raise ValueError(f"expected a RecCode, got {type(code).__name__}")
