@@ -121,17 +121,12 @@ class _Flat:
 
 def _shape_of(params: Likelihood) -> tuple[int, int, int]:
     loc = np.shape(params.loc)
-    if isinstance(params, QuantizedLogistic):
-        if len(loc) != 3 or np.shape(params.inv_scale) != loc:
-            raise ValueError(
-                "QuantizedLogistic params need loc and inv_scale of one shape [H, W, C], got "
-                f"{loc} and {np.shape(params.inv_scale)}")
-        return loc
-    if isinstance(params, FloatLogistic):
-        if len(loc) != 3 or np.shape(params.log_scale) != loc:
-            raise ValueError(
-                "FloatLogistic params need loc and log_scale of one shape [H, W, C], got "
-                f"{loc} and {np.shape(params.log_scale)}")
+    if isinstance(params, (QuantizedLogistic, FloatLogistic)):
+        name, other = (("inv_scale", params.inv_scale) if isinstance(params, QuantizedLogistic)
+                       else ("log_scale", params.log_scale))
+        if len(loc) != 3 or np.shape(other) != loc:
+            raise ValueError(f"{type(params).__name__} params need loc and {name} of one shape "
+                             f"[H, W, C], got {loc} and {np.shape(other)}")
         return loc
     if isinstance(params, FloatLogisticMixture):
         shapes = {np.shape(params.logits), loc, np.shape(params.log_scale)}
