@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import math
 import numbers
-from typing import Any, Mapping
+from typing import Any
 
 # Limits: what the coder accepts is what a file may declare.
 MAX_CANDIDATES = 1 << 24  # N <= 2^24: constriction's alphabets stop there
@@ -113,8 +113,6 @@ class CoderSettings:
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise bad(name, "must be an integer")
             object.__setattr__(self, name, int(value))
-        if isinstance(self.schedule, Mapping):
-            object.__setattr__(self, "schedule", PowerLawSchedule(**self.schedule))
         if self.omega <= 0:
             raise bad("omega", "must be > 0 nats")
         if self.epsilon < 0:
