@@ -50,8 +50,8 @@ __all__ = ["decode", "load_model", "mul_shift", "round_shift", "elu", "conv3x3",
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
 U32 = np.uint64(0xFFFFFFFF)  # uint32 arithmetic is done in uint64, masked
 CONV_INPUT_LIMIT = 1 << 15  # conv inputs are clipped to [-2^15, 2^15 - 1]
-MAX_FAN_IN = 512  # the JAX matmul is exact only up to this fan-in
-STATE_LIMIT = 1 << 30  # the top-down state saturates at +-2^30 after every update
+STATE_LIMIT = 1 << 29  # the top-down state saturates at +-2^29 after every update
+CHUNK_CHANNELS = 56  # a 3x3 layer sums its input channels in chunks of 56 (fan-in 504 <= 512)
 LOC_LIMIT = 1 << 20  # prior locations and pixel locations are clipped to +-2^20 (units 2^-10)
 MAX_STEPS_PER_BLOCK, MAX_TOTAL_STEPS = 1 << 16, 1 << 22
 REC_TAG = 0x69524543  # "iREC"
@@ -103,23 +103,31 @@ def lookup(x, table: np.ndarray) -> np.ndarray:
     return np.asarray(table, np.int64)[np.clip(i, 0, table.shape[0] - 1)]
 
 
-def _patches_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """[h, w, C] -> [h w, O]: the exact sum over the zero-padded 3x3 neighbourhood
-    (rows of w ordered (dy, dx, c)), inputs clipped to [-2^15, 2^15 - 1]."""
+def _rescaled_sum(x: np.ndarray, w: np.ndarray, mant, shift) -> np.ndarray:
+    """[h, w, C] -> [h w, O]: for each chunk of CHUNK_CHANNELS consecutive input
+    channels, the exact sum over the zero-padded 3x3 neighbourhood (rows of w
+    ordered (dy, dx, c); inputs clipped to [-2^15, 2^15 - 1]) rescaled by
+    mul_shift; the chunks' results added."""
     h, ww, c = x.shape
-    if 9 * c > MAX_FAN_IN or w.shape[0] != 9 * c:
-        raise ValueError(f"conv weights {w.shape} do not fit {c} input channels (fan-in <= {MAX_FAN_IN})")
+    if w.shape[0] != 9 * c:
+        raise ValueError(f"conv weights {w.shape} do not fit {c} input channels")
     xp = np.pad(np.clip(x, -CONV_INPUT_LIMIT, CONV_INPUT_LIMIT - 1), ((1, 1), (1, 1), (0, 0)))
-    cols = [xp[dy:dy + h, dx:dx + ww, :] for dy in range(3) for dx in range(3)]
-    patches = np.concatenate(cols, axis=-1).reshape(h * ww, 9 * c)
-    return _int32(patches @ w.astype(np.int64), "conv sum")  # numpy integer matmul is exact
+    taps = w.astype(np.int64).reshape(9, c, -1)
+    out = 0
+    for start in range(0, c, CHUNK_CHANNELS):
+        stop = min(c, start + CHUNK_CHANNELS)
+        cols = [xp[dy:dy + h, dx:dx + ww, start:stop] for dy in range(3) for dx in range(3)]
+        patches = np.concatenate(cols, axis=-1).reshape(h * ww, 9 * (stop - start))
+        acc = _int32(patches @ taps[:, start:stop].reshape(9 * (stop - start), -1), "conv sum")
+        out = out + mul_shift(acc, mant, shift)  # numpy integer matmul is exact
+    return _int32(out, "conv sum of chunks")
 
 
 def conv3x3(x, w, mant, shift, bias) -> np.ndarray:
-    """3x3 SAME conv (cross-correlation): int [h, w, C] -> [h, w, O],
-    mul_shift(sum w x, mant, shift) + bias per output channel."""
+    """3x3 SAME conv (cross-correlation): int [h, w, C] -> [h, w, O], the
+    chunks' mul_shift(sum w x, mant, shift) + bias per output channel."""
     h, ww, _ = x.shape
-    y = mul_shift(_patches_matmul(x, w), mant, shift) + bias
+    y = _rescaled_sum(x, w, mant, shift) + bias
     return _int32(y, "conv output").reshape(h, ww, -1)
 
 
@@ -129,7 +137,7 @@ def deconv5x5s2(x, w, mant, shift, bias) -> np.ndarray:
     correlation around (i, j) (w is [9 C, 4 O], columns ordered (py, px, o))."""
     h, ww, _ = x.shape
     o = np.shape(bias)[0]
-    y = mul_shift(_patches_matmul(x, w).reshape(h * ww, 4, o), mant, shift) + bias
+    y = _rescaled_sum(x, w, np.tile(mant, 4), np.tile(shift, 4)).reshape(h * ww, 4, o) + bias
     y = _int32(y, "deconv output").reshape(h, ww, 2, 2, o).transpose(0, 2, 1, 3, 4)
     return y.reshape(2 * h, 2 * ww, o)
 

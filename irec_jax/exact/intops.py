@@ -29,6 +29,7 @@ from irec_jax.exact.units import ACT_BITS  # noqa: F401  (re-exported)
 CONV_INPUT_LIMIT = 1 << 15  # conv inputs are clipped to [-2^15, 2^15 - 1] (two 8-bit digits)
 WEIGHT_LIMIT = 127  # |integer weight| <= 127
 MAX_FAN_IN = 512  # 255 * 127 * 512 < 2^24: every partial sum of one digit is exact in float32
+CHUNK_CHANNELS = MAX_FAN_IN // 9  # a 3x3 layer sums input channels in chunks of 56 (fan-in 504)
 MAX_MANT = 1 << 15  # mul_shift multiplier range [0, 2^15]
 MIN_SHIFT, MAX_SHIFT = 17, 46  # conv rescale shifts (mul_shift with split 16)
 
@@ -148,6 +149,28 @@ def correlate3x3(x: jax.Array, w: jax.Array, method: str | None = None) -> jax.A
     return exact_matmul(patches3x3(x).reshape(b * h * ww, 9 * c), w).reshape(b, h, ww, o)
 
 
+def chunks(channels: int) -> list[tuple[int, int]]:
+    """(start, stop) of the input-channel chunks of a 3x3 layer: consecutive
+    runs of CHUNK_CHANNELS (the last shorter), each summed exactly on its own."""
+    return [(c, min(channels, c + CHUNK_CHANNELS)) for c in range(0, channels, CHUNK_CHANNELS)]
+
+
+def _rescaled_sum(x: jax.Array, w: jax.Array, mant: jax.Array, shift: jax.Array) -> jax.Array:
+    """sum over the input-channel chunks k of mul_shift(correlate3x3(x_k, w_k), mant, shift):
+    int32 [B, H, W, O'] for w float32 [9 C, O'] (rows ordered (dy, dx, c)).
+    One chunk (C <= 56) is the exact sum rescaled once; wider layers rescale
+    each chunk, which keeps every int32 below 2^31 (the conversion requires
+    shift >= 17 + ceil(log2(chunks)): the sum stays below 2^29)."""
+    c = x.shape[-1]
+    taps = w.reshape(9, c, -1)
+    out = None
+    for start, stop in chunks(c):
+        part = correlate3x3(x[..., start:stop], taps[:, start:stop].reshape(9 * (stop - start), -1))
+        part = mul_shift(part, mant, shift)
+        out = part if out is None else out + part
+    return out
+
+
 def conv3x3(x: jax.Array, w: jax.Array, mant: jax.Array, shift: jax.Array, bias: jax.Array) -> jax.Array:
     """Integer 3x3 SAME convolution (cross-correlation, as ``flax.linen.Conv``).
 
@@ -158,9 +181,9 @@ def conv3x3(x: jax.Array, w: jax.Array, mant: jax.Array, shift: jax.Array, bias:
       bias: int32 [O], units 2^-ACT_BITS.
 
     Returns:
-      int32 [B, H, W, O]: mul_shift(sum w x, mant, shift) + bias.
+      int32 [B, H, W, O]: sum over chunks of mul_shift(sum w x, mant, shift), + bias.
     """
-    return mul_shift(correlate3x3(x, w), mant, shift) + bias
+    return _rescaled_sum(x, w, mant, shift) + bias
 
 
 def deconv5x5s2(x: jax.Array, w: jax.Array, mant: jax.Array, shift: jax.Array, bias: jax.Array) -> jax.Array:
@@ -178,7 +201,7 @@ def deconv5x5s2(x: jax.Array, w: jax.Array, mant: jax.Array, shift: jax.Array, b
     """
     b, h, ww, _ = x.shape
     o = bias.shape[0]
-    acc = correlate3x3(x, w).reshape(b, h, ww, 4, o)
-    y = mul_shift(acc, mant, shift) + bias
+    mant4, shift4 = jnp.tile(mant, 4), jnp.tile(shift, 4)  # columns ordered (py, px, o)
+    y = _rescaled_sum(x, w, mant4, shift4).reshape(b, h, ww, 4, o) + bias
     y = y.reshape(b, h, ww, 2, 2, o).transpose(0, 1, 3, 2, 4, 5)
     return y.reshape(b, 2 * h, 2 * ww, o)

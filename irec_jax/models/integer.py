@@ -57,7 +57,7 @@ from irec_jax.models.interface import Gaussian, Shape
 Params = Any
 _ACT = float(1 << ACT_BITS)
 _LOC_LIMIT = 1 << 20  # prior locations are clipped to +-1024 (units 2^-10)
-_STATE_LIMIT = 1 << 30  # the top-down state saturates at +-2^30 (units 2^-10)
+_STATE_LIMIT = 1 << 29  # the top-down state saturates at +-2^29 (units 2^-10)
 
 
 @struct.dataclass
@@ -71,33 +71,39 @@ class IntState:
 # Conversion from float parameters.
 
 
-def _rescale(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def min_shift(in_channels: int) -> int:
+    """The smallest rescale shift a 3x3 layer over ``in_channels`` may use:
+    17 + ceil(log2(chunks)), so that its n chunks' rescaled sums (each below
+    2^(46 - shift)) stay below 2^29; with a bias and a state below 2^29 no
+    int32 of the decoder path can overflow."""
+    n = len(intops.chunks(in_channels))
+    return max(intops.MIN_SHIFT, 16 + (2 * n - 1).bit_length())
+
+
+def _rescale(scale: np.ndarray, in_channels: int) -> tuple[np.ndarray, np.ndarray]:
     """float64 scale factors [...] -> (mant, shift) int32 with mant * 2^-shift
     = scale to 15 significant bits (frexp and round: exact IEEE operations)."""
     frac, exp = np.frexp(scale)
     mant = np.round(frac * (1 << 15)).astype(np.int64)  # in [2^14, 2^15] (0 for scale 0)
     shift = (15 - exp).astype(np.int64)
-    shift = np.where(mant == 0, intops.MIN_SHIFT, shift)  # an all-zero channel
-    if np.any((shift < intops.MIN_SHIFT) | (shift > intops.MAX_SHIFT)):
+    lowest = min_shift(in_channels)
+    shift = np.where(mant == 0, lowest, shift)  # an all-zero channel
+    if np.any((shift < lowest) | (shift > intops.MAX_SHIFT)):
         raise ValueError(f"a rescale factor is out of range (max {float(np.max(scale)):.3g}, "
                          f"min {float(np.min(scale[scale > 0], initial=1.0)):.3g})")
     return mant.astype(np.int32), shift.astype(np.int32)
 
 
-def _quantize_dense(w: np.ndarray, b: np.ndarray, extra: float, fan_in: int | None = None
+def _quantize_dense(w: np.ndarray, b: np.ndarray, extra: float, in_channels: int
                     ) -> dict[str, np.ndarray]:
     """Weights float [..., K, O] (per output channel over K), bias [..., O] ->
     int8 weights, (mant, shift) and int32 bias so that the float layer
     ``extra * (x @ w + b)`` in units 2^-10 becomes ``mul_shift(x @ w_q) + bias``."""
     w = np.asarray(w, np.float64)
-    fan_in = w.shape[-2] if fan_in is None else fan_in
-    if fan_in > intops.MAX_FAN_IN:
-        raise ValueError(f"a layer has fan-in {fan_in} > {intops.MAX_FAN_IN}, which the "
-                         "integer path cannot sum exactly in float32")
     wmax = np.max(np.abs(w), axis=-2, keepdims=True)  # [..., 1, O]
     safe = np.where(wmax > 0, wmax, 1.0)
     w_q = np.round(w / safe * intops.WEIGHT_LIMIT)
-    mant, shift = _rescale((wmax[..., 0, :] / intops.WEIGHT_LIMIT) * extra)
+    mant, shift = _rescale((wmax[..., 0, :] / intops.WEIGHT_LIMIT) * extra, in_channels)
     bias = np.round(np.asarray(b, np.float64) * extra * _ACT)
     return {"w": w_q.astype(np.int8), "mant": mant, "shift": shift, "bias": bias.astype(np.int32)}
 
@@ -159,13 +165,13 @@ def quantize(config: rvae.RVAEConfig, params: Params) -> Params:
         k = f64(p["kernel"])  # [L, 3, 3, Cin, O]
         if k.shape[1:3] != (3, 3):
             raise ValueError(f"expected 3x3 kernels, got {k.shape}")
-        return _quantize_dense(k.reshape(num_layers, -1, k.shape[-1]), f64(p["bias"]), extra)
+        return _quantize_dense(k.reshape(num_layers, -1, k.shape[-1]), f64(p["bias"]), extra, k.shape[3])
 
     kernel = f64(params["head"]["deconv"]["kernel"])
     if kernel.shape[:2] != (5, 5):
         raise ValueError(f"expected a 5x5 head kernel, got {kernel.shape}")
     head = _quantize_dense(kernel.reshape(-1, kernel.shape[-1]), f64(params["head"]["deconv"]["bias"]), 1.0,
-                           fan_in=9 * kernel.shape[2])  # at most 3x3 taps reach each output
+                           kernel.shape[2])
     # Quantize per output channel over the whole 5x5 kernel, then lay the int8
     # taps out in sub-pixel form (a pure rearrangement, zeros where no tap).
     head["w"] = _subpixel_kernel(head["w"].reshape(kernel.shape).astype(np.float64)).astype(np.int8)
@@ -240,12 +246,13 @@ def check_params(config: rvae.RVAEConfig, params: Params) -> None:
             raise ValueError(f"parameter {name}: values must lie in [{lo}, {hi}], got "
                              f"[{v.min()}, {v.max()}]")
 
-    for layer in ("down/conv1", "down/conv2", "head"):
+    c, z = config.det_channels, config.stoch_channels
+    for layer, cin in (("down/conv1", c), ("down/conv2", z + c), ("head", c)):
         within(f"{layer}/w", -intops.WEIGHT_LIMIT, intops.WEIGHT_LIMIT)
         within(f"{layer}/mant", 0, intops.MAX_MANT)
-        within(f"{layer}/shift", intops.MIN_SHIFT, intops.MAX_SHIFT)
-        within(f"{layer}/bias", -(1 << 30), 1 << 30)
-    within("top/h", -(1 << 30), 1 << 30)
+        within(f"{layer}/shift", min_shift(cin), intops.MAX_SHIFT)
+        within(f"{layer}/bias", -(1 << 29), 1 << 29)
+    within("top/h", -(1 << 29), 1 << 29)
     within("tables/latent_mant", 1 << 14, (1 << 15) - 1)
     within("tables/latent_shift", 9, 33)  # scales mant 2^-shift in [2^-19, 64): the coder's range
     within("tables/pixel_inv", 0, (1 << 31) - 1)
