@@ -93,7 +93,7 @@ from irec_jax import entropy
 from irec_jax.baselines import bbans_latents as latent_codec
 from irec_jax.baselines import bbans_stack
 from irec_jax.errors import FormatError
-from irec_jax.models import likelihoods as lik
+from irec_jax.codec import pixel_params
 from irec_jax.models.integer import IntegerRVAE
 
 DEFAULT_BITS = 8
@@ -160,15 +160,6 @@ def _latent_dims(model: IntegerRVAE, shape: ImageShape) -> int:
     return math.prod(model.latent_shape((1, *shape), 0))
 
 
-def _pixel_likelihood(dist: Any) -> entropy.QuantizedLogistic:
-    """The integer model's likelihood for one image [1, H, W, C] as the codec's
-    pixel parameters (the conversion ``irec_jax.codec`` makes, uncropped)."""
-    if not isinstance(dist, lik.QuantizedLogistic):
-        raise TypeError(f"BB-ANS codes pixels under the integer model's QuantizedLogistic, "
-                        f"got {type(dist).__name__}")
-    return entropy.QuantizedLogistic(np.asarray(dist.loc)[0], np.asarray(dist.inv_scale)[0])
-
-
 # ----------------------------------------------------------------------------
 # Bits-back: model codecs composed on one stack.
 
@@ -196,7 +187,7 @@ def image_codec(model: IntegerRVAE, params: Any, shape: ImageShape, bits: int,
             chosen.append(latent_codec.pop_posterior(stack, post, prior, bits))
             state = model.advance(params, state, latent_codec.latents(prior, chosen[-1], bits), layer)
         after_pops()
-        entropy.push_pixels(stack, image, _pixel_likelihood(model.likelihood(params, state)))
+        entropy.push_pixels(stack, image, pixel_params(model.likelihood(params, state), shape))
         for bins in reversed(chosen):  # push z_l under the uniform prior over bins
             latent_codec.push_prior(stack, bins, bits)
 
@@ -207,7 +198,7 @@ def image_codec(model: IntegerRVAE, params: Any, shape: ImageShape, bits: int,
             bins = latent_codec.pop_prior(stack, d, bits)
             seen.append((state, prior, bins))
             state = model.advance(params, state, latent_codec.latents(prior, bins, bits), layer)
-        lik_x = _pixel_likelihood(model.likelihood(params, state))
+        lik_x = pixel_params(model.likelihood(params, state), shape)
         image = entropy.pop_pixels(stack, lik_x, "bbans pixels")
         acts = model.bottom_up(params, jnp.asarray(image[None].astype(np.int32)))
         for layer in reversed(range(model.num_layers)):  # push the bits back under q

@@ -262,6 +262,13 @@ def check_params(config: rvae.RVAEConfig, params: Params) -> None:
 # The integer generative path (jitted, config static).
 
 
+@functools.lru_cache(maxsize=1)
+def _elu_table() -> jax.Array:
+    """The ELU table as a device array, made once (not on every model call)."""
+    from irec_jax.exact import tables
+    return jnp.asarray(tables.elu_table())
+
+
 def _pow2_neg(shift: jax.Array) -> jax.Array:
     """float32 2^-shift for int32 shift in [-126, 126], built from its bits (exact)."""
     return jax.lax.bitcast_convert_type(jnp.left_shift(127 - shift, 23), jnp.float32)
@@ -363,8 +370,7 @@ class IntegerRVAE:
 
     @staticmethod
     def _elu() -> jax.Array:
-        from irec_jax.exact import tables
-        return jnp.asarray(tables.elu_table())
+        return _elu_table()
 
     def _check(self, state: IntState, layer: int | None = None) -> None:
         if layer is not None:
