@@ -5,8 +5,8 @@ the .irec container (``irec_jax.entropy``), with one set of limits.
     s.num_candidates          # N = floor(exp(omega (1 + epsilon))) = 36
 
 ``rec.RecSettings`` and ``entropy.CoderSettings`` are this class. A file
-stores ``FILE_FIELDS`` (omega, epsilon, beams, seed); ``block_kl`` and
-``prune_fraction`` steer only the encoder's search; ``schedule`` is the
+stores ``FILE_FIELDS`` (omega, epsilon, beams, seed); ``block_kl``,
+``min_block_kl``, ``prune_fraction`` and ``final_choices`` steer only the encoder; ``schedule`` is the
 format's power law (:class:`PowerLawSchedule`), which the file does not store.
 
 This module imports neither ``rec`` nor ``entropy`` (nor JAX): both import it.
@@ -75,14 +75,26 @@ class CoderSettings:
       seed: shared randomness, an integer in [0, 2^32).
       block_kl: target KL per block in nats (>= omega). A tensor of total KL K
         is cut into nb blocks of equal size over a seeded shuffle of its
-        dimensions, nb the power of two nearest K / block_kl (so blocks hold
-        0.71 to 1.41 block_kl). Larger blocks waste less to the per-block
-        rounding of K_b but cost more work per nat. Not stored in files; the
+        dimensions, nb the power of two nearest K / target (so blocks hold
+        0.71 to 1.41 of the target). The target is block_kl for tensors up
+        to 16 block_kl of KL and shrinks as block_kl sqrt(16 block_kl / K)
+        for larger ones, down to min_block_kl (``rec.layout.target_block_kl``).
+        Larger blocks waste less to the per-block step counts and rounding
+        of K_b but cost more search work per nat. Not stored in files; the
         decoder does not depend on it.
+      min_block_kl: the smallest target KL per block (>= omega; a block_kl
+        below it wins), reached by large tensors. 50 nats keeps a 500x500
+        photo near 5 s on a 2-core CPU. Not stored in files.
       prune_fraction: in [0, 1). The encoder leaves the smallest-KL dimensions
         of a block out of its candidate scoring while their summed KL stays at
         or below this fraction of the block's KL (they are still decoded, as
         prior draws). Not stored in files; the decoder does not depend on it.
+      final_choices: how many of the last latent layer's final beams the
+        encoder compares by the exact codelength of the pixels they lead to,
+        keeping the smallest file (1 .. beams; 1: the beam search's best).
+        Every final beam costs the same index bits, so this is invisible to
+        the decoder; it costs one likelihood pass per choice. Not stored in
+        files.
       schedule: how the prior variance is split over the auxiliary steps (any
         object with a ``step_variances(k)`` method, ``rec.AuxSchedule``). Not
         stored in files: the .irec format codes with ``PowerLawSchedule()``.
@@ -94,21 +106,23 @@ class CoderSettings:
     beams: int = 20
     seed: int = 0
     block_kl: float = 200.0
+    min_block_kl: float = 50.0
     prune_fraction: float = 1e-3
+    final_choices: int = 1
     schedule: Any = PowerLawSchedule()
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
             return ValueError(f"invalid coder settings: {name}={getattr(self, name)!r} {why}")
 
-        for name in ("omega", "epsilon", "block_kl", "prune_fraction"):
+        for name in ("omega", "epsilon", "block_kl", "min_block_kl", "prune_fraction"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise bad(name, "must be a real number")
             if not math.isfinite(value):
                 raise bad(name, "must be finite")
             object.__setattr__(self, name, float(value))
-        for name in ("beams", "seed"):
+        for name in ("beams", "seed", "final_choices"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise bad(name, "must be an integer")
@@ -127,10 +141,14 @@ class CoderSettings:
                                "per step; need at least 2 (omega*(1+epsilon) >= ln 2)")
         if not 1 <= self.beams <= MAX_BEAMS:
             raise bad("beams", f"must be in [1, {MAX_BEAMS}]")
+        if not 1 <= self.final_choices <= MAX_BEAMS:
+            raise bad("final_choices", f"must be in [1, {MAX_BEAMS}]")
         if not 0 <= self.seed < SEED_LIMIT:
             raise bad("seed", "must be in [0, 2^32)")
         if self.block_kl < self.omega:
             raise bad("block_kl", f"must be >= omega ({self.omega}) nats")
+        if self.min_block_kl < self.omega:
+            raise bad("min_block_kl", f"must be >= omega ({self.omega}) nats")
         if not 0.0 <= self.prune_fraction < 1.0:
             raise bad("prune_fraction", "must be in [0, 1)")
         if not callable(getattr(self.schedule, "step_variances", None)):
@@ -156,7 +174,8 @@ class CoderSettings:
 def check_storable(settings: CoderSettings) -> CoderSettings:
     """Returns ``settings`` if an .irec header can record them, else ValueError:
     a file stores FILE_FIELDS only, so the schedule must be the format's
-    ``PowerLawSchedule()`` (block_kl and prune_fraction do not affect decoding)."""
+    ``PowerLawSchedule()`` (block_kl, min_block_kl, prune_fraction and
+    final_choices do not affect decoding)."""
     if not isinstance(settings, CoderSettings):
         raise ValueError(f"invalid coder settings: need a CoderSettings, got {type(settings).__name__}")
     if settings.schedule != PowerLawSchedule():

@@ -24,6 +24,7 @@ from irec_jax.rec import (
     RecSettings,
     decode,
     encode,
+    encode_batch,
     encode_with_info,
     kernels,
     kl_divergence,
@@ -302,6 +303,104 @@ def test_second_tensor_of_the_same_shape_does_not_recompile():
     before = kernels.search._cache_size(), kernels.reconstruct._cache_size()
     encode(*gaussian_pair(2048, 310.0, seed=14).args(), s)
     assert (kernels.search._cache_size(), kernels.reconstruct._cache_size()) == before
+
+
+# ---------------------------------------------------------------------------
+# Batches: M tensors of one shape in one search.
+
+# Varied KL (hence block and step counts), one item of tiny KL, one of none.
+_BATCH_KINDS = [("random", 150.0), ("narrow", 0.3), ("random", 400.0), ("equal", 40.0), ("tail", 20.0),
+                ("random", 0.0), ("random", 260.0)]
+
+
+def _batch(dims: int = 300, seed: int = 0, kinds=_BATCH_KINDS) -> list[np.ndarray]:
+    pairs = [make_pair(kind, dims, kl, seed + i) for i, (kind, kl) in enumerate(kinds)]
+    return [np.stack(arrays) for arrays in zip(*pairs)]
+
+
+def test_batch_items_decode_alone_exactly():
+    s = RecSettings(seed=3)
+    args = _batch()
+    codes, z, infos = encode_batch(*args, s, stream=4)
+    assert z.shape == args[0].shape and z.dtype == np.float32 and len(codes) == len(infos) == len(args[0])
+    assert len({c.num_blocks for c in codes}) > 1  # the items' blocks differ in count
+    for m, (code, info) in enumerate(zip(codes, infos)):
+        item = [a[m] for a in args]
+        assert decode(code, item[2], item[3], s, stream=4).tobytes() == z[m].tobytes()
+        # The single encoder's layout, steps and block count for this item alone.
+        single, _, single_info = encode_with_info(*item, s, stream=4)
+        np.testing.assert_array_equal(code.steps, single.steps)
+        np.testing.assert_array_equal(code.steps, np.maximum(np.ceil(info.block_kl / s.omega), 1))
+        np.testing.assert_array_equal(info.scored_dims, single_info.scored_dims)
+        assert info.kl == single_info.kl and np.array_equal(info.block_kl, single_info.block_kl)
+        assert np.all((code.indices >= 0) & (code.indices < s.num_candidates))
+    assert codes[5].num_steps == codes[5].num_blocks == 1  # KL 0: one step, as encode sends
+
+
+def test_batch_of_one_is_encode():
+    s = RecSettings(seed=5, beams=3)
+    args = _batch(kinds=[("random", 90.0)])
+    (code,), z, (info,) = encode_batch(*args, s, stream=2)
+    single, z1, info1 = encode_with_info(*(a[0] for a in args), s, stream=2)
+    assert code == single and z[0].tobytes() == z1.tobytes() and info.padded_shape == info1.padded_shape
+
+
+def test_batch_any_rank_and_dtype():
+    args = [a.reshape(3, 3, 4, 5, 5).astype(np.float32) for a in _batch(kinds=_BATCH_KINDS[:3])]
+    codes, z, _ = encode_batch(*args)
+    assert z.shape == (3, 3, 4, 5, 5)
+    for m in range(3):
+        assert decode(codes[m], args[2][m], args[3][m]).tobytes() == z[m].tobytes()
+
+
+def test_batch_rates_agree_with_single_encodes():
+    """Same steps (index bits) as encoding each item alone; the samples' log q/p
+    agree on average (codes may differ only where float32 scores near-tie)."""
+    s = RecSettings(beams=5)
+    args = _batch(seed=10)
+    codes, z, _ = encode_batch(*args, s)
+    single = [encode(*(a[m] for a in args), s) for m in range(len(codes))]
+    assert sum(c.ideal_bits for c in codes) == sum(c.ideal_bits for c, _ in single)
+    lr_batch = sum(log_ratio(z[m], *(a[m] for a in args)) for m in range(len(codes)))
+    lr_single = sum(log_ratio(zs, *(a[m] for a in args)) for m, (_, zs) in enumerate(single))
+    assert lr_batch == pytest.approx(lr_single, rel=0.03)
+    assert sum(c == cs for c, (cs, _) in zip(codes, single)) >= len(codes) - 2
+
+
+def test_batch_concatenates_block_keys():
+    """Row j of block_step_keys is block block_ids[j]'s row of step_keys."""
+    key = rng.layer_key(jnp.uint32(7), jnp.uint32(3))
+    every = np.asarray(rng.step_keys(key, 4, 5))
+    ids = jnp.asarray([2, 0, 3, 0, 1], jnp.int32)
+    np.testing.assert_array_equal(np.asarray(rng.block_step_keys(key, ids, 5)), every[np.asarray(ids)])
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (lambda a: [a.__setitem__(i, a[i][:0]) for i in range(4)], "leading axis"),
+        (lambda a: [a.__setitem__(i, np.zeros(())) for i in range(4)], "leading axis"),
+        (lambda a: a.__setitem__(1, a[1][:, :-1]), "q_scale shape"),
+        (lambda a: a.__setitem__(2, a[2][:2]), "q_loc shape"),
+        (lambda a: [a.__setitem__(i, a[i][:, :0]) for i in range(4)], "empty"),
+        (lambda a: a[0].__setitem__((2, 5), np.nan), r"item 2: q_loc has non-finite"),
+        (lambda a: a[1].__setitem__((1, 0), 0.0), r"item 1: q_scale must be > 0"),
+        (lambda a: a[3].__setitem__((2, 7), -1.0), r"item 2: p_scale"),
+        (lambda a: a[2].__setitem__((0, 1), np.inf), r"item 0: p_loc has non-finite"),
+        (lambda a: a[0].__setitem__((2, 3), 1e200), r"item 2: KL.*too far"),
+        (lambda a: a.__setitem__(0, np.full(a[0].shape, "x")), "real"),
+    ],
+)
+def test_batch_bad_inputs_name_the_item(change, match):
+    args = [np.zeros((3, 8)), np.ones((3, 8)), np.zeros((3, 8)), np.ones((3, 8))]
+    change(args)
+    with pytest.raises(ValueError, match=match):
+        encode_batch(*args)
+    if "item" in match:  # and encode names no item
+        m = int(match.split()[1].rstrip(":"))
+        with pytest.raises(ValueError) as e:
+            encode(*(a[m] for a in args))
+        assert "item" not in str(e.value)
 
 
 # ---------------------------------------------------------------------------

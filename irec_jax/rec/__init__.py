@@ -4,8 +4,8 @@
     z_hat2 = decode(code, p_loc, p_scale, RecSettings())   # == z_hat, bit for bit
 """
 
-from irec_jax.rec.coder import (EncodeInfo, RecCode, decode, encode, encode_with_info, from_standard,
-                                kl_divergence, log_ratio)
+from irec_jax.rec.coder import (EncodeInfo, RecCode, decode, encode, encode_batch, encode_choices, encode_with_info,
+                                from_standard, kl_divergence, log_ratio)
 from irec_jax.rec.schedule import AuxSchedule, EqualSchedule
 from irec_jax.rec.settings import RecSettings
 from irec_jax.settings import PowerLawSchedule
@@ -19,6 +19,8 @@ __all__ = [
     "RecSettings",
     "decode",
     "encode",
+    "encode_batch",
+    "encode_choices",
     "encode_with_info",
     "from_standard",
     "kl_divergence",

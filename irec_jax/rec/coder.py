@@ -1,4 +1,5 @@
-"""Public API of the iREC coder: ``encode`` and ``decode`` of one latent tensor.
+"""Public API of the iREC coder: ``encode`` and ``decode`` of one latent tensor
+(``encode_batch``: of M tensors of one shape at once).
 
 The encoder sees the posterior q = N(q_loc, q_scale^2) and the prior
 p = N(p_loc, p_scale^2) of a tensor of any shape; the decoder sees only the
@@ -6,7 +7,8 @@ prior. Both agree on everything else through the settings:
 
 1. Layout. The D dimensions are shuffled with a seeded permutation and cut into
    nb blocks of equal size (sizes differ by at most one). The encoder picks nb,
-   the power of two nearest KL / block_kl, and sends it implicitly as the
+   the power of two nearest KL / target (``layout.target_block_kl``: block_kl,
+   smaller for large tensors), and sends it implicitly as the
    number of step counts.
 2. Steps. Block b is coded in K_b = max(1, ceil(KL_b / omega)) auxiliary steps
    of N = floor(exp(omega (1 + epsilon))) shared candidates each.
@@ -24,6 +26,13 @@ prior. Both agree on everything else through the settings:
 Compiled shapes depend on the tensor size, the block count (a power of two)
 and two sizes per octave of buffers and scored dims, so images of one shape
 reuse the compiled functions.
+
+Batches. ``encode_batch`` codes M tensors of one shape, each exactly as
+``encode`` would lay it out, count its steps and key its candidates, with all
+their blocks in one search (block ids tell each block's keys) and one
+reconstruction. Block counts are padded to four sizes per octave as above.
+Each item's code decodes alone; only float32 near-ties in the scoring may
+pick other indices than ``encode``.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -48,6 +58,7 @@ MAX_DIMS = (1 << 31) - 1
 _MIN_R2 = 1e-30  # posterior/prior variance ratio floor for scoring only
 LOC_LIMIT = 1 << 23  # |prior loc| < 2^23 * 2^-10 = 8192
 SCALE_RANGE = (2.0 ** -19, 2.0 ** 6)  # prior scales must lie in [2^-19, 64): shifts 9..33
+_MIN_PHASE_ROWS = 4  # a batch's search halves its rows down to this many (kernels.search phases)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -261,90 +272,87 @@ def encode_with_info(
     stream: int = 0,
 ) -> tuple[RecCode, np.ndarray, EncodeInfo]:
     """``encode`` that also returns an EncodeInfo of what the search did."""
+    codes, z, info = encode_choices(q_loc, q_scale, p_loc, p_scale, settings, stream=stream, choices=1)
+    return codes[0], z[0], info
+
+
+def encode_choices(
+    q_loc,
+    q_scale,
+    p_loc,
+    p_scale,
+    settings: RecSettings = RecSettings(),
+    *,
+    stream: int = 0,
+    choices: int = 1,
+) -> tuple[list[RecCode], np.ndarray, EncodeInfo]:
+    """The encoder's ``min(choices, beams)`` best codes, for a caller that
+    picks among them (e.g. by what the rest of the file costs).
+
+    Every choice has the same step counts, so the same index bits; choice j
+    takes each block's j-th best final beam of the search (choice 0 is what
+    ``encode`` sends). Returns (codes, z_hat float32 [count, S], info), each
+    z_hat[j] exactly what ``decode(codes[j], ...)`` returns.
+    """
+    if isinstance(choices, bool) or not isinstance(choices, (int, np.integer)) or choices < 1:
+        raise ValueError(f"choices={choices!r} must be an integer >= 1")
     stream = _check_stream(stream)
-    p_loc, p_scale = _check_prior(p_loc, p_scale)
-    q_loc, q_scale = _as_float("q_loc", q_loc), _as_float("q_scale", q_scale)
-    for name, arr in (("q_loc", q_loc), ("q_scale", q_scale)):
-        if arr.shape != p_loc.shape:
-            raise ValueError(f"{name} shape {arr.shape} != p_loc shape {p_loc.shape}")
-    if not np.all(q_scale > 0):
-        raise ValueError(f"q_scale must be > 0 everywhere (shape {q_scale.shape})")
+    q_loc, q_scale, p_loc, p_scale = _check_pair(q_loc, q_scale, p_loc, p_scale)
+    shape = p_loc.shape
+    (blocks,), (info,), paths, scores = _search(
+        *(a.reshape(1, -1) for a in (q_loc, q_scale, p_loc, p_scale)), settings, stream, where=lambda m: "")
+    count = min(choices, settings.beams)
+    codes = [_code(blocks, paths, scores, j, settings) for j in range(count)]
+    prior = _prior_ints(p_loc.ravel(), p_scale.ravel())
+    z = _reconstruct([(c.steps, c.indices, blocks.lay, prior) for c in codes], settings, stream)
+    return codes, z.reshape((count,) + shape), info
 
-    delta, log_r, kl = _standardize(q_loc.ravel(), q_scale.ravel(), p_loc.ravel(), p_scale.ravel())
-    size = delta.shape[0]
-    total_kl = float(kl.sum())
-    if not math.isfinite(total_kl) or total_kl / settings.omega > MAX_TOTAL_STEPS:
-        raise ValueError(
-            f"KL(q||p) = {total_kl:.4g} nats needs more than {MAX_TOTAL_STEPS} steps of "
-            f"omega = {settings.omega} nats; the posterior is too far from the prior"
-        )
-    num_blocks = layout_lib.num_blocks(total_kl, size, settings.block_kl)
-    lay = layout(size, num_blocks, settings.seed, stream)
 
-    # Per-block KL and steps.
-    kl_perm = kl[lay.perm]
-    block_kl = np.bincount(lay.block, weights=kl_perm, minlength=num_blocks)
-    steps = np.maximum(np.ceil(block_kl / settings.omega), 1).astype(np.int64)
-    if steps.max() > MAX_STEPS_PER_BLOCK:
-        raise ValueError(
-            f"a block needs {int(steps.max())} steps (> {MAX_STEPS_PER_BLOCK}): "
-            f"KL is concentrated on too few dimensions for omega = {settings.omega}"
-        )
+def encode_batch(
+    q_loc,
+    q_scale,
+    p_loc,
+    p_scale,
+    settings: RecSettings = RecSettings(),
+    *,
+    stream: int = 0,
+) -> tuple[list[RecCode], np.ndarray, list[EncodeInfo]]:
+    """``encode`` of M tensors of one shape S in one compiled search and one
+    reconstruction (much less fixed cost per tensor than M ``encode`` calls
+    when the tensors are small, e.g. the latents of a batch of small images).
 
-    # Dimensions scored by the search: drop the smallest-KL ones of each block
-    # while their summed KL stays <= prune_fraction * KL_b.
-    width = lay.width
-    mat = np.full((num_blocks, width), -1.0)
-    mat[lay.block, lay.pos] = kl_perm
-    order = np.argsort(mat, axis=1, kind="stable")  # padding (-1) first
-    srt = np.take_along_axis(mat, order, axis=1)
-    budget = settings.prune_fraction * block_kl
-    keep = (np.cumsum(np.maximum(srt, 0.0), axis=1) > budget[:, None]) & (srt >= 0)
-    scored_dims = keep.sum(axis=1).astype(np.int64)
-    scored = min(bucket(int(scored_dims.max())), width)
-    cols, keep = order[:, -scored:], keep[:, -scored:]  # kept dims are a suffix
-    dim = np.zeros((num_blocks, width), np.int64)
-    dim[lay.block, lay.pos] = lay.perm
-    dims = np.take_along_axis(dim, cols, axis=1)
-    r2 = np.exp(2.0 * log_r)
-    blk = {
-        "delta": np.where(keep, delta[dims], 0.0),
-        "r2": np.where(keep, np.maximum(r2[dims], _MIN_R2), 1.0),
-        "r2m1": np.where(keep, np.expm1(2.0 * log_r[dims]), 0.0),
-    }
-    blk = {k: v.astype(np.float32) for k, v in blk.items()}
-    positions = np.where(keep, cols, 0).astype(np.uint32)
+    Args:
+      q_loc, q_scale, p_loc, p_scale: real arrays of one shape [M, *S],
+        M >= 1, S with at least one element; scales > 0, all finite.
+      settings, stream: as for ``encode``; every item is coded under this
+        stream (item m is *not* told apart from item m' by the keys: each
+        item's code stands alone, decoded with this same stream).
 
-    length = buffer_steps(steps, settings.block_kl, settings.omega)
-    mant, shift, rho, omr = _schedule(settings, steps, length)
-    chosen = kernels.search(
-        _layer_key(settings, stream),
-        blk["delta"],
-        blk["r2"],
-        blk["r2m1"],
-        positions,
-        mant,
-        shift,
-        rho,
-        omr,
-        steps.astype(np.int32),
-        _normal_table(),
-        beams=settings.beams,
-        num=settings.num_candidates,
-    )
-    chosen = np.asarray(chosen)
-    live = np.arange(length)[None, :] < steps[:, None]
-    code = RecCode(steps=steps, indices=chosen[live].astype(np.int64), num_candidates=settings.num_candidates)
-    normals = int(np.sum(steps * scored_dims)) * settings.num_candidates
-    info = EncodeInfo(
-        kl=total_kl,
-        block_kl=block_kl,
-        scored_dims=scored_dims,
-        normals=normals,
-        candidate_dims=normals * settings.beams,
-        padded_shape=(num_blocks, length, scored),
-    )
-    return code, decode(code, p_loc, p_scale, settings, stream=stream), info
+    Returns:
+      (codes, z_hat, infos): M codes, float32 z_hat [M, *S] with z_hat[m]
+      exactly ``decode(codes[m], p_loc[m], p_scale[m], settings,
+      stream=stream)``, and M EncodeInfos (``padded_shape`` is the batch's
+      search shape, all items' blocks together).
+
+    Item m gets the layout, block count, step counts, keys, pruning and
+    search that ``encode`` would give it alone, so the same index bits
+    (``code.steps``). Its blocks are scored in a wider padded search, whose
+    float32 sums may round differently, so in a rare near-tie of two
+    candidates the chosen indices (and z_hat) can differ from ``encode``'s;
+    either is a valid code of the same rate in expectation.
+
+    Raises ValueError for bad shapes or values (naming the first bad item).
+    """
+    stream = _check_stream(stream)
+    q_loc, q_scale, p_loc, p_scale = _check_batch(q_loc, q_scale, p_loc, p_scale)
+    shape = p_loc.shape
+    flat = [a.reshape(shape[0], -1) for a in (q_loc, q_scale, p_loc, p_scale)]
+    blocks, infos, paths, scores = _search(*flat, settings, stream, where=lambda m: f"item {m}: ")
+    codes = [_code(b, paths, scores, 0, settings) for b in blocks]
+    priors = _prior_ints(flat[2], flat[3])
+    z = _reconstruct([(c.steps, c.indices, b.lay, tuple(a[m] for a in priors))
+                      for m, (c, b) in enumerate(zip(codes, blocks))], settings, stream)
+    return codes, z.reshape(shape), infos
 
 
 def decode(code: RecCode, p_loc, p_scale, settings: RecSettings = RecSettings(), *, stream: int = 0) -> np.ndarray:
@@ -362,29 +370,255 @@ def decode(code: RecCode, p_loc, p_scale, settings: RecSettings = RecSettings(),
     p_loc, p_scale = _check_prior(p_loc, p_scale)
     steps, indices = _check_code(code, settings, p_loc.size)
     lay = layout(p_loc.size, steps.shape[0], settings.seed, stream)
-    length = buffer_steps(steps, settings.block_kl, settings.omega)
-    idx = np.zeros((lay.num_blocks, length), np.int32)
-    idx[np.arange(length)[None, :] < steps[:, None]] = indices
+    prior = _prior_ints(p_loc.ravel(), p_scale.ravel())
+    return _reconstruct([(steps, indices, lay, prior)], settings, stream).reshape(p_loc.shape)
+
+
+# ---------------------------------------------------------------------------
+# The shared encoder path: M tensors (M = 1 for ``encode``) in one search.
+
+
+def _check_pair(q_loc, q_scale, p_loc, p_scale) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validated q_loc, q_scale, p_loc, p_scale float64 [S] (the prior quantized)."""
+    p_loc, p_scale = _check_prior(p_loc, p_scale)
+    q_loc, q_scale = _as_float("q_loc", q_loc), _as_float("q_scale", q_scale)
+    for name, arr in (("q_loc", q_loc), ("q_scale", q_scale)):
+        if arr.shape != p_loc.shape:
+            raise ValueError(f"{name} shape {arr.shape} != p_loc shape {p_loc.shape}")
+    if not np.all(q_scale > 0):
+        raise ValueError(f"q_scale must be > 0 everywhere (shape {q_scale.shape})")
+    return q_loc, q_scale, p_loc, p_scale
+
+
+def _check_batch(q_loc, q_scale, p_loc, p_scale) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``_check_pair`` of a batch [M, *S]: shapes checked for the batch, values
+    for all items at once; a bad value is re-checked item by item to name it."""
+    arrays = {"q_loc": q_loc, "q_scale": q_scale, "p_loc": p_loc, "p_scale": p_scale}
+    arrays = {name: np.asarray(a) for name, a in arrays.items()}
+    shape = arrays["p_loc"].shape
+    for name, arr in arrays.items():
+        if arr.dtype.kind not in "fiu":
+            raise ValueError(f"{name} must be a real array, got dtype {arr.dtype}")
+        if arr.shape != shape:
+            raise ValueError(f"{name} shape {arr.shape} != p_loc shape {shape}")
+    if len(shape) < 1 or shape[0] < 1:
+        raise ValueError(f"a batch needs a leading axis of M >= 1 tensors, got shape {shape}")
+    size = math.prod(shape[1:])
+    if size == 0:
+        raise ValueError(f"cannot code an empty tensor (batch shape {shape})")
+    if shape[0] * size > MAX_DIMS:
+        raise ValueError(f"a batch of shape {shape} has more than {MAX_DIMS} dimensions; split it")
+    try:
+        return _check_pair(*arrays.values())
+    except ValueError:
+        for m in range(shape[0]):
+            try:
+                _check_pair(*(a[m] for a in arrays.values()))
+            except ValueError as e:
+                raise ValueError(f"item {m}: {e}") from None
+        raise
+
+
+@dataclasses.dataclass(frozen=True)
+class _Blocks:
+    """One tensor's blocks as the search sees them.
+
+    ``order``/``dims`` list each block's within-block positions and their
+    tensor dimensions by ascending KL (positions past the block's end first),
+    ``keep`` the scored ones (a suffix), all [nb, width]."""
+
+    lay: layout_lib.Layout
+    kl: float
+    block_kl: np.ndarray  # float64 [nb]
+    steps: np.ndarray  # int64 [nb]
+    scored_dims: np.ndarray  # int64 [nb]
+    order: np.ndarray  # int64 [nb, width]
+    dims: np.ndarray  # int64 [nb, width]
+    keep: np.ndarray  # bool [nb, width]
+    offset: int  # the first row of the batch's block axis
+
+
+def _plan(kl: np.ndarray, settings: RecSettings, stream: int, layouts: dict, offset: int, where: str) -> _Blocks:
+    """Blocks, steps and scored dims of one tensor from its KL float64 [D]
+    (``layouts``: Layouts of this size by block count, filled as needed)."""
+    size = kl.shape[0]
+    total_kl = float(kl.sum())
+    if not math.isfinite(total_kl) or total_kl / settings.omega > MAX_TOTAL_STEPS:
+        raise ValueError(
+            f"{where}KL(q||p) = {total_kl:.4g} nats needs more than {MAX_TOTAL_STEPS} steps of "
+            f"omega = {settings.omega} nats; the posterior is too far from the prior"
+        )
+    num_blocks = layout_lib.num_blocks(total_kl, size, settings.block_kl, settings.min_block_kl)
+    if num_blocks not in layouts:
+        layouts[num_blocks] = layout(size, num_blocks, settings.seed, stream)
+    lay = layouts[num_blocks]
+
+    # Per-block KL and steps.
+    kl_perm = kl[lay.perm]
+    block_kl = np.bincount(lay.block, weights=kl_perm, minlength=num_blocks)
+    steps = np.maximum(np.ceil(block_kl / settings.omega), 1).astype(np.int64)
+    if steps.max() > MAX_STEPS_PER_BLOCK:
+        raise ValueError(
+            f"{where}a block needs {int(steps.max())} steps (> {MAX_STEPS_PER_BLOCK}): "
+            f"KL is concentrated on too few dimensions for omega = {settings.omega}"
+        )
+
+    # Dimensions scored by the search: drop the smallest-KL ones of each block
+    # while their summed KL stays <= prune_fraction * KL_b.
+    width = lay.width
+    mat = np.full((num_blocks, width), -1.0)
+    mat[lay.block, lay.pos] = kl_perm
+    order = np.argsort(mat, axis=1, kind="stable")  # padding (-1) first
+    srt = np.take_along_axis(mat, order, axis=1)
+    budget = settings.prune_fraction * block_kl
+    keep = (np.cumsum(np.maximum(srt, 0.0), axis=1) > budget[:, None]) & (srt >= 0)
+    dim = np.zeros((num_blocks, width), np.int64)
+    dim[lay.block, lay.pos] = lay.perm
+    return _Blocks(lay, total_kl, block_kl, steps, keep.sum(axis=1).astype(np.int64), order,
+                   np.take_along_axis(dim, order, axis=1), keep, offset)
+
+
+def _search_rows(b: _Blocks, delta: np.ndarray, log_r: np.ndarray, r2: np.ndarray, scored: int):
+    """One tensor's search inputs [nb, scored]: delta, r2, r2m1 float32 and
+    positions uint32 of its ``scored`` largest-KL dims per block (unscored
+    ones, and columns past a narrow block's width on the left, are q = p:
+    they add exactly 0 to every score)."""
+    take = min(scored, b.lay.width)
+    cols, keep, dims = b.order[:, -take:], b.keep[:, -take:], b.dims[:, -take:]
+    rows = (
+        np.where(keep, delta[dims], 0.0),
+        np.where(keep, np.maximum(r2[dims], _MIN_R2), 1.0),
+        np.where(keep, np.expm1(2.0 * log_r[dims]), 0.0),
+    )
+    rows = [a.astype(np.float32) for a in rows] + [np.where(keep, cols, 0).astype(np.uint32)]
+    if take < scored:
+        pad = ((0, 0), (scored - take, 0))
+        rows = [np.pad(a, pad, constant_values=fill) for a, fill in zip(rows, (0, 1, 0, 0))]
+    return rows
+
+
+def _search(q_loc, q_scale, p_loc, p_scale, settings: RecSettings, stream: int, *, where: Callable[[int], str]):
+    """The beam search of M validated tensors (float64 [M, D] each, the prior
+    quantized), all blocks in one ``kernels.search`` call. ``where(m)``
+    prefixes error messages about item m.
+
+    Returns (blocks, infos) per item and the search's paths int32 [B, nb', L]
+    and scores float32 [B, nb'] (nb' >= the items' blocks in all, padded)."""
+    delta, log_r, kl = _standardize(q_loc, q_scale, p_loc, p_scale)
+    layouts: dict[int, layout_lib.Layout] = {}
+    blocks = []
+    for m in range(kl.shape[0]):
+        offset = blocks[-1].offset + blocks[-1].lay.num_blocks if blocks else 0
+        blocks.append(_plan(kl[m], settings, stream, layouts, offset, where(m)))
+    nb = blocks[-1].offset + blocks[-1].lay.num_blocks
+    padded = bucket(nb)  # the block count of one tensor is a power of two: no padding
+    if padded * max(b.lay.stride for b in blocks) > MAX_DIMS:
+        raise ValueError(f"{kl.shape[0]} tensors of {kl.shape[1]} dimensions are too many for one batch; split it")
+    scored = min(bucket(max(int(b.scored_dims.max()) for b in blocks)), max(b.lay.width for b in blocks))
+    r2 = np.exp(2.0 * log_r)
+    rows = [_search_rows(b, delta[m], log_r[m], r2[m], scored) for m, b in enumerate(blocks)]
+    fills = (0, 1, 0, 0)
+    rows = [_pad_rows(np.concatenate(col), padded, fill) for col, fill in zip(zip(*rows), fills)]
+    steps = _pad_rows(np.concatenate([b.steps for b in blocks]), padded, 0)
+    ids = _pad_rows(np.concatenate([np.arange(b.lay.num_blocks) for b in blocks]), padded, 0)
+
+    length = buffer_steps(steps)
+    mant, shift, rho, omr = _schedule(settings, steps, length)
+    # A batch sorts its blocks by steps, longest first, and runs the search in
+    # phases of halving row counts, so that short blocks stop early (about 20%
+    # less time). One tensor keeps its block order and one phase.
+    batch = len(blocks) > 1
+    order = np.argsort(-steps, kind="stable") if batch else slice(None)
+    phases = tuple(padded >> p for p in range(padded.bit_length()) if p == 0 or padded >> p >= _MIN_PHASE_ROWS)
+    paths, scores = kernels.search(
+        _layer_key(settings, stream),
+        ids[order].astype(np.int32),
+        *(a[order] for a in rows),
+        mant[order],
+        shift[order],
+        rho[order],
+        omr[order],
+        steps[order].astype(np.int32),
+        _normal_table(),
+        beams=settings.beams,
+        num=settings.num_candidates,
+        phases=phases if batch else None,
+    )
+    paths, scores = np.asarray(paths), np.asarray(scores)
+    if batch:
+        unsorted = np.empty_like(order)
+        unsorted[order] = np.arange(padded)
+        paths, scores = paths[:, unsorted], scores[:, unsorted]
+    infos = []
+    for b in blocks:
+        normals = int(np.sum(b.steps * b.scored_dims)) * settings.num_candidates
+        infos.append(EncodeInfo(kl=b.kl, block_kl=b.block_kl, scored_dims=b.scored_dims, normals=normals,
+                                candidate_dims=normals * settings.beams, padded_shape=(padded, length, scored)))
+    return blocks, infos, paths, scores
+
+
+def _pad_rows(a: np.ndarray, rows: int, fill) -> np.ndarray:
+    """``a`` [n, ...] padded with ``fill`` to [rows, ...] (itself if n == rows)."""
+    if a.shape[0] == rows:
+        return a
+    return np.concatenate([a, np.full((rows - a.shape[0],) + a.shape[1:], fill, a.dtype)])
+
+
+def _code(b: _Blocks, paths: np.ndarray, scores: np.ndarray, choice: int, settings: RecSettings) -> RecCode:
+    """The code of one tensor's blocks from the search's paths [B, nb', L] and
+    scores [B, nb']: choice j takes every block's j-th best beam (the best
+    where fewer than j + 1 lived)."""
+    rows = np.arange(b.offset, b.offset + b.lay.num_blocks)
+    beam = np.where(np.isfinite(scores[choice, rows]), choice, 0)
+    live = np.arange(paths.shape[2])[None, :] < b.steps[:, None]
+    indices = paths[beam, rows][live].astype(np.int64)
+    return RecCode(steps=b.steps, indices=indices, num_candidates=settings.num_candidates)
+
+
+def _reconstruct(entries: list[tuple], settings: RecSettings, stream: int) -> np.ndarray:
+    """float32 [E, D]: the samples of E codes of tensors of D dims in one
+    ``kernels.reconstruct`` call, entry e = (steps int64 [nb_e], indices int64
+    [sum steps], its Layout, its prior (loc, mant, shift) int32 [D]). All
+    blocks share one buffer [nb', W] (W the widest block's stride); every
+    value is an integer, so the result does not depend on what is batched."""
+    steps = np.concatenate([e[0] for e in entries])
+    rows = bucket(steps.shape[0])
+    steps = _pad_rows(steps, rows, 0)
+    ids = _pad_rows(np.concatenate([np.arange(e[2].num_blocks) for e in entries]), rows, 0)
+    length = buffer_steps(steps)
+    idx = np.zeros((rows, length), np.int32)
+    idx[np.arange(length)[None, :] < steps[:, None]] = np.concatenate([e[1] for e in entries])
     mant, shift, _, _ = _schedule(settings, steps, length)
-    loc_int, p_mant, p_shift = _prior_ints(p_loc.ravel(), p_scale.ravel())
+    width = max(e[2].stride for e in entries)
+    gathers, offset = [], 0
+    for _, _, lay, _ in entries:
+        if offset == 0 and width == lay.stride:
+            gathers.append(lay.gather)
+        else:
+            g = np.empty(lay.perm.shape[0], np.int64)
+            g[lay.perm] = (offset + lay.block) * width + lay.pos
+            gathers.append(g.astype(np.int32))
+        offset += lay.num_blocks
     # Pad D (and the block width) to a bucket so that tensors of similar
     # sizes share one compiled decoder; padded entries are sliced off.
-    size, padded = p_loc.size, bucket(p_loc.size)
-    pad = lambda a, fill: np.concatenate([a, np.full(padded - size, fill, a.dtype)])  # noqa: E731
+    size = sum(g.shape[0] for g in gathers)
+    padded = bucket(size)
+    pad = lambda parts, fill: _pad_rows(np.concatenate(parts), padded, fill)  # noqa: E731
     z = kernels.reconstruct(
         _layer_key(settings, stream),
+        ids.astype(np.int32),
         idx,
         mant,
         shift,
         steps.astype(np.int32),
-        pad(lay.gather, 0),
-        pad(loc_int, 0),
-        pad(p_mant, 1 << 14),
-        pad(p_shift, 14),
+        pad(gathers, 0),
+        pad([e[3][0] for e in entries], 0),
+        pad([e[3][1] for e in entries], 1 << 14),
+        pad([e[3][2] for e in entries], 14),
         _normal_table(),
-        width=lay.stride,
+        width=width,
     )
-    z = np.asarray(z)[:size].reshape(p_loc.shape)
+    z = np.asarray(z)[:size].reshape(len(entries), -1)
     return (z.astype(np.float64) * 2.0 ** -ACT_BITS).astype(np.float32)
 
 

@@ -83,9 +83,10 @@ def _beam_step(x, score, path, delta, r2, r2m1, positions, mant, shift, rho_k, o
     )
 
 
-@functools.partial(jax.jit, static_argnames=("beams", "num"))
+@functools.partial(jax.jit, static_argnames=("beams", "num", "phases"))
 def search(
     key: jax.Array,  # [2] uint32 layer key
+    block_ids: jax.Array,  # [nb] int32, each block's index within its tensor (step keys)
     delta: jax.Array,  # [nb, A] float32
     r2: jax.Array,  # [nb, A] float32
     r2m1: jax.Array,  # [nb, A] float32
@@ -99,53 +100,86 @@ def search(
     *,
     beams: int,
     num: int,
-) -> jax.Array:
-    """Encoder: int32 [nb, L] chosen candidate index of every block and step
-    (entries at k >= steps[b] are 0 and not transmitted). All blocks advance
-    together, one step per iteration, until the longest block is done."""
+    phases: tuple[int, ...] | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Encoder: (paths int32 [B, nb, L], scores float32 [B, nb]): the index
+    path of every block's final beams, best score first (entries at
+    k >= steps[b] are 0 and not transmitted; a beam that never lived, when a
+    block has fewer than B distinct paths, scores -inf). All blocks advance
+    together, one step per iteration, until the longest block is done.
+
+    The blocks may come from several tensors coded under one layer key (a
+    batch): block j draws the candidates of block ``block_ids[j]`` of its
+    tensor. Padding blocks have steps 0 and are never live.
+
+    ``phases`` (static; default ``(nb,)``): decreasing row counts, the
+    first nb. In phase p only rows [0, phases[p]) advance, and the phase ends
+    once every row from phases[p + 1] on is done; with the blocks sorted by
+    steps, longest first, a batch thus skips most iterations of its short
+    blocks. (The scores of a row may round differently under other phases.)"""
     nb, length = mant.shape
     num_dims = delta.shape[1]
-    keys = rng.step_keys(key, nb, length)  # [nb, L, 2]
+    phases = (nb,) if phases is None else tuple(phases)
+    if phases[0] != nb or phases[-1] < 1 or any(b >= a for a, b in zip(phases, phases[1:])):
+        raise ValueError(f"phases {phases} must be decreasing row counts >= 1 from nb = {nb}")
+    keys = rng.block_step_keys(key, block_ids, length)  # [nb, L, 2]
     step = jax.vmap(functools.partial(_beam_step, table=table, beams=beams, num=num))
 
-    def body(carry):
-        k, x, score, path, parents, cands = carry
-        at = lambda a: lax.dynamic_index_in_dim(a, k, axis=1, keepdims=False)  # noqa: E731
-        x, score, path, parent, cand = step(
-            x, score, path, delta, r2, r2m1, positions, at(mant), at(shift), at(rho), at(omr), at(keys), k < steps
-        )
-        parents = lax.dynamic_update_index_in_dim(parents, parent, k, axis=0)
-        cands = lax.dynamic_update_index_in_dim(cands, cand, k, axis=0)
-        return k + 1, x, score, path, parents, cands
+    def advance(rows, end, carry):  # rows [0, rows) until step `end`
+        fixed = [a[:rows] for a in (delta, r2, r2m1, positions)]
+        per_step = [a[:rows] for a in (mant, shift, rho, omr, keys)]
+        live = steps[:rows]
 
-    init = (
+        def body(c):
+            k, x, score, path, parents, cands = c
+            at = lambda a: lax.dynamic_index_in_dim(a, k, axis=1, keepdims=False)  # noqa: E731
+            x, score, path, parent, cand = step(x, score, path, *fixed, *(at(a) for a in per_step), k < live)
+            if rows == nb:
+                parents = lax.dynamic_update_index_in_dim(parents, parent, k, axis=0)
+                cands = lax.dynamic_update_index_in_dim(cands, cand, k, axis=0)
+            else:  # rows past the prefix are done: their identity entries stay
+                parents = lax.dynamic_update_slice(parents, parent[None], (k, 0, 0))
+                cands = lax.dynamic_update_slice(cands, cand[None], (k, 0, 0))
+            return k + 1, x, score, path, parents, cands
+
+        return lax.while_loop(lambda c: c[0] < end, body, carry)
+
+    score = jnp.full((nb, beams), -jnp.inf, jnp.float32).at[:, 0].set(0.0)
+    carry = (
         jnp.int32(0),
         jnp.zeros((nb, beams, num_dims), jnp.int32),
-        jnp.full((nb, beams), -jnp.inf, jnp.float32).at[:, 0].set(0.0),
+        score,
         jnp.zeros((nb, beams), jnp.uint32),
         jnp.broadcast_to(jnp.arange(beams, dtype=jnp.int32), (length, nb, beams)),
         jnp.zeros((length, nb, beams), jnp.int32),
     )
-    _, _, score, _, parents, cands = lax.while_loop(lambda c: c[0] < jnp.max(steps), body, init)
+    for p, rows in enumerate(phases):
+        after = phases[p + 1] if p + 1 < len(phases) else 0
+        end = jnp.max(steps[after:] if after else steps[:rows])
+        k, x, last, path, parents, cands = advance(rows, end, carry)
+        score = last if rows == nb else score.at[:rows].set(last)
+        keep = after or rows
+        carry = (k, x[:keep], last[:keep], path[:keep], parents, cands)
 
-    # Backtrack from each block's best final beam; padded steps are identity.
+    # Backtrack from every final beam, best first; padded steps are identity.
     def back(beam, pc):
         parent, cand = pc  # [nb, B] each
-        return jnp.take_along_axis(parent, beam[:, None], 1)[:, 0], jnp.take_along_axis(cand, beam[:, None], 1)[:, 0]
+        return jnp.take_along_axis(parent, beam, 1), jnp.take_along_axis(cand, beam, 1)
 
-    best = jnp.argmax(score, axis=1).astype(jnp.int32)  # [nb]
-    _, path = lax.scan(back, best, (parents, cands), reverse=True)  # [L, nb]
-    return path.T
+    order = jnp.argsort(-score, axis=1, stable=True).astype(jnp.int32)  # [nb, B]
+    _, paths = lax.scan(back, order, (parents, cands), reverse=True)  # [L, nb, B]
+    return jnp.transpose(paths, (2, 1, 0)), jnp.take_along_axis(score, order, 1).T
 
 
 @functools.partial(jax.jit, static_argnames=("width",))
 def reconstruct(
     key: jax.Array,  # [2] uint32 layer key
+    block_ids: jax.Array,  # [nb] int32, each block's index within its tensor (step keys)
     indices: jax.Array,  # [nb, L] int32
     mant: jax.Array,  # [nb, L] int32, candidate scale mantissa
     shift: jax.Array,  # [nb, L] int32, candidate scale shift
     steps: jax.Array,  # [nb] int32
-    gather: jax.Array,  # [D] int32, flat index into [nb, W] of each dimension
+    gather: jax.Array,  # [D] int32, flat index into [nb, W] of each output dimension
     p_loc: jax.Array,  # [D] int32, units 2^-ACT_BITS
     p_mant: jax.Array,  # [D] int32, prior scale mantissa
     p_shift: jax.Array,  # [D] int32, prior scale shift
@@ -158,9 +192,10 @@ def reconstruct(
     x = sum_k sign_k * mul_shift(candidate_k, s_k) (int32, units 2^-16,
     saturated to +-REC_LIMIT after every step), regenerating only the chosen
     candidate of each step (and the signs of the path that chose it).
-    Work O(max_b K_b * nb * W) = O(steps * D)."""
+    Work O(max_b K_b * nb * W) = O(steps * D). As in ``search``, the blocks
+    may be those of several tensors (``block_ids``; D then covers them all)."""
     nb, length = mant.shape
-    keys = rng.step_keys(key, nb, length)  # [nb, L, 2]
+    keys = rng.block_step_keys(key, block_ids, length)  # [nb, L, 2]
     positions = jnp.arange(width, dtype=jnp.uint32)
 
     def one(acc, path, key, idx, m, s, live):  # one block: [W], scalar path

@@ -23,18 +23,39 @@ def bucket(n: int) -> int:
     return -(-n // (1 << e)) << e
 
 
-def buffer_steps(steps: np.ndarray, block_kl: float, omega: float) -> int:
+def buffer_steps(steps: np.ndarray) -> int:
     """Padded step length L >= max K_b. The loops stop at max K_b, so L only
-    sizes buffers: it covers twice the target block KL so that it (and the
-    compiled shape) rarely changes between images."""
-    return bucket(max(int(steps.max()), math.ceil(2.0 * block_kl / omega)))
+    sizes buffers: it covers twice the blocks' mean step count (live blocks,
+    K_b > 0) so that it (and the compiled shape) rarely changes between
+    images of one size."""
+    live = steps[steps > 0]
+    mean = float(live.mean()) if live.size else 1.0
+    return bucket(max(int(steps.max()), math.ceil(2.0 * mean)))
 
 
-def num_blocks(total_kl: float, size: int, block_kl: float) -> int:
+LARGE_TENSOR_BLOCKS = 16.0  # blocks start to shrink past this many block_kl of KL
+
+
+def target_block_kl(total_kl: float, block_kl: float, min_block_kl: float) -> float:
+    """The encoder's target KL per block for a tensor of ``total_kl`` nats:
+    ``block_kl`` up to 16 block_kl of KL, then block_kl sqrt(16 block_kl / KL)
+    down to ``min(min_block_kl, block_kl)``. Larger blocks waste less to the
+    per-block step counts and rounding; smaller ones cost less search work
+    per nat: the search work (steps ~ KL, times the dims of a block) of a
+    large tensor grows as sqrt(KL) rather than as KL until the floor."""
+    floor = min(min_block_kl, block_kl)
+    if total_kl <= LARGE_TENSOR_BLOCKS * block_kl:
+        return block_kl
+    return max(floor, block_kl * math.sqrt(LARGE_TENSOR_BLOCKS * block_kl / total_kl))
+
+
+def num_blocks(total_kl: float, size: int, block_kl: float, min_block_kl: float | None = None) -> int:
     """The encoder's block count: the power of two nearest (in log) to
-    KL / block_kl, so each block holds 0.71 to 1.41 block_kl nats and a layer
-    shape only ever compiles for a few block counts; at most size."""
-    ratio = max(total_kl / block_kl, 1.0)
+    KL / target (``target_block_kl``), so each block holds 0.71 to 1.41 of the
+    target and a layer shape only ever compiles for a few block counts; at
+    most size."""
+    target = target_block_kl(total_kl, block_kl, block_kl if min_block_kl is None else min_block_kl)
+    ratio = max(total_kl / target, 1.0)
     nb = 1 << int(round(math.log2(ratio)))
     return min(nb, 1 << (size.bit_length() - 1))
 

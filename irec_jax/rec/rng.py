@@ -20,6 +20,8 @@ Nothing here depends on JAX's PRNG configuration (default implementation,
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,7 +63,15 @@ def layer_key(seed: jax.Array, stream: jax.Array) -> jax.Array:
 
 def step_keys(key: jax.Array, num_blocks: int, num_steps: int) -> jax.Array:
     """uint32 [num_blocks, num_steps, 2]: the key of every (block, step)."""
-    b = jnp.arange(num_blocks, dtype=jnp.uint32)[:, None]
+    return block_step_keys(key, jnp.arange(num_blocks, dtype=jnp.uint32), num_steps)
+
+
+def block_step_keys(key: jax.Array, block_ids: jax.Array, num_steps: int) -> jax.Array:
+    """uint32 [nb, num_steps, 2]: the step keys of the blocks ``block_ids``
+    (int [nb], each block's index within its own tensor), so that blocks of
+    several tensors coded under one layer key can share one array: row j is
+    row ``block_ids[j]`` of ``step_keys(key, ...)``."""
+    b = jnp.asarray(block_ids).astype(jnp.uint32)[:, None]
     k = jnp.arange(num_steps, dtype=jnp.uint32)[None, :]
     y0, y1 = _hash(key[0], key[1], b, k)
     return jnp.stack([y0, y1], axis=-1)
@@ -90,7 +100,9 @@ def all_candidates(key: jax.Array, num: int, positions: jax.Array, table: jax.Ar
     y0, y1 = _hash(key[0], key[1], p, positions[None, :])
     # Look up each word's candidates first, then interleave (2p, 2p + 1): the
     # same values, but XLA:CPU gathers from the interleaved words about 8x
-    # slower (the search kernel took 1.7x the time).
+    # slower (the search kernel took 1.7x the time). Taking four candidates
+    # from the 16-bit halves of the two words halves the hashing but made
+    # the lookups 6x slower on CPU (measured 2026-11-30).
     n = jnp.stack([_to_normal(y0, table), _to_normal(y1, table)], axis=1)
     return n.reshape(2 * pairs, positions.shape[0])[:num]
 
@@ -133,13 +145,17 @@ def signs(beam_key: jax.Array, positions: jax.Array) -> jax.Array:
     return 1 - 2 * lax.shift_right_logical(x, jnp.uint32(31)).astype(jnp.int32)
 
 
+@functools.lru_cache(maxsize=8)
 def permutation(seed: int, stream: int, size: int) -> np.ndarray:
     """int64 [size]: a seeded shuffle of range(size), pure integer arithmetic
-    (splitmix64 keys, stable argsort), identical on every platform."""
+    (splitmix64 keys, stable argsort), identical on every platform. Cached
+    (the encoder and decoder of a tensor both need it); read-only."""
     with np.errstate(over="ignore"):
         base = _splitmix64(np.array([(seed << 32) | (stream & 0xFFFFFFFF)], dtype=np.uint64))
         keys = _splitmix64(np.arange(size, dtype=np.uint64) + base)
-    return np.argsort(keys, kind="stable").astype(np.int64)
+    perm = np.argsort(keys, kind="stable").astype(np.int64)
+    perm.flags.writeable = False
+    return perm
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
