@@ -121,11 +121,16 @@ def toy_compress(pixels: np.ndarray, base: E.Likelihood, layers: list[E.LayerInd
                  model: E.ModelRef, s: E.CoderSettings,
                  index_model: E.IndexModel = E.UniformIndexModel(),
                  known: tuple[E.ModelRef, ...] = MODELS) -> bytes:
+    """One tile, one stream: the layer count (a model would know it), every
+    layer's step counts and indices, then the pixels."""
     h, w, c = pixels.shape
     header = E.Header(model, s, h, w, c)
-    sections = (E.encode_indices(layers, num_candidates(s), index_model),
-                E.encode_residual(pixels, _toy_likelihood(base, header, layers)))
-    return E.pack(E.Container(header, sections, E.pixel_crc(pixels)), known)
+    queue = E.new_queue()
+    E.push_count(queue, len(layers))
+    for i, layer in enumerate(layers):
+        E.push_layer(queue, layer, num_candidates(s), index_model, index=i)
+    E.push_pixels(queue, pixels, _toy_likelihood(base, header, layers))
+    return E.pack(E.Container(header, (E.finish_queue(queue),), E.pixel_crc(pixels)), known)
 
 
 def toy_decompress(data: bytes, base: E.Likelihood,
@@ -135,11 +140,15 @@ def toy_decompress(data: bytes, base: E.Likelihood,
     if header.shape != np.shape(base.loc)[:3]:
         raise FormatError(f"file is for a {header.shape} image, the model gives "
                           f"{np.shape(base.loc)[:3]}")
-    if len(container.sections) != 2:
-        raise FormatError(f"expected 2 sections, got {len(container.sections)}")
-    layers = E.decode_indices(container.sections[0], num_candidates(header.settings),
-                              index_model)
-    pixels = E.decode_residual(container.sections[1], _toy_likelihood(base, header, layers))
+    (stream,) = container.sections
+    n = num_candidates(header.settings)
+    queue = E.open_queue(stream, "tile 0")
+    bound = E.max_indices(len(stream), n, index_model)
+    count = E.pop_count(queue, "tile 0")
+    if count > 8 * len(stream) + 64:
+        raise FormatError(f"tile 0: {count} layers declared")
+    layers = [E.pop_layer(queue, n, index_model, max_indices=bound, what="tile 0") for _ in range(count)]
+    pixels = E.pop_pixels(queue, _toy_likelihood(base, header, layers), "tile 0")
     return E.check_pixels(container, pixels)
 
 
@@ -204,19 +213,28 @@ def test_indices_roundtrip_alphabet_sizes(n):
 
 
 def test_container_roundtrip_and_header_size():
-    sections = (b"\x01" * 700, b"\x02" * 800)
-    for model, s, shape, secs in [
-            (TOY_MODEL, E.CoderSettings(), (32, 32, 3), sections),
-            (OTHER_MODEL, OTHER_MODEL.defaults, (768, 512, 3), sections[:1]),
-            (TOY_MODEL, E.CoderSettings(2.5, 0.1234567, 4096, 2**32 - 1), (5, 9, 2), sections),
-            (E.ModelRef("unlisted", b"\0\1\2\3"), E.CoderSettings(seed=3), (1, 1, 1),
-             sections + (b"", b"x"))]:
-        c = E.Container(E.Header(model, s, *shape), secs, 0xDEADBEEF)
+    streams = (b"\x01" * 700, b"\x02" * 800, b"", b"x")
+    for model, s, shape, tile, secs in [
+            (TOY_MODEL, E.CoderSettings(), (32, 32, 3), E.DEFAULT_TILE, streams[:1]),
+            (OTHER_MODEL, OTHER_MODEL.defaults, (768, 512, 3), E.DEFAULT_TILE, streams[1:2]),
+            (TOY_MODEL, E.CoderSettings(2.5, 0.1234567, 4096, 2**32 - 1), (5, 9, 2), 6, streams[:2]),
+            (E.ModelRef("unlisted", b"\0\1\2\3"), E.CoderSettings(seed=3), (3, 3, 1), 2, streams)]:
+        c = E.Container(E.Header(model, s, *shape, tile), secs, 0xDEADBEEF)
         known = MODELS if model in MODELS else MODELS + (model,)
         data = check_roundtrip(lambda v: E.pack(v, known), lambda b: E.unpack(b, known),
                                c, lambda a, b: a == b)
         if model is TOY_MODEL and shape == (32, 32, 3):
-            assert len(data) - sum(map(len, secs)) == 12  # header + framing + CRC
+            assert len(data) - sum(map(len, secs)) == 10  # magic 2, version, flags, model, height, CRC 4
+
+
+def test_tile_grid_and_bad_tiles():
+    assert E.tile_grid(5, 7, 4) == [(0, 0, 4, 4), (0, 4, 4, 3), (4, 0, 1, 4), (4, 4, 1, 3)]
+    assert E.tile_grid(3, 3, 1024) == [(0, 0, 3, 3)]
+    for bad in (0, 1, 3, -2, E.MAX_SIDE + 2 if hasattr(E, "MAX_SIDE") else (1 << 20) + 2, 2.0, True):
+        with pytest.raises(ValueError, match="tile side"):
+            E.check_tile(bad)
+    with pytest.raises(ValueError, match="needs 4 streams"):
+        E.pack(E.Container(E.Header(TOY_MODEL, E.CoderSettings(), 4, 4, 3, 2), (b"",), 0), MODELS)
 
 
 def test_varint_roundtrip():
@@ -399,7 +417,7 @@ def real_file(crop32):
     (lambda d: d[:2] + b"\x07" + d[3:], "unsupported .irec format version 7"),
     (lambda d: d[:3] + bytes([d[3] | 0x80]) + d[4:], "unsupported header flags"),
     (lambda d: d[:4] + b"\x05" + d[5:], "unknown model id 5"),
-    (lambda d: d[:6] + b"\xff\xff\x03" + d[8:], "truncated file: section 0 declares"),
+    (lambda d: d[:3] + bytes([d[3] | 0x20]) + d[4:6] + b"\x02" + d[6:], "truncated file: (tile|256 tiles)"),
     (lambda d: d[:5], "too short"),
     (lambda d: d[:-4] + bytes([d[-4] ^ 1]) + d[-3:], "CRC mismatch"),
     (lambda d: d[:-200] + d[-4:], "CRC mismatch|corrupt"),
@@ -487,19 +505,21 @@ def test_random_bytes_never_crash_section_decoders(raw, model_name, n):
 
 
 def test_index_section_rejects_oversized_declarations():
-    out = bytearray()
-    _bytes.put_uvarint(out, 1 << 2)  # one layer, uniform model
-    _bytes.put_uvarint(out, 1 << 30)  # a billion blocks...
-    _bytes.put_uvarint(out, 0)
-    _bytes.put_uvarint(out, 0)
-    with pytest.raises(FormatError, match="exceed what 0 payload bytes can hold"):
-        E.decode_indices(bytes(out), 36)
+    queue = E.new_queue()
+    E.push_count(queue, 1 << 30)  # a billion blocks...
+    data = b"\x04" + E.finish_queue(queue)  # one layer, uniform model
+    with pytest.raises(FormatError, match="1073741824 blocks declared"):
+        E.decode_indices(data, 36)
+    queue = E.new_queue()
+    E.push_count(queue, 3)
+    E.push_count(queue, 1 << 39)  # ...or steps
+    E.push_count(queue, 0)
+    with pytest.raises(FormatError, match="exceed what the payload can hold"):
+        E.decode_indices(b"\x04" + E.finish_queue(queue), 36)
     with pytest.raises(FormatError, match="adaptive index model, the reader uses the uniform"):
         E.decode_indices(E.encode_indices([], 36, E.AdaptiveIndexModel()), 36)
-    with pytest.raises(FormatError, match="truncated"):
-        E.decode_indices(b"\x04\x05", 36)
-    with pytest.raises(FormatError, match="3 layers declared, only 1 bytes follow"):
-        E.decode_indices(b"\x0c\x05", 36)
+    with pytest.raises(FormatError, match="layers declared, only 0 bytes follow"):
+        E.decode_indices(b"\xfc\xff\xff\x0f", 36)
 
 
 # ------------------------------------------------------------------- golden

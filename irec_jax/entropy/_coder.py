@@ -27,7 +27,7 @@ def guarded(what: str, fn: Callable[[], T]) -> T:
     except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
         raise
     except BaseException as err:  # includes pyo3_runtime.PanicException
-        raise FormatError(f"{what}: corrupt coded data ({type(err).__name__}: {err})") from err
+        raise FormatError(f"{what}: corrupt or truncated coded data ({type(err).__name__}: {err})") from err
 
 
 def new_encoder():

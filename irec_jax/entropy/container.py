@@ -1,19 +1,24 @@
-"""The .irec container: header, length-prefixed sections, CRC of the image.
+"""The .irec container: header, the tiles' coded streams, CRC of the image.
 
 Layout (all integers unsigned LEB128 varints unless sized; docs/format.md
 has the full specification):
 
   2 bytes  magic b"\\xecR"
-  1 byte   format version (2)
+  1 byte   format version (3)
   1 byte   flags: bit 0 explicit settings, bit 1 explicit model,
            bit 2 width != height, bits 3-4 channel code (0: 3, 1: 1, 2: 4,
-           3: explicit varint), bits 5-6 section count - 1, bit 7 reserved (0)
+           3: explicit varint), bit 5 explicit tile side, bits 6-7 reserved (0)
   model    varint index into the reader's model list, or (flag) varint name
            length, UTF-8 name, 4-byte parameter hash
   settings (flag) 1 byte field mask, then each differing field
-  varint height, [varint width], [varint channels]
-  varint length of every section but the last; the sections
+  varint height, [varint width], [varint channels], [varint tile side]
+  varint length of every tile's stream but the last; the streams
   4 bytes  CRC-32 (zlib) of the decoded pixels, uint8 [H, W, C] in C order
+
+The image is cut into tiles of T x T pixels (T = ``DEFAULT_TILE`` unless the
+header says otherwise; edge tiles are smaller) in raster order, and every
+tile is coded on its own (``tile_grid``), so memory stays bounded for any
+image size.
 """
 
 from __future__ import annotations
@@ -32,15 +37,16 @@ from irec_jax.errors import FormatError
 from irec_jax.settings import FILE_FIELDS, CoderSettings, check_storable
 
 MAGIC = b"\xecR"
-VERSION = 2  # 2: integer decoder path (portable); 1: float decoder (no longer read)
+VERSION = 3  # 3: tiles, one coded stream each; 2: two sections; 1: float decoder (neither read)
 MAX_SIDE = 1 << 20
 MAX_SUBPIXELS = 1 << 28
-MAX_SECTIONS = 4
+DEFAULT_TILE = 1024  # tile side T in pixels unless the header stores another (even, >= 2)
 MAX_NAME_BYTES = 255
 HASH_BYTES = 4
 _CHANNEL_CODE = {3: 0, 1: 1, 4: 2}
 _CHANNELS = {v: k for k, v in _CHANNEL_CODE.items()}
-_F_SETTINGS, _F_MODEL, _F_WIDTH = 1, 2, 4
+_F_SETTINGS, _F_MODEL, _F_WIDTH, _F_TILE = 1, 2, 4, 32
+_F_RESERVED = 0xC0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,16 +70,37 @@ class Header:
     height: int
     width: int
     channels: int
+    tile: int = DEFAULT_TILE
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """(H, W, C) of the decoded image."""
         return (self.height, self.width, self.channels)
 
+    def tiles(self) -> list[tuple[int, int, int, int]]:
+        """``tile_grid`` of this image."""
+        return tile_grid(self.height, self.width, self.tile)
+
+
+def check_tile(tile: int) -> int:
+    """``tile`` if it is a valid tile side (an even integer in [2, MAX_SIDE]), else ValueError."""
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or not (
+            2 <= tile <= MAX_SIDE and tile % 2 == 0):
+        raise ValueError(f"tile side must be an even integer in [2, {MAX_SIDE}], got {tile!r}")
+    return int(tile)
+
+
+def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """The tiles of an H x W image, raster order: (top, left, rows, cols) of
+    each T x T square, those on the bottom and right edges cut to the image."""
+    return [(y, x, min(tile, height - y), min(tile, width - x))
+            for y in range(0, height, tile) for x in range(0, width, tile)]
+
 
 @dataclasses.dataclass(frozen=True)
 class Container:
-    """A whole .irec file: header, opaque sections, CRC-32 of the pixels."""
+    """A whole .irec file: header, one opaque coded stream per tile
+    (``header.tiles()`` order), CRC-32 of the pixels."""
 
     header: Header
     sections: tuple[bytes, ...]
@@ -111,7 +138,7 @@ def check_pixels(container: Container, pixels: np.ndarray) -> np.ndarray:
     crc = pixel_crc(pixels)
     if crc != container.pixel_crc:
         raise FormatError(f"CRC mismatch: decoded pixels give {crc:08x}, the file "
-                          f"stores {container.pixel_crc:08x} (corrupt file or wrong model)")
+                          f"stores {container.pixel_crc:08x} (corrupt or truncated file, or wrong model)")
     return pixels
 
 
@@ -138,7 +165,7 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
     """Serializes a container.
 
     Args:
-      container: header, 1..4 sections, pixel CRC.
+      container: header, one stream per tile, pixel CRC.
       models: the models a reader knows, in a fixed order; a model found here
         is written as its 1-byte position, any other by name + hash.
     """
@@ -146,8 +173,10 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
     check_storable(h.settings)
     if not (1 <= h.height <= MAX_SIDE and 1 <= h.width <= MAX_SIDE and 1 <= h.channels <= 255):
         raise ValueError(f"unsupported image shape {h.shape}")
-    if not 1 <= len(container.sections) <= MAX_SECTIONS:
-        raise ValueError(f"need 1..{MAX_SECTIONS} sections, got {len(container.sections)}")
+    check_tile(h.tile)
+    if len(container.sections) != len(h.tiles()):
+        raise ValueError(f"a {h.height}x{h.width} image in {h.tile}-pixel tiles needs {len(h.tiles())} "
+                         f"streams, got {len(container.sections)}")
     if len(h.model.param_hash) != HASH_BYTES:
         raise ValueError(f"param_hash must be {HASH_BYTES} bytes")
     name = h.model.name.encode()
@@ -155,7 +184,7 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
         raise ValueError(f"model name longer than {MAX_NAME_BYTES} bytes")
     known = [m for m in models if (m.name, m.param_hash) == (h.model.name, h.model.param_hash)]
     defaults = known[0].defaults if known else h.model.defaults
-    flags = (_CHANNEL_CODE.get(h.channels, 3) << 3) | ((len(container.sections) - 1) << 5)
+    flags = (_CHANNEL_CODE.get(h.channels, 3) << 3) | (_F_TILE if h.tile != DEFAULT_TILE else 0)
     flags |= _F_WIDTH if h.width != h.height else 0
     flags |= _F_MODEL if not known else 0
     stored, default_fields = h.settings.file_fields(), defaults.file_fields()
@@ -182,6 +211,8 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
         _bytes.put_uvarint(out, h.width)
     if h.channels not in _CHANNEL_CODE:
         _bytes.put_uvarint(out, h.channels)
+    if flags & _F_TILE:
+        _bytes.put_uvarint(out, h.tile)
     for section in container.sections[:-1]:
         _bytes.put_uvarint(out, len(section))
     for section in container.sections:
@@ -205,12 +236,14 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
     if data[:2] != MAGIC:
         raise FormatError(f"not an .irec file (magic {data[:2].hex()}, expected {MAGIC.hex()})")
     if data[2] != VERSION:
-        old = (" (version 1 files were decoded with float arithmetic that is not reproducible "
-               "across machines; re-encode the image)") if data[2] == 1 else ""
+        old = {1: " (version 1 files were decoded with float arithmetic that is not reproducible "
+                  "across machines; re-encode the image)",
+               2: " (version 2 files predate tiles; decode them with the release that wrote "
+                  "them, or re-encode the image)"}.get(data[2], "")
         raise FormatError(f"unsupported .irec format version {data[2]}{old}; this reader "
                           f"supports version {VERSION}")
     flags = data[3]
-    if flags & 0x80:
+    if flags & _F_RESERVED:
         raise FormatError(f"unsupported header flags {flags:#04x}")
     r = _bytes.Reader(data[4:-4], "header")
     if flags & _F_MODEL:
@@ -253,15 +286,21 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
     channels = r.uvarint("channels", 255) if code == 3 else _CHANNELS[code]
     if min(height, width, channels) < 1 or height * width * channels > max_subpixels:
         raise FormatError(f"unsupported image shape ({height}, {width}, {channels})")
-    count = ((flags >> 5) & 3) + 1
-    lengths = []
+    tile = r.uvarint("tile side", MAX_SIDE) if flags & _F_TILE else DEFAULT_TILE
+    if tile < 2 or tile % 2:
+        raise FormatError(f"header: tile side {tile} is not an even number >= 2")
+    count = (-(-height // tile)) * (-(-width // tile))
+    if count - 1 > r.remaining:  # every stream but the last has a length of >= 1 byte
+        raise FormatError(f"truncated file: {count} tiles declared, {r.remaining} bytes remain")
+    lengths, total = [], 0
     for i in range(count - 1):
-        n = r.uvarint(f"section {i} length", 1 << 40)
-        if n + sum(lengths) > r.remaining:
-            raise FormatError(f"truncated file: section {i} declares {n} bytes, "
-                              f"{r.remaining - sum(lengths)} remain")
+        n = r.uvarint(f"tile {i} length", 1 << 40)
+        total += n
+        if total > r.remaining:
+            raise FormatError(f"truncated file: tile {i} declares {n} bytes, "
+                              f"{r.remaining - total + n} remain")
         lengths.append(n)
-    sections = [r.take(n, f"section {i}") for i, n in enumerate(lengths)]
+    sections = [r.take(n, f"tile {i}") for i, n in enumerate(lengths)]
     sections.append(r.rest())
-    header = Header(model, settings, height, width, channels)
+    header = Header(model, settings, height, width, channels, tile)
     return Container(header, tuple(sections), struct.unpack(">I", data[-4:])[0])

@@ -2,15 +2,18 @@
 
 Per latent layer the coder produces `steps` (K_b >= 1 steps for each of the
 layer's blocks) and `indices` (one index in [0, N) per step, block-major).
-The index section stores, for all layers of an image:
+``push_layer`` / ``pop_layer`` put one layer on a range coder shared with
+whatever else the stream holds (the codec: all layers, then the pixels, in
+one stream per tile):
 
-  varint  (num_layers << 2) | index_model_kind      0 uniform, 1 table, 2 adaptive
-  per layer:
-    varint  num_blocks
-    if num_blocks > 0: varint (min K_b) - 1, varint (max K_b) - (min K_b)
-  range-coded payload, to the end of the section:
-    for each layer with max > min: K_b - min, uniform over [0, max - min]
-    all indices of all layers in order, under the index model over [0, N)
+  count(num_blocks); if num_blocks > 0: count(min K_b - 1), count(max - min)
+  if max > min: each K_b - min, uniform over [0, max - min]
+  the layer's indices in order, under the index model over [0, N)
+
+where count(v) is the bit length of v + 1 (uniform over 41 values) and then
+its bits below the leading one (``push_count``). ``encode_indices`` writes
+all layers as a section of their own (a varint of the layer count and index
+model kind, then the stream).
 
 N (`num_candidates`) is not stored: the decoder derives it from the coder
 settings in the container header.
@@ -123,10 +126,9 @@ def _adaptive_table(counts: np.ndarray, model: AdaptiveIndexModel) -> np.ndarray
 
 
 def _code_indices(coder, symbols: np.ndarray | None, total: int, model: IndexModel,
-                  num_candidates: int, decode: bool) -> np.ndarray | None:
+                  num_candidates: int, decode: bool, what: str = "index section") -> np.ndarray | None:
     """Encodes `symbols` int32 [total] (decode=False) or decodes `total`
     symbols (decode=True) with `coder`, under `model`."""
-    what = "index section"
     if isinstance(model, UniformIndexModel):
         m = _coder.uniform(num_candidates)
         if decode:
@@ -153,48 +155,150 @@ def _code_indices(coder, symbols: np.ndarray | None, total: int, model: IndexMod
     return out
 
 
+def push_count(coder, value: int) -> None:
+    """Pushes an integer 0 <= value < 2^40 onto a range coder: the bit length
+    l of value + 1, uniform over [1, 41) (as l - 1 over 40 symbols), then
+    the l - 1 bits below its leading one, uniform, in pieces of at most 24
+    bits, most significant first. About 5.3 + log2(value + 1) bits."""
+    value = int(value)
+    if not 0 <= value < _COUNT_LIMIT:
+        raise ValueError(f"count {value} out of range [0, 2^40)")
+    v = value + 1
+    length = v.bit_length()
+    _coder.push_uniform(coder, np.array([length - 1]), _COUNT_LENGTHS)
+    for bits, piece in _count_pieces(v, length):
+        _coder.push_uniform(coder, np.array([piece]), 1 << bits)
+
+
+def pop_count(coder, what: str) -> int:
+    """Inverse of ``push_count``; FormatError(what...) on corrupt data."""
+    length = int(_coder.pop_uniform(coder, _COUNT_LENGTHS, 1, what)[0]) + 1
+    v = 1
+    for bits, _ in _count_pieces(1 << (length - 1), length):
+        v = (v << bits) | int(_coder.pop_uniform(coder, 1 << bits, 1, what)[0])
+    return v - 1
+
+
+_COUNT_LIMIT = 1 << 40
+_COUNT_LENGTHS = 41
+
+
+def _count_pieces(v: int, length: int) -> list[tuple[int, int]]:
+    """(bits, value) pieces of the length - 1 bits of v below its leading one."""
+    out, rest = [], length - 1
+    while rest > 0:
+        bits = min(24, rest)
+        rest -= bits
+        out.append((bits, (v >> rest) & ((1 << bits) - 1)))
+    return out
+
+
+def _check_layer(layer: LayerIndices, num_candidates: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+    steps = np.asarray(layer.steps)
+    idx = np.asarray(layer.indices)
+    if steps.ndim != 1 or idx.ndim != 1:
+        raise ValueError(f"layer {i}: steps and indices must be 1-D, got {steps.shape} and {idx.shape}")
+    if steps.size and (not np.issubdtype(steps.dtype, np.integer) or steps.min() < 1):
+        raise ValueError(f"layer {i}: step counts must be integers >= 1")
+    if steps.size >= _COUNT_LIMIT or (steps.size and steps.max() >= _COUNT_LIMIT):
+        raise ValueError(f"layer {i}: too many blocks or steps")
+    if idx.size != int(steps.sum()):
+        raise ValueError(f"layer {i}: {idx.size} indices for {int(steps.sum())} steps")
+    if idx.size and (idx.min() < 0 or idx.max() >= num_candidates):
+        raise ValueError(f"layer {i}: indices must lie in [0, {num_candidates})")
+    if steps.size and int(steps.max()) - int(steps.min()) >= MAX_CANDIDATES:
+        raise ValueError(f"layer {i}: step counts span {int(steps.min())}..{int(steps.max())}, wider than 2**24")
+    return steps.astype(np.int64), idx.astype(np.int32)
+
+
+def push_layer(coder, layer: LayerIndices, num_candidates: int,
+               model: IndexModel = UniformIndexModel(), *, index: int = 0) -> None:
+    """Pushes one latent layer's step counts and indices onto a range coder:
+
+      count(num_blocks); if num_blocks > 0: count(min K_b - 1), count(max K_b - min K_b)
+      if max > min: each K_b - min, uniform over [0, max - min]
+      the indices, under the index model over [0, N)
+
+    (``push_count`` codes the counts). ``index`` names the layer in errors.
+    """
+    _check_model(model, num_candidates)
+    steps, idx = _check_layer(layer, num_candidates, index)
+    push_count(coder, steps.size)
+    if steps.size:
+        lo, hi = int(steps.min()), int(steps.max())
+        push_count(coder, lo - 1)
+        push_count(coder, hi - lo)
+        if hi > lo:
+            _coder.push_uniform(coder, steps - lo, hi - lo + 1)
+    if idx.size:
+        _code_indices(coder, idx, idx.size, model, num_candidates, decode=False)
+
+
+def pop_layer(coder, num_candidates: int, model: IndexModel = UniformIndexModel(), *,
+              max_indices: int, what: str = "index data") -> LayerIndices:
+    """Inverse of ``push_layer``. ``max_indices`` bounds the blocks and steps
+    a layer may declare (what the payload can hold): anything larger is a
+    FormatError before it is allocated or decoded."""
+    _check_model(model, num_candidates)
+    blocks = pop_count(coder, what)
+    if blocks > max_indices:
+        raise FormatError(f"{what}: {blocks} blocks declared, the payload holds at most {max_indices} indices "
+                          "(corrupt or truncated data)")
+    if not blocks:
+        return LayerIndices(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    lo = pop_count(coder, what) + 1
+    width = pop_count(coder, what)
+    if lo + width > max_indices or width >= MAX_CANDIDATES:
+        raise FormatError(f"{what}: step counts {lo}..{lo + width} exceed what the payload can hold "
+                          f"({max_indices} indices; corrupt or truncated data)")
+    steps = np.full(blocks, lo, np.int64)
+    if width:
+        steps += _coder.pop_uniform(coder, width + 1, blocks, what)
+    total = int(steps.sum())
+    if total > max_indices:
+        raise FormatError(f"{what}: {total} indices declared, the payload holds at most {max_indices} "
+                          "(corrupt or truncated data)")
+    symbols = np.zeros(0, np.int64)
+    if total:
+        symbols = _code_indices(coder, None, total, model, num_candidates, decode=True, what=what).astype(np.int64)
+    return LayerIndices(steps, symbols)
+
+
+def layer_bits(layer: LayerIndices, num_candidates: int) -> float:
+    """The exact codelength in bits of ``push_layer`` with the uniform index
+    model (what the range coder writes for it, less its share of the flush)."""
+    steps, idx = _check_layer(layer, num_candidates, 0)
+    bits = _count_bits(steps.size)
+    if steps.size:
+        lo, hi = int(steps.min()), int(steps.max())
+        bits += _count_bits(lo - 1) + _count_bits(hi - lo) + steps.size * math.log2(hi - lo + 1)
+    return bits + idx.size * math.log2(num_candidates)
+
+
+def _count_bits(value: int) -> float:
+    return math.log2(_COUNT_LENGTHS) + (value + 1).bit_length() - 1
+
+
+def max_indices(payload_bytes: int, num_candidates: int, model: IndexModel = UniformIndexModel()) -> int:
+    """The most indices (or blocks) a payload of this many bytes can hold
+    under ``model``: a bound for ``pop_layer``."""
+    bits = 8 * payload_bytes + _SLACK_BITS
+    return int(bits / _min_bits_per_index(model, num_candidates))
+
+
 def encode_indices(layers: Sequence[LayerIndices], num_candidates: int,
                    model: IndexModel = UniformIndexModel()) -> bytes:
-    """Codes the step counts and indices of all latent layers of one image.
-
-    Args:
-      layers: one `LayerIndices` per latent layer, in coding order.
-      num_candidates: N, the number of candidates per step (2..2**24).
-      model: the index distribution (default: uniform over N).
-
-    Returns:
-      The index section (layout in the module docstring).
-    """
+    """Codes the step counts and indices of all latent layers of one image as
+    a section of its own: varint (num_layers << 2) | index_model_kind
+    (0 uniform, 1 table, 2 adaptive), then one range-coded stream of
+    ``push_layer`` for each layer. (The codec puts the layers on the same
+    stream as the pixels instead.)"""
     _check_model(model, num_candidates)
     head = bytearray()
     _bytes.put_uvarint(head, (len(layers) << 2) | _KIND[type(model)])
     encoder = _coder.new_encoder()
-    all_indices = []
     for i, layer in enumerate(layers):
-        steps = np.asarray(layer.steps)
-        idx = np.asarray(layer.indices)
-        if steps.ndim != 1 or idx.ndim != 1:
-            raise ValueError(f"layer {i}: steps and indices must be 1-D, got "
-                             f"{steps.shape} and {idx.shape}")
-        if steps.size and (steps.min() < 1 or not np.issubdtype(steps.dtype, np.integer)):
-            raise ValueError(f"layer {i}: step counts must be integers >= 1")
-        if idx.size != int(steps.sum()):
-            raise ValueError(f"layer {i}: {idx.size} indices for {int(steps.sum())} steps")
-        if idx.size and (idx.min() < 0 or idx.max() >= num_candidates):
-            raise ValueError(f"layer {i}: indices must lie in [0, {num_candidates})")
-        _bytes.put_uvarint(head, steps.size)
-        if steps.size:
-            lo, hi = int(steps.min()), int(steps.max())
-            if hi - lo >= MAX_CANDIDATES:
-                raise ValueError(f"layer {i}: step counts span {lo}..{hi}, wider than 2**24")
-            _bytes.put_uvarint(head, lo - 1)
-            _bytes.put_uvarint(head, hi - lo)
-            if hi > lo:
-                encoder.encode((steps - lo).astype(np.int32), _coder.uniform(hi - lo + 1))
-        all_indices.append(idx.astype(np.int32))
-    symbols = np.concatenate(all_indices) if all_indices else np.zeros(0, np.int32)
-    if symbols.size:
-        _code_indices(encoder, symbols, symbols.size, model, num_candidates, decode=False)
+        push_layer(encoder, layer, num_candidates, model, index=i)
     return bytes(head) + _coder.finish(encoder)
 
 
@@ -213,46 +317,14 @@ def decode_indices(data: bytes, num_candidates: int,
         raise FormatError(
             f"index section was written with the {_KIND_NAME.get(kind, f'unknown ({kind})')} "
             f"index model, the reader uses the {_KIND_NAME[_KIND[type(model)]]} one")
-    if num_layers > reader.remaining:
+    bound = max_indices(reader.remaining, num_candidates, model)
+    if num_layers > 8 * reader.remaining + _SLACK_BITS:  # an empty layer takes > 5 bits
         raise FormatError(f"index section: {num_layers} layers declared, "
                           f"only {reader.remaining} bytes follow")
-    headers = []
-    for i in range(num_layers):
-        blocks = reader.uvarint(f"layer {i} block count", 1 << 40)
-        lo = width = 0
-        if blocks:
-            lo = reader.uvarint(f"layer {i} min steps", 1 << 40) + 1
-            width = reader.uvarint(f"layer {i} step range", MAX_CANDIDATES - 1)
-        headers.append((blocks, lo, width))
-    payload_bits = 8 * reader.remaining + _SLACK_BITS
-    max_indices = int(payload_bits / _min_bits_per_index(model, num_candidates))
-    if sum(b for b, _, _ in headers) > max_indices or any(
-            b and lo + w > max_indices for b, lo, w in headers):
-        raise FormatError(
-            f"index section: declared blocks/steps exceed what {reader.remaining} "
-            f"payload bytes can hold (at most {max_indices} indices)")
     decoder = _coder.new_decoder(reader.rest(), "index section")
-    all_steps = []
-    for blocks, lo, width in headers:
-        if width:
-            offsets = _coder.guarded("index section", lambda: decoder.decode(
-                _coder.uniform(width + 1), blocks))
-            all_steps.append(offsets.astype(np.int64) + lo)
-        else:
-            all_steps.append(np.full(blocks, lo, np.int64))
-    approx_total = sum(float(s.sum(dtype=np.float64)) for s in all_steps)
-    total = int(sum(int(s.sum()) for s in all_steps)) if approx_total <= max_indices else -1
-    if total < 0:
-        total = math.ceil(approx_total)
-    if total > max_indices:
-        raise FormatError(f"index section: {total} indices declared, the payload "
-                          f"holds at most {max_indices}")
-    symbols = np.zeros(0, np.int32)
-    if total:
-        symbols = _code_indices(decoder, None, total, model, num_candidates, decode=True)
-    out, start = [], 0
-    for steps in all_steps:
-        stop = start + int(steps.sum())
-        out.append(LayerIndices(steps, symbols[start:stop].astype(np.int64)))
-        start = stop
+    out, total = [], 0
+    for i in range(num_layers):
+        layer = pop_layer(decoder, num_candidates, model, max_indices=bound - total, what="index section")
+        total += layer.indices.size
+        out.append(layer)
     return out

@@ -325,12 +325,13 @@ def _chunks(n: int) -> Iterator[tuple[int, int]]:
         yield start, min(n, start + CHUNK)
 
 
-def push_pixels(coder, pixels: np.ndarray, params: Likelihood) -> None:
+def push_pixels(coder, pixels: np.ndarray, params: Likelihood) -> float:
     """Pushes 8-bit pixels uint8 [H, W, C] under a per-subpixel likelihood of the
     same shape onto ``coder``: a queue (``encode_residual``'s range encoder) or
     an ANS stack (``new_stack``; BB-ANS). On a queue the chunks go in raster
     order, each its group symbols then its offset symbols; on a stack in the
-    reverse order, so that ``pop_pixels`` reads both the same way."""
+    reverse order, so that ``pop_pixels`` reads both the same way. Returns
+    the exact codelength in bits (``coded_bits``)."""
     shape = _shape_of(params)
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.shape != tuple(shape):
@@ -339,12 +340,21 @@ def push_pixels(coder, pixels: np.ndarray, params: Likelihood) -> None:
     pt = PixelTables(params)
     x = pixels.reshape(-1).astype(np.int64)
     stack = _coder.is_stack(coder)
+    bits = 0.0
     for start, stop in (reversed(list(pt.chunks())) if stack else pt.chunks()):
         group, offset = np.divmod(x[start:stop], _GROUP)
         w1, cdf1 = pt.groups(start, stop)
         levels = [(group, w1), (offset, pt.offsets(start, stop, cdf1, group))]
         for symbols, weights in (reversed(levels) if stack else levels):
             _coder.push_categorical(coder, symbols, weights)
+            bits += _table_bits(weights, symbols)
+    return bits
+
+
+def _table_bits(weights: np.ndarray, symbols: np.ndarray) -> float:
+    """-sum log2(freq / 2^24) of symbols [n] under coder weights [n, 17] (freq = weight + 1)."""
+    freqs = weights[np.arange(symbols.shape[0]), symbols].astype(np.float64) + 1.0
+    return float(np.sum(tables.PRECISION - np.log2(freqs)))
 
 
 def pop_pixels(coder, params: Likelihood, what: str = "pixels") -> np.ndarray:
@@ -366,7 +376,7 @@ def _pop_level(coder, weights: np.ndarray, what: str) -> np.ndarray:
     The never-coded padding symbol 16 can only come from corrupt data."""
     symbols = _coder.pop_categorical(coder, weights, what)
     if symbols.size and symbols.max() >= _GROUP:
-        raise FormatError(f"{what}: corrupt coded data (decoded the padding symbol)")
+        raise FormatError(f"{what}: corrupt or truncated coded data (decoded the padding symbol)")
     return symbols
 
 
@@ -425,10 +435,7 @@ def coded_bits(pixels: np.ndarray, params: Likelihood) -> float:
     for start, stop in pt.chunks():
         group, offset = np.divmod(x[start:stop], _GROUP)
         w1, cdf1 = pt.groups(start, stop)
-        w2 = pt.offsets(start, stop, cdf1, group)
-        rows = np.arange(stop - start)
-        freqs = np.concatenate([w1[rows, group], w2[rows, offset]]).astype(np.float64) + 1.0
-        total += float(np.sum(tables.PRECISION - np.log2(freqs)))
+        total += _table_bits(w1, group) + _table_bits(pt.offsets(start, stop, cdf1, group), offset)
     return total
 
 
