@@ -72,7 +72,8 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed, base=cm.defaults)
     update, close = _progress_bar(args.quiet, "compress")
     try:
-        data, report = codec.compress_report(pixels, model=cm, settings=settings, progress=update)
+        data, report = codec.compress_report(pixels, model=cm, settings=settings, tile=args.tile,
+                                             progress=update)
         if not args.no_verify:
             decoded = codec.decompress(data, model=cm)
             if decoded.shape != pixels.shape or not (decoded == pixels).all():
@@ -84,9 +85,9 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     if not args.quiet:
         h, w, c = report.shape
         print(f"{args.input} -> {args.output}: {w}x{h}x{c}, {report.total_bytes:,} bytes, "
-              f"{report.bpd:.3f} bits/dim (latent indices {report.index_bytes:,} B, "
-              f"residual {report.residual_bytes:,} B, header {report.header_bytes} B), "
-              f"{report.encode_seconds:.1f} s")
+              f"{report.bpd:.3f} bits/dim (latent indices {report.index_bits / 8:,.0f} B, "
+              f"residual {report.residual_bits / 8:,.0f} B, header {report.header_bytes} B"
+              f"{f', {report.tiles} tiles' if report.tiles > 1 else ''}), {report.encode_seconds:.1f} s")
 
 
 def _cmd_decompress(args: argparse.Namespace) -> None:
@@ -117,10 +118,9 @@ def _cmd_info(args: argparse.Namespace) -> None:
     print(f"  model       {info['model']} (params {info['model_hash']})")
     print(f"  coder       omega {info['omega']:g}, epsilon {info['epsilon']:g}, "
           f"beams {info['beams']}, seed {info['seed']}, {info['candidates']} candidates/step")
-    print(f"  sizes       header {info['header_bytes']} B, latent indices {info['index_bytes']:,} B, "
-          f"residual {info['residual_bytes']:,} B")
-    if "blocks_per_layer" in info:
-        print(f"  layers      blocks {info['blocks_per_layer']}, steps {info['steps_per_layer']}")
+    print(f"  sizes       header {info['header_bytes']} B, coded streams {info['stream_bytes']:,} B "
+          f"in {info['tiles']} tile{'s' if info['tiles'] > 1 else ''} of up to {info['tile']}x{info['tile']}")
+    print(f"  layers      blocks {info['blocks_per_layer']}, steps {info['steps_per_layer']}")
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--epsilon", type=_float, help="candidate oversampling (default 0.2)")
     c.add_argument("--beams", type=int, help="beam width B (default 20)")
     c.add_argument("--seed", type=int, help="shared-randomness seed (default 0)")
+    c.add_argument("--tile", type=int, default=1024,
+                   help="code the image as independent TILE x TILE tiles (even; default 1024): bounds memory")
     c.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     c.add_argument("--no-verify", action="store_true",
                    help="skip decoding the result to check it before writing")

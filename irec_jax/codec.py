@@ -6,8 +6,10 @@ layer it iREC-encodes a sample of the posterior against the prior
 exactly what the decoder will reconstruct -- into the top-down stream. The
 pixels are then range coded under the likelihood given the chosen latents
 (``irec_jax.entropy``). ``decompress`` mirrors it with the prior alone and
-checks the CRC-32 of the result. The file layout is ``docs/format.md``; the
-codec writes two sections: the iREC indices and the pixel residual.
+checks the CRC-32 of the result. The file layout is ``docs/format.md``: the
+image is cut into tiles (``tile``, 1024 x 1024 pixels by default), each coded
+on its own as one range-coded stream holding every layer's step counts and
+indices, then the pixels.
 
 Sizes: any H x W from 1 x 1 up. The model works at even sizes, so an odd
 height or width is padded by repeating the last row/column before encoding;
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -44,25 +46,29 @@ Progress = Callable[[int, int], None]  # (steps done, total steps)
 class CodecReport:
     """What one ``compress`` call wrote and what it cost.
 
-    Sizes are real bytes of the file: ``total_bytes`` = ``header_bytes`` (magic,
-    header, section framing, CRC) + ``index_bytes`` + ``residual_bytes``.
-    ``kl_nats`` [L]: KL(q || p) of each layer along the coded path;
-    ``log_ratio_nats`` [L]: log q(z_hat)/p(z_hat) of the coded sample;
-    ``index_bits_ideal``: sum over layers of K_b log2 N (uniform-code ideal);
-    ``residual_bits_ideal``: -log2 p(x | z_hat) under the coder's own integer
-    frequency tables (the codelength before the range coder's few bytes of
-    flush; a figure, not bytes). Times in seconds, wall clock.
+    Real bytes: ``total_bytes`` = ``header_bytes`` (magic, header, tile
+    lengths, CRC) + ``stream_bytes`` (the tiles' coded streams). Within the
+    streams, exact codelengths in bits (what the range coder writes, before
+    its flush of a few bytes per tile; figures, not bytes):
+    ``index_bits`` (step counts and candidate indices of every layer) and
+    ``residual_bits`` (-log2 p(x | z_hat) under the coder's integer tables).
+    ``index_bits_ideal``: sum over layers and tiles of K_b log2 N (the
+    indices alone). ``kl_nats`` [L]: KL(q || p) of each layer along the coded
+    path, summed over tiles; ``log_ratio_nats`` [L]: log q(z_hat)/p(z_hat)
+    of the coded sample. ``tiles``: how many tiles the image was cut into.
+    Times in seconds, wall clock.
     """
 
     shape: tuple[int, int, int]
     total_bytes: int
     header_bytes: int
-    index_bytes: int
-    residual_bytes: int
+    stream_bytes: int
+    index_bits: float
+    residual_bits: float
     kl_nats: tuple[float, ...]
     log_ratio_nats: tuple[float, ...]
     index_bits_ideal: float
-    residual_bits_ideal: float
+    tiles: int
     encode_seconds: float
 
     @property
@@ -74,6 +80,11 @@ class CodecReport:
     def bpd(self) -> float:
         """Bits per subpixel of the whole file."""
         return 8.0 * self.total_bytes / self.num_dims
+
+    @property
+    def flush_bits(self) -> float:
+        """Stream bits beyond the exact codelengths: the range coders' flush."""
+        return 8.0 * self.stream_bytes - self.index_bits - self.residual_bits
 
 
 def coder_settings(omega: float | None = None, epsilon: float | None = None,
@@ -115,67 +126,208 @@ def pixel_params(dist: Any, shape: tuple[int, int, int], index: int = 0) -> entr
     raise TypeError(f"unsupported pixel likelihood {type(dist).__name__}")
 
 
-def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
-            progress: Progress | None) -> tuple[bytes, CodecReport]:
+@dataclasses.dataclass
+class _TileStats:
+    """Running sums of what the tiles' encoders did (CodecReport fields)."""
+
+    kl: np.ndarray
+    ratio: np.ndarray
+    index_bits: float = 0.0
+    index_ideal: float = 0.0
+    residual_bits: float = 0.0
+
+
+def _encode_tile(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
+                 stats: _TileStats, step: Callable[[], None]) -> bytes:
+    """One tile's coded stream: every latent layer (``entropy.push_layer``),
+    then the pixels (``entropy.push_pixels``), on one range coder."""
     import jax.numpy as jnp
 
     from irec_jax import rec
 
-    t0 = time.perf_counter()
     model, params = cm.model, cm.params
     x = model_input(pixels, cm.image_channels)
-    total = model.num_layers + 1
-    if progress:
-        progress(0, total)
     acts = model.bottom_up(params, jnp.asarray(x))
     state = model.initial_state(params, x.shape)
-    layers, kls, ratios, ideal = [], [], [], 0.0
+    queue = entropy.new_queue()
+    num = settings.num_candidates
     for layer in range(model.num_layers):
         p = model.prior(params, state, layer)
         q = model.posterior(params, state, acts, layer)
         q_loc, q_scale = np.asarray(q.loc[0]), np.asarray(q.scale[0])
         p_loc, p_scale = np.asarray(p.loc[0]), np.asarray(p.scale[0])
-        code, z = rec.encode(q_loc, q_scale, p_loc, p_scale, settings, stream=layer)
-        layers.append(entropy.LayerIndices(code.steps, code.indices))
-        kls.append(rec.kl_divergence(q_loc, q_scale, p_loc, p_scale))
-        ratios.append(rec.log_ratio(z, q_loc, q_scale, p_loc, p_scale))
-        ideal += code.ideal_bits
-        state = model.advance(params, state, jnp.asarray(z)[None], layer)
-        if progress:
-            progress(layer + 1, total)
+        if layer == model.num_layers - 1 and settings.final_choices > 1:
+            code, z, state = _final_choice(pixels, cm, settings, state, (q_loc, q_scale, p_loc, p_scale), layer)
+        else:
+            code, z = rec.encode(q_loc, q_scale, p_loc, p_scale, settings, stream=layer)
+            state = model.advance(params, state, jnp.asarray(z)[None], layer)
+        li = entropy.LayerIndices(code.steps, code.indices)
+        entropy.push_layer(queue, li, num, index=layer)
+        stats.index_bits += entropy.layer_bits(li, num)
+        stats.index_ideal += code.ideal_bits
+        stats.kl[layer] += rec.kl_divergence(q_loc, q_scale, p_loc, p_scale)
+        stats.ratio[layer] += rec.log_ratio(z, q_loc, q_scale, p_loc, p_scale)
+        step()
     lik = pixel_params(model.likelihood(params, state), pixels.shape)
-    index_section = entropy.encode_indices(layers, settings.num_candidates)
-    residual_section = entropy.encode_residual(pixels, lik)
+    stats.residual_bits += entropy.push_pixels(queue, pixels, lik)
+    return entropy.finish_queue(queue)
+
+
+def _final_choice(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings, state: Any,
+                  dists: tuple[np.ndarray, ...], layer: int) -> tuple[Any, np.ndarray, Any]:
+    """The last layer's code among the search's ``final_choices`` best final
+    beams whose pixels cost the fewest bits (all cost the same index bits):
+    (code, z, the state after it)."""
+    import jax.numpy as jnp
+
+    from irec_jax import rec
+
+    model, params = cm.model, cm.params
+    codes, zs, _ = rec.encode_choices(*dists, settings, stream=layer, choices=settings.final_choices)
+    best = None
+    for code, z in zip(codes, zs):
+        after = model.advance(params, state, jnp.asarray(z)[None], layer)
+        bits = entropy.coded_bits(pixels, pixel_params(model.likelihood(params, after), pixels.shape))
+        if best is None or bits < best[0]:
+            best = (bits, code, z, after)
+    return best[1], best[2], best[3]
+
+
+def _steps_counter(total: int, progress: Progress | None) -> Callable[[], None]:
+    done = [0]
+
+    def step() -> None:
+        done[0] += 1
+        if progress:
+            progress(done[0], total)
+
+    if progress:
+        progress(0, total)
+    return step
+
+
+def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings, tile: int,
+            progress: Progress | None) -> tuple[bytes, CodecReport]:
+    t0 = time.perf_counter()
     h, w, c = pixels.shape
-    container = entropy.Container(entropy.Header(cm.ref, settings, h, w, c),
-                                  (index_section, residual_section), entropy.pixel_crc(pixels))
+    header = entropy.Header(cm.ref, settings, h, w, c, entropy.check_tile(tile))
+    grid = header.tiles()
+    layers = cm.model.num_layers
+    step = _steps_counter(len(grid) * (layers + 1), progress)
+    stats = _TileStats(np.zeros(layers), np.zeros(layers))
+    streams = []
+    for y, x, th, tw in grid:
+        streams.append(_encode_tile(pixels[y:y + th, x:x + tw], cm, settings, stats, step))
+        step()
+    container = entropy.Container(header, tuple(streams), entropy.pixel_crc(pixels))
     # Only the bundled models are written by position; any other by name + parameter hash,
     # so a reader that lacks it can say which model the file needs.
     data = entropy.pack(container, [m.ref for m in modelzoo.known_models()])
-    if progress:
-        progress(total, total)
+    stream_bytes = sum(len(s) for s in streams)
     report = CodecReport(
-        shape=(h, w, c), total_bytes=len(data),
-        header_bytes=len(data) - len(index_section) - len(residual_section),
-        index_bytes=len(index_section), residual_bytes=len(residual_section),
-        kl_nats=tuple(float(k) for k in kls), log_ratio_nats=tuple(float(r) for r in ratios),
-        index_bits_ideal=float(ideal), residual_bits_ideal=float(entropy.coded_bits(pixels, lik)),
-        encode_seconds=time.perf_counter() - t0)
+        shape=(h, w, c), total_bytes=len(data), header_bytes=len(data) - stream_bytes,
+        stream_bytes=stream_bytes, index_bits=float(stats.index_bits),
+        residual_bits=float(stats.residual_bits), kl_nats=tuple(float(k) for k in stats.kl),
+        log_ratio_nats=tuple(float(r) for r in stats.ratio), index_bits_ideal=float(stats.index_ideal),
+        tiles=len(grid), encode_seconds=time.perf_counter() - t0)
     return data, report
 
 
 def compress_report(image: Any, *, model: "str | CodecModel" = "default",
-                    settings: entropy.CoderSettings | None = None,
+                    settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
                     progress: Progress | None = None) -> tuple[bytes, CodecReport]:
-    """``compress`` plus a ``CodecReport`` of the sizes, KLs and ideal codelengths."""
+    """``compress`` plus a ``CodecReport`` of the sizes, KLs and codelengths."""
     cm = modelzoo.load_model(model)
     pixels = imageio.to_array(image)
     settings = cm.defaults if settings is None else coder_settings(base=settings)
-    return _encode(pixels, cm, settings, progress)
+    return _encode(pixels, cm, settings, tile, progress)
+
+
+def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "default",
+                   settings: entropy.CoderSettings | None = None,
+                   progress: Progress | None = None) -> list[tuple[bytes, CodecReport]]:
+    """``compress_report`` of many images of one shape in one pass: the model
+    runs on the whole batch and every latent layer is searched for all
+    images at once (``rec.encode_batch``), one compiled program per batch
+    shape. Meant for datasets of small images and for accelerators, which
+    one small image cannot fill. Every file stands alone (``decompress``);
+    each is what ``compress`` writes for its image, except that in a rare
+    near-tie of two candidates the batch's wider float sums may pick the
+    other one (a valid file of the same rate; it decodes exactly).
+
+    Args:
+      images: a non-empty sequence of images of one shape (as ``compress``
+        takes them), each at most one tile (1024 x 1024).
+      model, settings: as for ``compress``; ``settings.final_choices`` must be 1.
+      progress: called with (done, total) after each latent layer.
+
+    Returns:
+      (data, report) per image; ``report.encode_seconds`` is the batch's
+      wall clock divided by the number of images.
+    """
+    import jax.numpy as jnp
+
+    from irec_jax import rec
+
+    t0 = time.perf_counter()
+    cm = modelzoo.load_model(model)
+    pixels = [imageio.to_array(im) for im in images]
+    if not pixels:
+        raise ValueError("compress_batch needs at least one image")
+    shape = pixels[0].shape
+    if any(p.shape != shape for p in pixels):
+        raise ImageError(f"compress_batch codes images of one shape; got {sorted({p.shape for p in pixels})}")
+    h, w, c = shape
+    if max(h, w) > entropy.DEFAULT_TILE:
+        raise ImageError(f"compress_batch codes images of at most {entropy.DEFAULT_TILE} x "
+                         f"{entropy.DEFAULT_TILE} pixels (one tile); this one is {h} x {w}: use compress")
+    settings = cm.defaults if settings is None else coder_settings(base=settings)
+    if settings.final_choices != 1:
+        raise ValueError("invalid coder settings: final_choices must be 1 in compress_batch (use compress)")
+    model_, params = cm.model, cm.params
+    x = np.concatenate([model_input(p, cm.image_channels) for p in pixels])
+    step = _steps_counter(model_.num_layers + 1, progress)
+    acts = model_.bottom_up(params, jnp.asarray(x))
+    state = model_.initial_state(params, x.shape)
+    num = settings.num_candidates
+    queues = [entropy.new_queue() for _ in pixels]
+    stats = [_TileStats(np.zeros(model_.num_layers), np.zeros(model_.num_layers)) for _ in pixels]
+    for layer in range(model_.num_layers):
+        p = model_.prior(params, state, layer)
+        q = model_.posterior(params, state, acts, layer)
+        dists = [np.asarray(a) for a in (q.loc, q.scale, p.loc, p.scale)]
+        codes, z, infos = rec.encode_batch(*dists, settings, stream=layer)
+        for m, (code, info) in enumerate(zip(codes, infos)):
+            li = entropy.LayerIndices(code.steps, code.indices)
+            entropy.push_layer(queues[m], li, num, index=layer)
+            stats[m].index_bits += entropy.layer_bits(li, num)
+            stats[m].index_ideal += code.ideal_bits
+            stats[m].kl[layer] += info.kl
+            stats[m].ratio[layer] += rec.log_ratio(z[m], *(d[m] for d in dists))
+        state = model_.advance(params, state, jnp.asarray(z), layer)
+        step()
+    dist = model_.likelihood(params, state)
+    out = []
+    for m, px in enumerate(pixels):
+        lik = pixel_params(dist, shape, index=m)
+        stats[m].residual_bits += entropy.push_pixels(queues[m], px, lik)
+        stream = entropy.finish_queue(queues[m])
+        header = entropy.Header(cm.ref, settings, h, w, c)
+        data = entropy.pack(entropy.Container(header, (stream,), entropy.pixel_crc(px)),
+                            [mm.ref for mm in modelzoo.known_models()])
+        out.append((data, stats[m], len(stream)))
+    step()
+    seconds = (time.perf_counter() - t0) / len(pixels)
+    return [(data, CodecReport(
+        shape=shape, total_bytes=len(data), header_bytes=len(data) - nstream, stream_bytes=nstream,
+        index_bits=float(st.index_bits), residual_bits=float(st.residual_bits),
+        kl_nats=tuple(float(k) for k in st.kl), log_ratio_nats=tuple(float(r) for r in st.ratio),
+        index_bits_ideal=float(st.index_ideal), tiles=1, encode_seconds=seconds))
+        for data, st, nstream in out]
 
 
 def compress(image: Any, *, model: "str | CodecModel" = "default",
-             settings: entropy.CoderSettings | None = None,
+             settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
              progress: Progress | None = None) -> bytes:
     """Losslessly compresses an image to the bytes of an ``.irec`` file.
 
@@ -187,13 +339,18 @@ def compress(image: Any, *, model: "str | CodecModel" = "default",
         ``CodecModel``.
       settings: iREC settings (Omega, epsilon, beams, seed); None: the model's
         defaults (which the file then does not store).
-      progress: called with (done, total) after each latent layer and at the end.
+      tile: tile side T (even, >= 2): the image is coded as independent
+        T x T tiles, which bounds memory and time per tile; the default
+        (1024) leaves photos up to a megapixel whole. The file stores T if
+        it is not the default.
+      progress: called with (done, total) after each latent layer of each
+        tile and after each tile.
 
     Raises:
       ImageError for unsupported images, ModelError for unusable models,
       ValueError for invalid settings.
     """
-    return compress_report(image, model=model, settings=settings, progress=progress)[0]
+    return compress_report(image, model=model, settings=settings, tile=tile, progress=progress)[0]
 
 
 def _unpack(data: bytes, model: "str | CodecModel | None") -> tuple[entropy.Container, CodecModel]:
@@ -213,64 +370,79 @@ def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
     Raises FormatError for anything malformed, truncated or corrupt, or
     written with a model that is not available.
     """
+    container, cm = _unpack(data, model)
+    header = container.header
+    h, w, c = header.shape
+    if c not in (1, cm.image_channels):
+        raise FormatError(f"{c}-channel image cannot come from a {cm.image_channels}-channel model")
+    grid = header.tiles()
+    step = _steps_counter(len(grid) * (cm.model.num_layers + 1), progress)
+    pixels = np.empty((h, w, c), np.uint8)
+    for i, ((y, x, th, tw), stream) in enumerate(zip(grid, container.sections)):
+        pixels[y:y + th, x:x + tw] = _decode_tile(stream, cm, header.settings, (th, tw, c), f"tile {i}", step)
+        step()
+    return entropy.check_pixels(container, pixels)
+
+
+def _decode_layers(queue, stream: bytes, cm: CodecModel, settings: entropy.CoderSettings,
+                   what: str) -> list[entropy.LayerIndices]:
+    """Pops every latent layer's step counts and indices off a tile's stream."""
+    num = settings.num_candidates
+    bound = entropy.max_indices(len(stream), num)
+    out = []
+    for layer in range(cm.model.num_layers):
+        out.append(entropy.pop_layer(queue, num, max_indices=bound, what=f"{what}, layer {layer}"))
+    return out
+
+
+def _decode_tile(stream: bytes, cm: CodecModel, settings: entropy.CoderSettings,
+                 shape: tuple[int, int, int], what: str, step: Callable[[], None]) -> np.ndarray:
+    """uint8 [th, tw, c] pixels of one tile's coded stream (``_encode_tile``)."""
     import jax.numpy as jnp
 
     from irec_jax import rec
 
-    container, cm = _unpack(data, model)
-    header = container.header
-    if len(container.sections) != 2:
-        raise FormatError(f"a lossless file has 2 sections, this one has {len(container.sections)}")
-    model_, params = cm.model, cm.params
-    settings = header.settings  # entropy.unpack refuses what the coder cannot decode
-    layers = entropy.decode_indices(container.sections[0], settings.num_candidates)
-    if len(layers) != model_.num_layers:
-        raise FormatError(f"the index section has {len(layers)} layers; model {cm.name!r} "
-                          f"has {model_.num_layers}")
-    h, w, c = header.shape
-    if c not in (1, cm.image_channels):
-        raise FormatError(f"{c}-channel image cannot come from a {cm.image_channels}-channel model")
-    shape = (1, h + h % 2, w + w % 2, cm.image_channels)
-    total = model_.num_layers + 1
-    if progress:
-        progress(0, total)
-    state = model_.initial_state(params, shape)
+    model, params = cm.model, cm.params
+    th, tw, c = shape
+    queue = entropy.open_queue(stream, what)
+    layers = _decode_layers(queue, stream, cm, settings, what)  # the stream holds them first
+    state = model.initial_state(params, (1, th + th % 2, tw + tw % 2, cm.image_channels))
     for layer, li in enumerate(layers):
-        p = model_.prior(params, state, layer)
-        code = rec.RecCode(np.asarray(li.steps, np.int64), np.asarray(li.indices, np.int64),
-                           settings.num_candidates)
+        p = model.prior(params, state, layer)
+        code = rec.RecCode(li.steps, li.indices, settings.num_candidates)
         try:
             z = rec.decode(code, np.asarray(p.loc[0]), np.asarray(p.scale[0]), settings, stream=layer)
         except ValueError as e:
-            raise FormatError(f"corrupt latent code in layer {layer}: {e}") from None
-        state = model_.advance(params, state, jnp.asarray(z)[None], layer)
-        if progress:
-            progress(layer + 1, total)
-    lik = pixel_params(model_.likelihood(params, state), (h, w, c))
-    pixels = entropy.decode_residual(container.sections[1], lik)
-    pixels = entropy.check_pixels(container, np.asarray(pixels, np.uint8).reshape(h, w, c))
-    if progress:
-        progress(total, total)
-    return pixels
+            raise FormatError(f"{what}: corrupt latent code in layer {layer} (corrupt or truncated "
+                              f"file): {e}") from None
+        state = model.advance(params, state, jnp.asarray(z)[None], layer)
+        step()
+    lik = pixel_params(model.likelihood(params, state), shape)
+    return np.asarray(entropy.pop_pixels(queue, lik, what), np.uint8).reshape(shape)
 
 
 def read_info(data: bytes, *, model: "str | CodecModel | None" = None) -> dict:
-    """Header fields and section sizes of an ``.irec`` file, without decoding pixels."""
+    """Header fields and stream sizes of an ``.irec`` file, and the latent
+    code's block and step counts per layer (summed over tiles), without
+    running the model."""
     container, cm = _unpack(data, model)
     h = container.header
-    sections = [len(s) for s in container.sections]
     dims = h.height * h.width * h.channels
-    info = {
+    streams = sum(len(s) for s in container.sections)
+    blocks = np.zeros(cm.model.num_layers, np.int64)
+    steps = np.zeros(cm.model.num_layers, np.int64)
+    for i, stream in enumerate(container.sections):
+        queue = entropy.open_queue(stream, f"tile {i}")
+        for layer, li in enumerate(_decode_layers(queue, stream, cm, h.settings, f"tile {i}")):
+            blocks[layer] += li.steps.shape[0]
+            steps[layer] += int(li.steps.sum())
+    return {
         "model": h.model.name, "model_hash": h.model.param_hash.hex(),
-        "height": h.height, "width": h.width, "channels": h.channels,
+        "height": h.height, "width": h.width, "channels": h.channels, "tile": h.tile,
+        "tiles": len(container.sections),
         "omega": h.settings.omega, "epsilon": h.settings.epsilon, "beams": h.settings.beams,
         "seed": h.settings.seed, "candidates": h.settings.num_candidates,
-        "total_bytes": len(data), "index_bytes": sections[0],
-        "residual_bytes": sections[1] if len(sections) > 1 else 0,
-        "header_bytes": len(data) - sum(sections), "bpd": 8.0 * len(data) / dims,
+        "total_bytes": len(data), "stream_bytes": streams, "header_bytes": len(data) - streams,
+        "bpd": 8.0 * len(data) / dims,
+        "blocks_per_layer": blocks.tolist(), "steps_per_layer": steps.tolist(),
     }
-    if len(sections) > 1:
-        layers = entropy.decode_indices(container.sections[0], h.settings.num_candidates)
-        info["blocks_per_layer"] = [int(li.steps.shape[0]) for li in layers]
-        info["steps_per_layer"] = [int(np.sum(li.steps)) for li in layers]
-    return info

@@ -341,7 +341,7 @@ def _likelihood(h: np.ndarray, p: dict, cfg: dict) -> tuple[np.ndarray, np.ndarr
 
 
 def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
-    """The uint8 [H, W, C] pixels of an ``.irec`` file (lossless, 2 sections).
+    """The uint8 [H, W, C] pixels of an ``.irec`` file (lossless, format 3).
 
     ``model_dir``: a model folder (``model.json`` + ``params.npz``, integer form)
     for files written with a model other than the bundled default. Raises
@@ -357,21 +357,33 @@ def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
     container = entropy.unpack(bytes(data), [m["ref"] for m in models])
     header = container.header
     model = next(m for m in models if m["ref"] == header.model)
-    cfg, p = model["config"], model["params"]
-    if len(container.sections) != 2:
-        raise FormatError(f"a lossless file has 2 sections, this one has {len(container.sections)}")
+    cfg = model["config"]
     settings = header.settings
-    num = settings.num_candidates  # the container checked the settings' limits
-
-    # 2. Index section: per layer, step counts of the blocks and the chosen indices.
-    layers = entropy.decode_indices(container.sections[0], num)
-    if len(layers) != cfg["num_layers"]:
-        raise FormatError(f"the index section has {len(layers)} layers; the model has {cfg['num_layers']}")
     h, w, c = header.shape
     if c not in (1, cfg["image_channels"]):
         raise FormatError(f"{c}-channel image cannot come from a {cfg['image_channels']}-channel model")
 
-    # 3. Top-down: the model runs at even sizes (odd sides padded), latents at half size.
+    # 2. Tiles, raster order, each decoded on its own from its one range-coded stream.
+    pixels = np.empty((h, w, c), np.uint8)
+    for i, ((y, x, th, tw), stream) in enumerate(zip(header.tiles(), container.sections)):
+        pixels[y:y + th, x:x + tw] = _decode_tile(stream, model, settings, (th, tw, c), f"tile {i}")
+    return entropy.check_pixels(container, pixels)
+
+
+def _decode_tile(stream: bytes, model: dict, settings: entropy.CoderSettings,
+                 shape: tuple[int, int, int], what: str) -> np.ndarray:
+    """uint8 [th, tw, c] pixels of one tile's stream."""
+    cfg, p = model["config"], model["params"]
+    num = settings.num_candidates  # the container checked the settings' limits
+    h, w, c = shape
+    queue = entropy.open_queue(stream, what)
+
+    # 3. Every layer's step counts and indices come first in the stream.
+    bound = entropy.max_indices(len(stream), num)
+    layers = [entropy.pop_layer(queue, num, max_indices=bound, what=f"{what}, layer {i}")
+              for i in range(cfg["num_layers"])]
+
+    # 4. Top-down: the model runs at even sizes (odd sides padded), latents at half size.
     z = cfg["stoch_channels"]
     state = np.broadcast_to(p["top/h"], ((h + 1) // 2, (w + 1) // 2, cfg["det_channels"]))
     for layer, li in enumerate(layers):
@@ -384,8 +396,7 @@ def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
         merged = np.concatenate([latent, feats[..., 4 * z:]], axis=-1)
         state = np.clip(state + conv3x3(elu(merged), *_layer(p, "down/conv2", layer)), -STATE_LIMIT, STATE_LIMIT)
 
-    # 4. Pixels: the likelihood cropped to the true image (grayscale: channel 0), then the residual.
+    # 5. Pixels: the likelihood cropped to the true tile (grayscale: channel 0), then the residual.
     loc, inv_scale = _likelihood(state, p, cfg)
     lik = entropy.QuantizedLogistic(loc[:h, :w, :c], inv_scale[:h, :w, :c])
-    pixels = np.asarray(entropy.decode_residual(container.sections[1], lik), np.uint8)
-    return entropy.check_pixels(container, pixels.reshape(h, w, c))
+    return np.asarray(entropy.pop_pixels(queue, lik, what), np.uint8).reshape(h, w, c)

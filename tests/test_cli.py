@@ -48,7 +48,7 @@ def test_compress_info_decompress(png, tmp_path, capsys):
     assert "bits/dim" in capsys.readouterr().out
     assert _run("info", out) == 0
     text = capsys.readouterr().out
-    assert "32x32x3" in text and "latent indices" in text
+    assert "32x32x3" in text and "coded streams" in text and "blocks" in text
     assert _run("info", out, "--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert info["total_bytes"] == os.path.getsize(out)
@@ -83,6 +83,7 @@ def test_existing_output_is_kept_without_force(png, tmp_path, capsys):
     ("truncated_irec", "truncated"),
     ("not_irec", "not an .irec file"),
     ("bad_omega", "omega"),
+    ("bad_tile", "tile side"),
     ("rgba_transparent", "transparency"),
     ("sixteen_bit", "16-bit"),
     ("bad_model", "not found"),
@@ -107,6 +108,7 @@ def test_errors_are_one_line_with_exit_1(case, match, png, tmp_path, capsys):
         "truncated_irec": ["decompress", str(trunc), str(tmp_path / "o.png")],
         "not_irec": ["decompress", str(junk), str(tmp_path / "o.png")],
         "bad_omega": ["compress", png, out, "--omega", "-1"],
+        "bad_tile": ["compress", png, out, "--tile", "7"],
         "rgba_transparent": ["compress", str(rgba), out],
         "sixteen_bit": ["compress", str(deep), out],
         "bad_model": ["compress", png, out, "--model", str(tmp_path / "nomodel")],

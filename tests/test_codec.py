@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irec_jax import FormatError, codec, entropy, imageio, modelzoo
+from irec_jax import FormatError, codec, entropy, imageio, modelzoo, reference
 from irec_jax.assets import bundled_images
 from irec_jax.errors import ImageError, ModelError
 
@@ -26,7 +27,7 @@ def _photo(name: str = "monarch_64.png") -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def crops() -> list[np.ndarray]:
-    return [imageio.read_image(p) for p in bundled_images("crops")[:3]]
+    return [imageio.read_image(p) for p in bundled_images("crops")[:5]]
 
 
 def _roundtrip(img, **kw) -> tuple[bytes, np.ndarray]:
@@ -48,12 +49,72 @@ def test_roundtrip_64x64_photo_and_report_accounts_for_every_byte():
     data, report = codec.compress_report(img)
     np.testing.assert_array_equal(codec.decompress(data), img)
     assert report.total_bytes == len(data)
-    assert report.header_bytes + report.index_bytes + report.residual_bytes == len(data)
-    assert 0 < report.header_bytes < 32
+    assert report.header_bytes + report.stream_bytes == len(data)
+    assert 0 < report.header_bytes < 16 and report.tiles == 1
     assert len(report.kl_nats) == modelzoo.load_model().model.num_layers
-    # The index section is the ideal uniform code plus a little framing.
-    assert report.index_bits_ideal <= 8 * report.index_bytes <= report.index_bits_ideal * 1.1 + 200
+    # The stream is the exact codelengths plus the range coder's flush (a few bytes).
+    assert 0 <= report.flush_bits <= 64
+    # The index codelength is the indices' uniform code plus the step counts (tens of bits a layer).
+    assert report.index_bits_ideal < report.index_bits < report.index_bits_ideal * 1.03 + 100 * len(report.kl_nats)
     assert report.bpd == pytest.approx(8 * len(data) / img.size)
+    info = codec.read_info(data)
+    assert (info["stream_bytes"], info["header_bytes"], info["tiles"]) == (report.stream_bytes,
+                                                                          report.header_bytes, 1)
+
+
+def test_tiles_decode_exactly_and_cost_their_seams():
+    img = _photo("tulips_64.png")[:, :50]
+    whole, rep_whole = codec.compress_report(img)
+    tiled, rep = codec.compress_report(img, tile=16)
+    assert rep.tiles == 4 * 4 and codec.read_info(tiled)["tiles"] == 16
+    np.testing.assert_array_equal(codec.decompress(tiled), img)
+    np.testing.assert_array_equal(reference.decode(tiled), img)
+    # 16 small tiles each pay step counts, a flush and a tile length, and lose context at the seams.
+    assert len(whole) < len(tiled) < 1.5 * len(whole)
+    for bad in (0, 3, -2):
+        with pytest.raises(ValueError, match="tile side"):
+            codec.compress(img, tile=bad)
+
+
+def test_final_choice_keeps_the_smallest_file_and_decodes_exactly():
+    img = _photo("monarch_crop1_32.png")
+    cm = modelzoo.load_model()
+    _, default = codec.compress_report(img)
+    data, rep = codec.compress_report(img, settings=dataclasses.replace(cm.defaults, final_choices=8))
+    np.testing.assert_array_equal(codec.decompress(data), img)
+    # every final beam costs the same index bits; choice 0 is the search's own pick
+    assert rep.index_bits == default.index_bits and rep.residual_bits <= default.residual_bits
+    with pytest.raises(ValueError, match="final_choices"):
+        dataclasses.replace(cm.defaults, final_choices=0)
+
+
+def test_batch_files_stand_alone_and_match_single_files(crops):
+    out = codec.compress_batch(crops[:5])
+    assert len(out) == 5
+    for (data, rep), img in zip(out, crops[:5]):
+        np.testing.assert_array_equal(codec.decompress(data), img)
+        assert rep.total_bytes == len(data) and rep.tiles == 1
+    singles = [codec.compress(img) for img in crops[:5]]
+    # The same codes but for a rare float near-tie in the wider search: total size within 1%.
+    assert abs(sum(len(d) for d, _ in out) / sum(map(len, singles)) - 1) < 0.01
+    assert sum(d == s for (d, _), s in zip(out, singles)) >= 4
+
+
+@pytest.mark.parametrize("images, match", [
+    ([], "at least one image"),
+    ("mixed", "one shape"),
+    ("big", "at most 1024"),
+])
+def test_batch_bad_input(images, match, crops):
+    if images == "mixed":
+        images = [crops[0], crops[0][:16]]
+    elif images == "big":
+        images = [np.zeros((1100, 4, 3), np.uint8)]
+    with pytest.raises(ValueError, match=match):
+        codec.compress_batch(images)
+    cm = modelzoo.load_model()
+    with pytest.raises(ValueError, match="final_choices"):
+        codec.compress_batch(crops[:1], settings=dataclasses.replace(cm.defaults, final_choices=2))
 
 
 def test_same_input_same_bytes():
@@ -175,11 +236,12 @@ def test_version1_model_folder_is_converted_to_the_integer_form(tmp_path):
     np.testing.assert_array_equal(codec.decompress(codec.compress(img, model=cm), model=cm), img)
 
 
-def test_version1_file_is_refused_naming_its_version():
+@pytest.mark.parametrize("old", [1, 2])
+def test_older_files_are_refused_naming_their_version(old):
     data = bytearray(codec.compress(_photo("sail_crop1_32.png")))
-    assert data[2] == entropy.VERSION == 2
-    data[2] = 1
-    with pytest.raises(FormatError, match="version 1"):
+    assert data[2] == entropy.VERSION == 3
+    data[2] = old
+    with pytest.raises(FormatError, match=f"version {old} files"):
         codec.decompress(bytes(data))
 
 
