@@ -4,9 +4,11 @@
     python eval.py --images DIR [--images NAME=DIR]   # folders of PNGs, one set each
     python eval.py --dataset cifar10 --split test --limit 100 [--data-dir DIR]   # prepared tfds data only
     python eval.py --suite quick --codecs PNG,JPEG-XL --out eval_out
-    python eval.py --ablation [--grid default|full] [--model PATH|default] [--images DIR] [--out DIR]
-        # iREC over omega x (1+epsilon) x beams: ablation.json, ablation_table.txt, heatmaps
+    python eval.py --ablation [--grid default|full|coder] [--model PATH|default] [--images DIR] [--out DIR]
+        # iREC over omega x (1+epsilon) x beams (x block_kl x final_choices):
+        # ablation.json, ablation_table.txt, heatmaps
     python eval.py --ablation --omega 2,3 --one-plus-epsilon 1.0,1.2 --beams 1,10 --limit 2
+    python eval.py --ablation --omega 3 --beams 20 --block-kl 50,200 --final-choices 1,20 --limit 2
 
 A thin door to ``irec_jax.benchmark.suite.run_suite`` (rows: ``irec_jax.benchmark.rows``;
 measurements: ``.runner``; output files: ``.report``); ``--ablation`` is a door to
@@ -35,24 +37,41 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--codecs", default=None,
                    help="comma-separated subset of codec rows, e.g. PNG,WebP,JPEG-XL (default: all)")
     p.add_argument("--out", default="eval_out", help="output folder (default eval_out/)")
+    p.add_argument("--batch", type=int, default=32,
+                   help="iREC encodes images of one shape in batches of this many (one compiled program per "
+                        "batch shape; per-image encode time = batch time / batch size); 1 codes image by image")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-warmup", action="store_true",
                    help="time the first image of each set too (default: one untimed warm-up encode/decode)")
     a = p.add_argument_group("ablation (--ablation)")
     a.add_argument("--ablation", action="store_true",
-                   help="run the iREC ablation over omega, 1+epsilon and beams instead of the codec benchmark")
-    a.add_argument("--grid", choices=["default", "full"], default=None,
+                   help="run the iREC ablation over omega, 1+epsilon, beams, block_kl and final_choices "
+                        "instead of the codec benchmark")
+    a.add_argument("--grid", choices=["default", "full", "coder"], default=None,
                    help="default: omega 2,3,4 x 1+eps 1.0,1.2 x B 1,10,20 on 4 crops (~4 min on 2 CPU cores); "
-                        "full: the paper's omega 2..6 x 1+eps 1.0,1.1,1.2,1.5 x B 1,10,50 on 8 crops (~1 h)")
+                        "full: the paper's omega 2..6 x 1+eps 1.0,1.1,1.2,1.5 x B 1,10,50 on 8 crops (~1 h); "
+                        "coder: the encoder's knobs at omega 3, B 20: 1+eps 1.0,1.1,1.2 x block_kl 50,200 x "
+                        "final_choices 1,20 on 4 crops (~1 min). block_kl and final_choices default to the "
+                        "coder's (200, 1) where a grid does not vary them")
     a.add_argument("--omega", default=None, metavar="LIST", help="override the grid's omegas, e.g. 2,3,4")
     a.add_argument("--one-plus-epsilon", default=None, metavar="LIST",
                    help="override the grid's 1+epsilon values, e.g. 1.0,1.2")
     a.add_argument("--beams", default=None, metavar="LIST", help="override the grid's beam widths, e.g. 1,10")
+    a.add_argument("--block-kl", default=None, metavar="LIST",
+                   help="override the grid's block_kl values (target nats per block, each >= every omega), "
+                        "e.g. 50,100,200")
+    a.add_argument("--final-choices", default=None, metavar="LIST",
+                   help="override the grid's final_choices (last-layer beams compared by the pixels' codelength, "
+                        "each <= every beam width), e.g. 1,20")
     a.add_argument("--mc-samples", type=int, default=None,
                    help="posterior samples per image for the Monte Carlo ELBO (default 16)")
     a.add_argument("--seed", type=int, default=0, help="coder seed (shared randomness) and MC seed (default 0)")
     return p.parse_args(argv)
+
+
+# The ablation's grid axes, as argparse dests (--omega, --one-plus-epsilon, --beams, --block-kl, --final-choices).
+AXES = ("omega", "one_plus_epsilon", "beams", "block_kl", "final_choices")
 
 
 def _ablation(args: argparse.Namespace) -> int:
@@ -65,11 +84,11 @@ def _ablation(args: argparse.Namespace) -> int:
             raise EvalError("--codecs does not apply to --ablation (it codes with iREC only)")
         grid_name = args.grid or "default"
         axes = dict(ablation.GRIDS[grid_name])
-        for axis in ("omega", "one_plus_epsilon", "beams"):
+        for axis in AXES:
             text = getattr(args, axis)
             if text is not None:
                 axes[axis] = ablation.parse_axis(text, axis)
-        custom = any(getattr(args, a) is not None for a in ("omega", "one_plus_epsilon", "beams"))
+        custom = any(getattr(args, a) is not None for a in AXES)
         grid = ablation.make_grid(**axes, name=f"{grid_name} (modified)" if custom else grid_name,
                                   seed=args.seed)
         mc = ablation.DEFAULT_MC_SAMPLES if args.mc_samples is None else args.mc_samples
@@ -97,8 +116,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.ablation:
         return _ablation(args)
-    used = [f for f, v in (("--grid", args.grid), ("--omega", args.omega), ("--one-plus-epsilon",
-            args.one_plus_epsilon), ("--beams", args.beams), ("--mc-samples", args.mc_samples)) if v is not None]
+    flags = [("--grid", args.grid)] + [("--" + axis.replace("_", "-"), getattr(args, axis)) for axis in AXES]
+    flags += [("--mc-samples", args.mc_samples)]
+    used = [f for f, v in flags if v is not None]
     if used:
         print(f"eval.py: error: {', '.join(used)} only apply with --ablation", file=sys.stderr)
         return 2
@@ -114,7 +134,7 @@ def main(argv=None) -> int:
     spec = EvalSpec(suite=args.suite, images=tuple(args.images), dataset=args.dataset, split=args.split,
                     limit=args.limit, data_dir=args.data_dir, model=args.model, codecs=codecs, out=args.out,
                     progress=not args.no_progress, plots=not args.no_plots,
-                    warmup=not args.no_warmup)
+                    warmup=not args.no_warmup, batch=args.batch)
     try:
         run_suite(spec)
     except EvalError as e:

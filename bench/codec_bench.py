@@ -3,8 +3,11 @@
 For every image (by default the bundled held-out 32x32 crops and 64x64
 photos, none of them in the default model's training set):
 
-* bits/dim of the whole .irec file, and split into header (magic, header,
-  section framing, CRC), latent indices and pixel residual -- all real bytes;
+* bits/dim of the whole .irec file (real bytes), split into the header
+  (magic, header, tile lengths, CRC: real bytes) and, within the coded
+  streams, the exact codelengths of the latent step counts and indices and
+  of the pixel residual, and the range coders' flush (the rest of the
+  stream bytes);
 * the model's negative ELBO of the same image (Monte Carlo over posterior
   samples: an estimate, shown with its standard error) and file / ELBO;
 * PNG, WebP lossless and JPEG XL lossless of the same image, in the same run,
@@ -76,7 +79,8 @@ def main() -> None:
         row = {
             "image": name, "shape": list(img.shape), "bytes": len(data),
             "bpd": 8 * len(data) / dims, "header_bpd": 8 * rep.header_bytes / dims,
-            "index_bpd": 8 * rep.index_bytes / dims, "residual_bpd": 8 * rep.residual_bytes / dims,
+            "index_bpd": rep.index_bits / dims, "residual_bpd": rep.residual_bits / dims,
+            "flush_bpd": rep.flush_bits / dims,
             "kl_bpd": sum(rep.kl_nats) / np.log(2) / dims,
             "elbo_bpd": elbo.total_bits / dims, "elbo_stderr_bpd": elbo.stderr_bits / dims,
             "over_elbo": 8 * len(data) / elbo.total_bits,
@@ -90,7 +94,7 @@ def main() -> None:
         rows.append(row)
 
     names = [c.name for c in classical]
-    head = (f"{'image':22s} {'bpd':>6s} {'hdr':>5s} {'index':>6s} {'resid':>6s} {'nelbo':>6s} "
+    head = (f"{'image':22s} {'bpd':>6s} {'hdr':>5s} {'index':>6s} {'resid':>6s} {'flush':>5s} {'nelbo':>6s} "
             f"{'/elbo':>6s} " + " ".join(f"{n:>7s}" for n in names) + f" {'enc s':>6s} {'dec s':>6s} exact")
     print(f"Lossless iREC codec, model {cm.name} ({cm.ref.param_hash.hex()}), Omega {settings.omega:g}, "
           f"eps {settings.epsilon:g}, B {settings.beams}; jax {jax.__version__} on "
@@ -98,7 +102,7 @@ def main() -> None:
     print(head)
     for r in rows:
         print(f"{r['image']:22s} {r['bpd']:6.3f} {r['header_bpd']:5.3f} {r['index_bpd']:6.3f} "
-              f"{r['residual_bpd']:6.3f} {r['elbo_bpd']:6.3f} {r['over_elbo']:6.3f} "
+              f"{r['residual_bpd']:6.3f} {r['flush_bpd']:5.3f} {r['elbo_bpd']:6.3f} {r['over_elbo']:6.3f} "
               + " ".join(f"{r[n]:7.3f}" for n in names)
               + f" {r['encode_s']:6.2f} {r['decode_s']:6.2f} {'yes' if r['exact'] else 'NO'}")
     for label, sel in (("mean 32x32", lambda r: r["shape"][:2] == [32, 32]),
@@ -107,14 +111,15 @@ def main() -> None:
         if not group:
             continue
         m = {k: float(np.mean([r[k] for r in group]))
-             for k in ("bpd", "header_bpd", "index_bpd", "residual_bpd", "elbo_bpd", "over_elbo",
+             for k in ("bpd", "header_bpd", "index_bpd", "residual_bpd", "flush_bpd", "elbo_bpd", "over_elbo",
                        "encode_s", "decode_s", *names)}
         print(f"{label:22s} {m['bpd']:6.3f} {m['header_bpd']:5.3f} {m['index_bpd']:6.3f} "
-              f"{m['residual_bpd']:6.3f} {m['elbo_bpd']:6.3f} {m['over_elbo']:6.3f} "
+              f"{m['residual_bpd']:6.3f} {m['flush_bpd']:5.3f} {m['elbo_bpd']:6.3f} {m['over_elbo']:6.3f} "
               + " ".join(f"{m[n]:7.3f}" for n in names)
               + f" {m['encode_s']:6.2f} {m['decode_s']:6.2f} "
               + f"{sum(r['exact'] for r in group)}/{len(group)}")
-    print("bpd: 8 x file bytes / (H W C), split into header, latent indices and residual; "
+    print("bpd: 8 x file bytes / (H W C) = header bytes + the streams' exact codelengths of latent indices "
+          "(with step counts) and residual + flush; "
           "nelbo: the model's negative ELBO,\n"
           f"a {args.samples}-sample Monte Carlo estimate (mean standard error "
           f"{np.mean([r['elbo_stderr_bpd'] for r in rows]):.3f} bpd); /elbo: file bits over it; "

@@ -1,5 +1,6 @@
 """The iREC ablation (irec_jax.benchmark.ablation, eval.py --ablation): a tiny real run, its outputs, clean errors."""
 
+import dataclasses
 import json
 import math
 import os
@@ -23,6 +24,9 @@ import eval as eval_cli  # noqa: E402  (the repo-root CLI)
 # Two grid points (N = 20 and 36), beam width 2, on the first bundled 32x32 crop.
 ARGS = ["--ablation", "--omega", "3", "--one-plus-epsilon", "1.0,1.2", "--beams", "2", "--limit", "1",
         "--mc-samples", "4", "--no-progress"]
+# The encoder's knobs: block_kl 50 and 200 x final_choices 1 and 4 at one (Ω, 1+ε, B = 4).
+KNOB_ARGS = ["--ablation", "--omega", "3", "--one-plus-epsilon", "1.2", "--beams", "4", "--block-kl", "50,200",
+             "--final-choices", "1,4", "--limit", "1", "--mc-samples", "2", "--no-progress", "--no-plots"]
 HEATMAPS = ("ablation_total_overhead.png", "ablation_coding_overhead.png", "ablation_residual_overhead.png",
             "ablation_encode_s.png")
 
@@ -56,6 +60,20 @@ def doc(run_dir):
         return json.load(f)
 
 
+@pytest.fixture(scope="module")
+def knobs_dir(tmp_path_factory, model_dir):
+    out = str(tmp_path_factory.mktemp("ablation_knobs"))
+    rc = eval_cli.main(KNOB_ARGS + ["--model", model_dir, "--out", out])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def knobs_doc(knobs_dir):
+    with open(os.path.join(knobs_dir, "ablation.json")) as f:
+        return json.load(f)
+
+
 def test_json_has_documented_keys_and_types(doc, model_dir):
     for key, kind in (("name", str), ("description", str), ("started", str), ("wall_s", float), ("seed", int),
                       ("mc_samples", int), ("model", dict), ("grid", dict), ("images", list), ("sets", list),
@@ -71,13 +89,18 @@ def test_json_has_documented_keys_and_types(doc, model_dir):
     assert [p["num_candidates"] for p in doc["grid"]["points"]] == [20, 36]
     assert [im["image"] for im in doc["images"]] == [os.path.basename(bundled_images("crops")[0])]
     assert len(doc["points"]) == 2 and len(doc["rows"]) == 2
+    defaults = codec.coder_settings()
+    assert doc["grid"]["block_kl"] == [defaults.block_kl] and doc["grid"]["final_choices"] == [1]
+    for p in doc["grid"]["points"] + doc["points"] + doc["rows"]:
+        assert isinstance(p["block_kl"], float) and p["block_kl"] == defaults.block_kl == 200.0
+        assert isinstance(p["final_choices"], int) and p["final_choices"] == defaults.final_choices == 1
     for p in doc["points"]:
         assert p["error"] is None and p["num_images"] == 1 and p["num_ok"] == 1
         for k in ("total_overhead", "coding_overhead", "coding_overhead_ideal", "residual_overhead",
-                  "residual_overhead_ideal", "bpd", "encode_s", "decode_s"):
+                  "bpd", "encode_s", "decode_s", "index_bits", "residual_bits"):
             assert isinstance(p[k], float) and math.isfinite(p[k]) and p[k] > 0, k
     for r in doc["rows"]:
-        for k in ("total_bytes", "header_bytes", "index_bytes", "residual_bytes", "num_candidates", "dims"):
+        for k in ("total_bytes", "header_bytes", "stream_bytes", "num_candidates", "dims"):
             assert isinstance(r[k], int), k
         assert isinstance(r["kl_bits_per_layer"], list) and isinstance(r["exact"], bool)
 
@@ -93,16 +116,20 @@ def test_overheads_come_from_the_real_bytes(doc, model_dir):
     stats = doc["images"][0]
     for r in doc["rows"]:
         # the file is exactly what the codec writes for this image and setting
-        settings = codec.coder_settings(omega=r["omega"], epsilon=r["epsilon"], beams=r["beams"], seed=0)
+        settings = dataclasses.replace(
+            codec.coder_settings(omega=r["omega"], epsilon=r["epsilon"], beams=r["beams"], seed=0),
+            block_kl=r["block_kl"], final_choices=r["final_choices"])
         data, rep = codec.compress_report(img, model=model_dir, settings=settings)
-        assert (len(data), rep.index_bytes, rep.residual_bytes) == (r["total_bytes"], r["index_bytes"],
-                                                                     r["residual_bytes"])
-        assert r["header_bytes"] + r["index_bytes"] + r["residual_bytes"] == r["total_bytes"]
+        assert (len(data), rep.stream_bytes, rep.index_bits, rep.residual_bits) == (
+            r["total_bytes"], r["stream_bytes"], r["index_bits"], r["residual_bits"])
+        assert r["header_bytes"] + r["stream_bytes"] == r["total_bytes"]
+        # the stream holds the two exact codelengths and the range coder's flush
+        assert 0 <= 8 * r["stream_bytes"] - r["index_bits"] - r["residual_bits"] <= 64
         kl_bits = sum(rep.kl_nats) / math.log(2)
         assert r["kl_bits"] == pytest.approx(kl_bits, rel=1e-9)
-        assert r["coding_overhead"] == pytest.approx(8 * r["index_bytes"] / kl_bits, rel=1e-9)
+        assert r["coding_overhead"] == pytest.approx(r["index_bits"] / kl_bits, rel=1e-9)
         assert r["coding_overhead_ideal"] == pytest.approx(rep.index_bits_ideal / kl_bits, rel=1e-9)
-        assert r["residual_overhead"] == pytest.approx(8 * r["residual_bytes"] / stats["eq_recon_bits"], rel=1e-9)
+        assert r["residual_overhead"] == pytest.approx(r["residual_bits"] / stats["eq_recon_bits"], rel=1e-9)
         assert r["total_overhead"] == pytest.approx(8 * r["total_bytes"] / stats["nelbo_bits"], rel=1e-9)
         assert r["bpd"] == pytest.approx(8 * r["total_bytes"] / img.size, rel=1e-12)
     # aggregates over one image are that image's row
@@ -125,6 +152,74 @@ def test_heatmaps_and_table_are_written(run_dir, doc):
     with open(os.path.join(run_dir, "ablation_table.txt")) as f:
         table = f.read()
     assert "1+ε" in table and "1/1" in table and "FAILED" not in table
+    header = next(line for line in table.splitlines() if line.lstrip().startswith("B "))
+    assert header.split() == ["B", "Ω", "1+ε", "N", "block", "choice", "bpd", "total", "coding", "(ideal)",
+                              "residual", "index", "b", "resid", "b", "enc", "s", "dec", "s", "exact"]
+
+
+# --- the encoder's knobs: block_kl and final_choices ---------------------------------------------------
+
+def test_knob_keys_and_types(knobs_doc):
+    grid = knobs_doc["grid"]
+    assert grid["block_kl"] == [50.0, 200.0] and grid["final_choices"] == [1, 4] and grid["beams"] == [4]
+    # grid order: B, then block_kl, then final_choices, then Ω, then 1+ε
+    assert [(p["block_kl"], p["final_choices"]) for p in grid["points"]] == [(50.0, 1), (50.0, 4), (200.0, 1),
+                                                                            (200.0, 4)]
+    assert len(knobs_doc["points"]) == len(knobs_doc["rows"]) == 4
+    for p in grid["points"] + knobs_doc["points"] + knobs_doc["rows"]:
+        assert type(p["block_kl"]) is float and type(p["final_choices"]) is int
+    for p in knobs_doc["points"]:
+        assert p["error"] is None
+        for k in ("index_bits", "residual_bits", "coding_overhead", "residual_overhead", "bpd", "encode_s"):
+            assert isinstance(p[k], float) and math.isfinite(p[k]) and p[k] > 0, k
+    for k in ("block_kl", "final_choices", "index_bits", "residual_bits"):
+        assert k in knobs_doc["metrics"]
+    assert {"block", "choice"} <= set(knobs_doc["table_columns"])
+
+
+def test_final_choices_only_lower_the_residual(knobs_doc):
+    by = {(p["block_kl"], p["final_choices"]): p for p in knobs_doc["rows"]}
+    for block in (50.0, 200.0):
+        one, four = by[block, 1], by[block, 4]
+        # choice 0 is the search's own pick, and every final beam costs the same index bits
+        assert four["index_bits"] == one["index_bits"] and four["kl_bits"] == one["kl_bits"]
+        assert four["residual_bits"] <= one["residual_bits"]
+
+
+def test_both_block_sizes_decode_exactly(knobs_doc):
+    for p in knobs_doc["points"]:
+        assert p["all_exact"] and p["num_exact"] == 1, (p["block_kl"], p["final_choices"])
+    assert all(r["exact"] and r["error"] is None for r in knobs_doc["rows"])
+    # the knob reached the coder: smaller blocks send more step counts
+    by = {(r["block_kl"], r["final_choices"]): r for r in knobs_doc["rows"]}
+    assert by[50.0, 1]["index_bits"] != by[200.0, 1]["index_bits"]
+
+
+def test_knob_table_shows_the_knobs(knobs_dir):
+    with open(os.path.join(knobs_dir, "ablation_table.txt")) as f:
+        lines = f.read().splitlines()
+    body = [line.split() for line in lines if line.lstrip().startswith("4 ")]
+    assert [(r[4], r[5]) for r in body] == [("50", "1"), ("50", "4"), ("200", "1"), ("200", "4")]
+    assert all(r[-1] == "1/1" for r in body)
+
+
+def test_heatmap_panels_tell_the_knobs_apart():
+    from irec_jax.benchmark.ablation_report import _panels
+    grid = ablation.make_grid((3.0,), (1.2,), (4, 8), block_kl=(50, 200), final_choices=(1,))
+    assert [name for name, *_ in _panels(grid)] == ["B = 4, block = 50", "B = 4, block = 200",
+                                                    "B = 8, block = 50", "B = 8, block = 200"]
+    assert [name for name, *_ in _panels(ablation.make_grid((3.0,), (1.2,), (4,)))] == ["B = 4"]
+
+
+def test_grid_point_settings_carry_the_knobs():
+    point = ablation.GridPoint(3.0, 1.2, 20, block_kl=50.0, final_choices=20)
+    s = point.settings(seed=7)
+    assert (s.omega, s.epsilon, s.beams, s.seed, s.block_kl, s.final_choices) == (3.0, 0.2, 20, 7, 50.0, 20)
+    assert s.prune_fraction == codec.coder_settings().prune_fraction
+    default = ablation.GridPoint(3.0, 1.2, 20)
+    assert (default.block_kl, default.final_choices) == (codec.coder_settings().block_kl,
+                                                          codec.coder_settings().final_choices)
+    assert "block=50" in point.label and "choices=20" in point.label
 
 
 @pytest.mark.parametrize("axes, words", [
@@ -135,10 +230,21 @@ def test_heatmaps_and_table_are_written(run_dir, doc):
     (dict(omega=(3.0, 3.0), one_plus_epsilon=(1.2,), beams=(1,)), "repeats"),
     (dict(omega=(20.0,), one_plus_epsilon=(1.0,), beams=(1,)), "Ω=20 1+ε=1 B=1"),  # 4.9e8 candidates
     (dict(omega=(3.0,), one_plus_epsilon=(), beams=(1,)), "no values"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), block_kl=(0.0,)), "block_kl 0.0 must be > 0"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), block_kl=(math.inf,)), "block_kl value inf is not"),
+    (dict(omega=(2.0, 4.0), one_plus_epsilon=(1.2,), beams=(1,), block_kl=(3.0,)),
+     "Ω=4 1+ε=1.2 B=1 block=3 choices=1: invalid coder settings: block_kl=3.0 must be >= omega"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), block_kl=(50, 50)), "block_kl repeats"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), final_choices=(0,)), "final_choices 0 must be an"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), final_choices=(2.5,)), "final_choices 2.5 must be"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), final_choices=(5000,)), "in [1, 4096]"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(2, 8), final_choices=(4,)),
+     "B=2 block=200 choices=4: final_choices 4 must be <= beams (2)"),
 ])
 def test_bad_grid_values_are_clear_errors(axes, words):
-    with pytest.raises(EvalError, match=words.replace("+", r"\+")):
+    with pytest.raises(EvalError) as e:
         ablation.make_grid(**axes)
+    assert words in str(e.value) and "\n" not in str(e.value)
 
 
 def test_named_grids():
@@ -146,6 +252,15 @@ def test_named_grids():
     assert len(full.points) == 5 * 4 * 3
     assert max(p.num_candidates for p in full.points) == math.floor(math.exp(9.0))
     assert len(ablation.named_grid("default").points) == 3 * 2 * 3
+    coder = ablation.named_grid("coder")
+    assert len(coder.points) == 3 * 2 * 2 and coder.beams == (20,) and coder.omega == (codec.coder_settings().omega,)
+    assert coder.block_kl == (50.0, 200.0) and coder.final_choices == (1, 20)
+    for p in coder.points:
+        s = p.settings()
+        assert s.final_choices <= s.beams and s.block_kl >= s.omega
+    for name in ("default", "full"):  # the grids that do not name the knobs take the coder's defaults
+        g = ablation.named_grid(name)
+        assert g.block_kl == (200.0,) and g.final_choices == (1,)
     with pytest.raises(EvalError, match="unknown ablation grid"):
         ablation.named_grid("huge")
 
@@ -158,6 +273,14 @@ def test_named_grids():
     (["--ablation", "--codecs", "PNG"], "does not apply"),
     (["--ablation", "--images", "/nonexistent/dir"], "does not exist"),
     (["--grid", "full"], "only apply with --ablation"),
+    (["--ablation", "--final-choices", "1,x"], "--final-choices: 'x' is not an integer"),
+    (["--ablation", "--block-kl", "50,,200"], "--block-kl '50,,200': give comma-separated numbers"),
+    (["--ablation", "--block-kl", "abc"], "--block-kl: 'abc' is not a number"),
+    (["--ablation", "--block-kl", "3"], "block=3 choices=1: invalid coder settings: block_kl=3.0 must be >= omega"),
+    (["--ablation", "--final-choices", "20"], "final_choices 20 must be <= beams (1)"),
+    (["--ablation", "--final-choices", "0", "--beams", "20"], "final_choices 0 must be an integer in [1, 4096]"),
+    (["--block-kl", "50"], "--block-kl only apply with --ablation"),
+    (["--final-choices", "1,20"], "--final-choices only apply with --ablation"),
 ])
 def test_cli_bad_input_is_one_line_and_nonzero(argv, words, capsys, tmp_path):
     rc = eval_cli.main(argv + ["--out", str(tmp_path / "out"), "--no-progress"])
@@ -189,4 +312,4 @@ def test_a_failing_point_is_recorded_and_the_run_goes_on(monkeypatch, model_dir)
     bad, good = res.points
     assert bad["error"] == "RuntimeError: injected failure" and bad["total_overhead"] is None
     assert good["error"] is None and good["all_exact"]
-    assert "failed: B=2 Ω=3 1+ε=1: RuntimeError: injected failure" in ablation.format_table(res)
+    assert "failed: B=2 Ω=3 1+ε=1 block=200 choices=1: RuntimeError: injected failure" in ablation.format_table(res)

@@ -1,6 +1,7 @@
 """The benchmark harness (irec_jax.benchmark: rows, sets, runner, report, evaluate; eval.py): rows, failures,
 exactness, outputs, clean errors."""
 
+import dataclasses
 import io
 import json
 import os
@@ -175,6 +176,34 @@ def test_results_json_follows_compressai_schema(results, tmp_path):
         assert os.path.getsize(paths[key]) > 0
     with open(paths["plot:mean_bpd"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_batch_rows_group_by_shape_and_split_the_time():
+    png = _png_codec()
+    calls = []
+
+    def encode_batch(images):
+        calls.append([im.shape for im in images])
+        return [png.encode(im) for im in images]
+
+    rgb, gray = _images()
+    batched = dataclasses.replace(png, name="PNG-batched", encode_batch_fn=encode_batch)
+    image_set = sets.ImageSet("mixed", (rgb, gray, rgb, rgb, gray), tuple(f"{i}.png" for i in range(5)))
+    res = runner.run([image_set], [png, batched], progress=False, warmup=False, batch=2)
+    assert calls == [[rgb.shape] * 2, [rgb.shape], [gray.shape] * 2]  # one shape per batch, at most 2
+    one = {r.image: r for r in res.rows if r.codec == "PNG"}
+    for r in (r for r in res.rows if r.codec == "PNG-batched"):
+        assert r.exact and r.bytes == one[r.image].bytes and r.encode_s is not None
+    assert [r.image for r in res.rows if r.codec == "PNG-batched"] == list(image_set.ids)
+
+    def broken(images):
+        raise RuntimeError("batch exploded")
+
+    res = runner.run([image_set], [dataclasses.replace(png, name="Broken", encode_batch_fn=broken)],
+                     progress=False, warmup=False, batch=4)
+    assert all(not r.exact and "batch exploded" in r.error for r in res.rows)
+    with pytest.raises(EvalError, match="batch"):
+        runner.run([image_set], [png], progress=False, batch=0)
 
 
 def test_unavailable_row_is_reported_not_run():

@@ -9,7 +9,7 @@ runner      codes, decodes and checks every image: Row, Results, run
 report      summaries, the text table, results.json / compressai / rows.csv, one environment record
 plots       the PNG plots (benchmark and ablation heatmaps)
 suite       EvalSpec, build_codecs and run_suite: the wiring of eval.py
-ablation    eval.py --ablation: iREC over Ω, 1+ε, B (ablation_grid: grid and records;
-            ablation_report: its outputs)
+ablation    eval.py --ablation: iREC over Ω, 1+ε, B and the encoder's block_kl, final_choices
+            (ablation_grid: grid and records; ablation_report: its outputs)
 synthetic   synthetic posterior/prior pairs for the coder benchmarks
 """

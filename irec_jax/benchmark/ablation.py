@@ -1,20 +1,35 @@
-"""The paper's ablation of the iREC coder over Ω, 1+ε and B: ``python eval.py --ablation``.
+"""The paper's ablation of the iREC coder over Ω, 1+ε and B, and the encoder's
+own knobs block_kl and final_choices: ``python eval.py --ablation``.
 
 Every grid point (Ω nats per step, 1+ε candidate oversampling, B beams; N =
-floor(exp(Ω(1+ε))) candidates per step) codes every image with the real
-codec (``irec_jax.codec.compress_report``), decodes it back
-(``codec.decompress``) and checks the pixels bit for bit. Per image and
-point it reports, from the *real* byte counts of the file:
+floor(exp(Ω(1+ε))) candidates per step; ``block_kl``, the target KL per
+block in nats, and ``final_choices``, how many of the last latent layer's
+final beams the encoder compares by the exact codelength of the pixels,
+keeping the smallest file) codes every image with the real codec
+(``irec_jax.codec.compress_report``), decodes it back (``codec.decompress``)
+and checks the pixels bit for bit. block_kl and final_choices steer only the
+encoder (files do not store them; they default to ``CoderSettings()``'s, 200
+nats and 1): smaller blocks mean less search work per block but more side
+information (one step count per block) and more rounding of K_b = ⌈KL_b/Ω⌉,
+seen in ``coding_overhead``; more final choices can only lower
+``residual_bits`` (the search's own pick is always among them, and every
+choice costs the same index bits), at one likelihood pass each, seen in
+``residual_overhead`` and ``encode_s``. A point needs block_kl >= Ω and
+final_choices <= B. Per image and point it reports, from the *real* byte
+counts of the file:
 
-- ``coding_overhead`` = 8·index_bytes / KL bits, KL = Σ_l KL(q_l‖p_l) along
-  the coded path (``CodecReport.kl_nats``); ``coding_overhead_ideal`` =
-  index_bits_ideal (Σ_b K_b log2 N) / KL bits.
-- ``residual_overhead`` = 8·residual_bytes / E_q[−log2 p(x|z)];
-  ``residual_overhead_ideal`` = −log2 p(x|ẑ) (under the coder's integer
-  frequency tables, the codec's ideal figure) over the same expectation.
-  The expectation is a **Monte Carlo estimate** (S posterior samples
-  through the codec's integer model, ``irec_jax.analysis.elbo_samples``, with
-  −log2 p(x|z) under the same integer tables; the standard error is reported).
+- ``coding_overhead`` = index_bits / KL bits, index_bits the exact
+  codelength of the step counts and indices in the file's streams
+  (``CodecReport.index_bits``), KL = Σ_l KL(q_l‖p_l) along the coded path
+  (``CodecReport.kl_nats``); ``coding_overhead_ideal`` = index_bits_ideal
+  (Σ_b K_b log2 N, the indices alone) / KL bits.
+- ``residual_overhead`` = residual_bits (−log2 p(x|ẑ), the exact codelength
+  of the pixels under the coder's integer tables) / E_q[−log2 p(x|z)].
+  The stream bytes hold both codelengths plus each tile's range-coder
+  flush (a few bytes), which ``total_overhead`` counts. The expectation is
+  a **Monte Carlo estimate** (S posterior samples through the codec's
+  integer model, ``irec_jax.analysis.elbo_samples``, with −log2 p(x|z)
+  under the same integer tables; the standard error is reported).
 - ``total_overhead`` = 8·total_bytes / negative-ELBO bits, with the negative
   ELBO = E_q[Σ_l KL_l + (−log2 p(x|z))] estimated by the same S samples (MC,
   standard error reported). Every byte of the file (header included) counts.
@@ -24,15 +39,17 @@ point it reports, from the *real* byte counts of the file:
   coded a second time for its timing, ``retimed``), ``decode_s`` (likewise),
   ``exact`` (decoded == original).
 
-All overheads are ratios: 1.00 = no overhead, 1.18 = +18%.
+All overheads are ratios: 1.00 = no overhead, 1.18 = +18%. Rows and points
+also carry ``index_bits`` and ``residual_bits`` (the two exact codelengths)
+and the point's ``block_kl`` and ``final_choices``.
 
 A point's aggregates are means over the images that did not fail (inexact
 ones included and counted). A failing point or image is recorded with its
 error and the run goes on.
 
 Outputs (``write_outputs``): ``ablation.json`` (see ``to_json``),
-``ablation_table.txt`` and, for each B, Ω × (1+ε) heatmaps (one PNG per
-metric, one panel per B): ``ablation_total_overhead.png``,
+``ablation_table.txt`` and Ω × (1+ε) heatmaps (one PNG per metric, one
+panel per B, block_kl and final_choices): ``ablation_total_overhead.png``,
 ``ablation_coding_overhead.png``, ``ablation_residual_overhead.png``,
 ``ablation_encode_s.png``.
 
@@ -115,7 +132,7 @@ def _ratio(num: float, den: float) -> float | None:
 
 def _row(point: GridPoint, stats: ImageStats, rep, exact: bool, detail: str | None, decode_s: float) -> dict:
     kl_bits = float(sum(rep.kl_nats) / math.log(2.0))
-    index_bits, residual_bits, total_bits = 8 * rep.index_bytes, 8 * rep.residual_bytes, 8 * rep.total_bytes
+    index_bits, residual_bits, total_bits = rep.index_bits, rep.residual_bits, 8 * rep.total_bytes
     residual = _ratio(residual_bits, stats.eq_recon_bits)
     total = _ratio(total_bits, stats.nelbo_bits)
     # The ratio's standard error from its MC denominator alone: ratio * se(den) / den.
@@ -126,16 +143,16 @@ def _row(point: GridPoint, stats: ImageStats, rep, exact: bool, detail: str | No
         "channels": stats.shape[2], "dims": stats.dims,
         "omega": point.omega, "one_plus_epsilon": point.one_plus_epsilon, "epsilon": point.epsilon,
         "beams": point.beams, "num_candidates": point.num_candidates,
-        "total_bytes": rep.total_bytes, "header_bytes": rep.header_bytes, "index_bytes": rep.index_bytes,
-        "residual_bytes": rep.residual_bytes,
+        "block_kl": point.block_kl, "final_choices": point.final_choices,
+        "total_bytes": rep.total_bytes, "header_bytes": rep.header_bytes, "stream_bytes": rep.stream_bytes,
+        "index_bits": float(rep.index_bits), "residual_bits": float(rep.residual_bits),
         "kl_bits": kl_bits, "kl_bits_per_layer": [float(k / math.log(2.0)) for k in rep.kl_nats],
         "log_ratio_bits": float(sum(rep.log_ratio_nats) / math.log(2.0)),
-        "index_bits_ideal": float(rep.index_bits_ideal), "residual_bits_ideal": float(rep.residual_bits_ideal),
+        "index_bits_ideal": float(rep.index_bits_ideal),
         "eq_recon_bits": stats.eq_recon_bits, "nelbo_bits": stats.nelbo_bits,
         "coding_overhead": _ratio(index_bits, kl_bits),
         "coding_overhead_ideal": _ratio(rep.index_bits_ideal, kl_bits),
         "residual_overhead": residual,
-        "residual_overhead_ideal": _ratio(rep.residual_bits_ideal, stats.eq_recon_bits),
         "residual_overhead_mc_se": residual_se,
         "total_overhead": total,
         "total_overhead_mc_se": total_se,
@@ -149,20 +166,21 @@ def _failed_row(point: GridPoint, stats: ImageStats, error: str) -> dict:
     return {"set": stats.set, "image": stats.image, "height": stats.shape[0], "width": stats.shape[1],
             "channels": stats.shape[2], "dims": stats.dims, "omega": point.omega,
             "one_plus_epsilon": point.one_plus_epsilon, "epsilon": point.epsilon, "beams": point.beams,
-            "num_candidates": point.num_candidates, "exact": False, "error": error}
+            "num_candidates": point.num_candidates, "block_kl": point.block_kl,
+            "final_choices": point.final_choices, "exact": False, "error": error}
 
 
 # Per-point aggregates: means over the images that did not fail.
 AGGREGATES = ("total_overhead", "coding_overhead", "coding_overhead_ideal", "residual_overhead",
-              "residual_overhead_ideal", "bpd", "encode_s", "decode_s", "total_bytes", "index_bytes",
-              "residual_bytes", "kl_bits")
+              "bpd", "encode_s", "decode_s", "total_bytes", "index_bits", "residual_bits", "kl_bits")
 
 
 def _aggregate(point: GridPoint, rows: list[dict], num_images: int, warmup_s: float | None,
                error: str | None) -> dict:
     ok = [r for r in rows if r.get("error") is None]
     agg = {"omega": point.omega, "one_plus_epsilon": point.one_plus_epsilon, "epsilon": point.epsilon,
-           "beams": point.beams, "num_candidates": point.num_candidates, "num_images": num_images,
+           "beams": point.beams, "num_candidates": point.num_candidates, "block_kl": point.block_kl,
+           "final_choices": point.final_choices, "num_images": num_images,
            "num_ok": len(ok), "num_failed": num_images - len(ok),
            "num_exact": sum(1 for r in ok if r["exact"]), "warmup_s": warmup_s,
            "num_retimed": sum(1 for r in ok if r.get("retimed")),

@@ -1,7 +1,11 @@
 """What an iREC ablation is (the grid of coder settings) and what it records (``ablation.run``'s result).
 
 Axes: Ω (nats per step), 1+ε (candidate oversampling), B (beams); N =
-floor(exp(Ω(1+ε))) candidates per step. See ``irec_jax.benchmark.ablation``.
+floor(exp(Ω(1+ε))) candidates per step; and the encoder-only knobs that files
+do not store (``irec_jax.settings.CoderSettings``): ``block_kl`` (target KL
+per block, nats) and ``final_choices`` (how many of the last layer's final
+beams the encoder compares by the pixels' exact codelength). See
+``irec_jax.benchmark.ablation``.
 """
 
 from __future__ import annotations
@@ -13,28 +17,44 @@ from typing import Sequence
 import numpy as np
 
 from irec_jax.benchmark.errors import EvalError
+from irec_jax.settings import MAX_BEAMS, CoderSettings
 
 __all__ = ["GRIDS", "DEFAULT_LIMIT", "DEFAULT_MC_SAMPLES", "GridPoint", "Grid", "make_grid", "named_grid",
            "parse_axis", "ImageStats", "AblationResult"]
 
-# The original's full grid, and a smaller one that runs in a few minutes on two shared CPU cores.
+# The coder's own defaults for the encoder-only knobs (what a grid point gets unless told otherwise).
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CoderSettings)}
+DEFAULT_BLOCK_KL: float = float(_DEFAULTS["block_kl"])
+DEFAULT_FINAL_CHOICES: int = int(_DEFAULTS["final_choices"])
+
+# The original's full grid, a smaller one that runs in a few minutes on two shared CPU cores, and
+# "coder": the encoder-only knobs (block_kl x final_choices) at the coder's default Ω and B.
+# A grid leaves out block_kl / final_choices to take the coder's defaults.
 GRIDS: dict[str, dict[str, tuple]] = {
     "default": {"omega": (2.0, 3.0, 4.0), "one_plus_epsilon": (1.0, 1.2), "beams": (1, 10, 20)},
     "full": {"omega": (2.0, 3.0, 4.0, 5.0, 6.0), "one_plus_epsilon": (1.0, 1.1, 1.2, 1.5),
              "beams": (1, 10, 50)},
+    "coder": {"omega": (float(_DEFAULTS["omega"]),), "one_plus_epsilon": (1.0, 1.1, 1.2), "beams": (20,),
+              "block_kl": (50.0, 200.0), "final_choices": (1, 20)},
 }
 # Images each grid uses by default (first N bundled 32x32 crops) when no --limit is given.
-DEFAULT_LIMIT = {"default": 4, "full": 8}
+DEFAULT_LIMIT = {"default": 4, "full": 8, "coder": 4}
+# Axes whose values are integers (the rest are real numbers).
+INT_AXES = ("beams", "final_choices")
 DEFAULT_MC_SAMPLES = 16
 
 
 @dataclasses.dataclass(frozen=True)
 class GridPoint:
-    """One coder setting: Ω (nats per step), 1+ε (oversampling), B (beams)."""
+    """One coder setting: Ω (nats per step), 1+ε (oversampling), B (beams), and the
+    encoder-only ``block_kl`` (target nats per block) and ``final_choices`` (final beams
+    compared by the pixels' codelength); those two default to ``CoderSettings()``'s."""
 
     omega: float
     one_plus_epsilon: float
     beams: int
+    block_kl: float = DEFAULT_BLOCK_KL
+    final_choices: int = DEFAULT_FINAL_CHOICES
 
     @property
     def epsilon(self) -> float:
@@ -42,44 +62,56 @@ class GridPoint:
 
     @property
     def num_candidates(self) -> int:
-        from irec_jax.settings import CoderSettings
         return CoderSettings(self.omega, self.epsilon, self.beams).num_candidates
 
     @property
     def label(self) -> str:
-        return f"Ω={self.omega:g} 1+ε={self.one_plus_epsilon:g} B={self.beams}"
+        return (f"Ω={self.omega:g} 1+ε={self.one_plus_epsilon:g} B={self.beams} "
+                f"block={self.block_kl:g} choices={self.final_choices}")
 
     def settings(self, seed: int = 0):
-        """The codec's settings for this point; ValueError if the codec refuses them."""
+        """The codec's settings for this point; ValueError if the codec refuses them (or if
+        final_choices > beams: the codec would quietly compare only B final beams)."""
         from irec_jax import codec
-        return codec.coder_settings(omega=float(self.omega), epsilon=float(self.epsilon),
+        base = codec.coder_settings(omega=float(self.omega), epsilon=float(self.epsilon),
                                     beams=int(self.beams), seed=int(seed))
+        settings = dataclasses.replace(base, block_kl=float(self.block_kl), final_choices=int(self.final_choices))
+        if settings.final_choices > settings.beams:
+            raise ValueError(f"final_choices {settings.final_choices} must be <= beams ({settings.beams}): "
+                             "the encoder has only B final beams to compare")
+        return settings
 
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """The axes of an ablation and its points (B outermost, then Ω, then 1+ε)."""
+    """The axes of an ablation and its points (B outermost, then block_kl, then final_choices,
+    then Ω, then 1+ε: each heatmap panel's Ω × (1+ε) points are consecutive)."""
 
     name: str
     omega: tuple
     one_plus_epsilon: tuple
     beams: tuple
+    block_kl: tuple = (DEFAULT_BLOCK_KL,)
+    final_choices: tuple = (DEFAULT_FINAL_CHOICES,)
 
     @property
     def points(self) -> list[GridPoint]:
-        return [GridPoint(o, e, b) for b in self.beams for o in self.omega for e in self.one_plus_epsilon]
+        return [GridPoint(o, e, b, k, c) for b in self.beams for k in self.block_kl for c in self.final_choices
+                for o in self.omega for e in self.one_plus_epsilon]
 
 
 def make_grid(omega: Sequence[float], one_plus_epsilon: Sequence[float], beams: Sequence[int],
-              name: str = "custom", seed: int = 0) -> Grid:
+              name: str = "custom", seed: int = 0, block_kl: Sequence[float] = (DEFAULT_BLOCK_KL,),
+              final_choices: Sequence[int] = (DEFAULT_FINAL_CHOICES,)) -> Grid:
     """A validated ``Grid``; ``EvalError`` naming the bad value (or grid point) otherwise.
 
-    Ω > 0 (finite), 1+ε >= 1 (finite), B an integer in [1, 4096], no value
-    repeated, and every (Ω, 1+ε) pair must give 2 .. 2^24 candidates.
+    Ω > 0 (finite), 1+ε >= 1 (finite), B an integer in [1, 4096], block_kl > 0
+    (finite), final_choices an integer in [1, 4096], no value repeated; and at
+    every point (Ω, 1+ε) must give 2 .. 2^24 candidates, block_kl >= Ω and
+    final_choices <= B.
     """
-    from irec_jax.settings import MAX_BEAMS
-
-    axes = {"omega": omega, "one_plus_epsilon": one_plus_epsilon, "beams": beams}
+    axes = {"omega": omega, "one_plus_epsilon": one_plus_epsilon, "beams": beams, "block_kl": block_kl,
+            "final_choices": final_choices}
     for axis, values in axes.items():
         values = list(values)
         if not values:
@@ -95,10 +127,13 @@ def make_grid(omega: Sequence[float], one_plus_epsilon: Sequence[float], beams: 
                 raise EvalError(f"ablation grid: omega {v!r} must be > 0 nats per step")
             if axis == "one_plus_epsilon" and not v >= 1.0:
                 raise EvalError(f"ablation grid: 1+epsilon {v!r} must be >= 1 (epsilon >= 0)")
-            if axis == "beams" and (float(v) != int(v) or not 1 <= int(v) <= MAX_BEAMS):
-                raise EvalError(f"ablation grid: beams {v!r} must be an integer in [1, {MAX_BEAMS}]")
+            if axis in INT_AXES and (float(v) != int(v) or not 1 <= int(v) <= MAX_BEAMS):
+                raise EvalError(f"ablation grid: {axis} {v!r} must be an integer in [1, {MAX_BEAMS}]")
+            if axis == "block_kl" and not v > 0:
+                raise EvalError(f"ablation grid: block_kl {v!r} must be > 0 nats (and >= omega)")
     grid = Grid(name, tuple(float(v) for v in omega), tuple(float(v) for v in one_plus_epsilon),
-                tuple(int(v) for v in beams))
+                tuple(int(v) for v in beams), tuple(float(v) for v in block_kl),
+                tuple(int(v) for v in final_choices))
     for p in grid.points:
         try:
             p.settings(seed)
@@ -115,16 +150,16 @@ def named_grid(name: str) -> Grid:
 
 
 def parse_axis(text: str, axis: str) -> tuple:
-    """``"2,3,4"`` -> (2.0, 3.0, 4.0) (beams: ints); EvalError for anything unparsable."""
+    """``"2,3,4"`` -> (2.0, 3.0, 4.0) (beams, final_choices: ints); EvalError for anything unparsable."""
     parts = [t.strip() for t in str(text).split(",")]
     if not parts or any(not t for t in parts):
         raise EvalError(f"--{axis.replace('_', '-')} {text!r}: give comma-separated numbers, e.g. 2,3,4")
     out = []
     for t in parts:
         try:
-            out.append(int(t) if axis == "beams" else float(t))
+            out.append(int(t) if axis in INT_AXES else float(t))
         except ValueError:
-            kind = "an integer" if axis == "beams" else "a number"
+            kind = "an integer" if axis in INT_AXES else "a number"
             raise EvalError(f"--{axis.replace('_', '-')}: {t!r} is not {kind}") from None
     return tuple(out)
 

@@ -19,6 +19,8 @@ Models load lazily (on the first encode) so that ``--codecs PNG`` never pays for
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Callable, Sequence
 
 import numpy as np
@@ -40,8 +42,10 @@ def irec_row(model_spec: str | None = "default") -> CodecRow:
     from irec_jax import codec as irec
 
     spec, cm = _loader(model_spec)
-    return codec_row("iREC", lambda img: irec.compress(img, model=cm()), lambda b: irec.decompress(b, model=cm()),
-                     f"iREC .irec files, model {spec}")
+    row = codec_row("iREC", lambda img: irec.compress(img, model=cm()), lambda b: irec.decompress(b, model=cm()),
+                    f"iREC .irec files, model {spec}")
+    return dataclasses.replace(
+        row, encode_batch_fn=lambda images: [data for data, _ in irec.compress_batch(images, model=cm())])
 
 
 def bbans_rows(model_spec: str | None = "default") -> list:

@@ -67,6 +67,8 @@ class CodecRow:
     reason: str | None = None
     probe: Callable[["CodecRow"], str | None] | None = dataclasses.field(default=None, compare=False)
     library: Callable[[], str] | None = dataclasses.field(default=None, compare=False)
+    # Optional: images of one shape -> one file each, in one call (the runner's --batch path).
+    encode_batch_fn: Callable[[Sequence[np.ndarray]], list] | None = dataclasses.field(default=None, compare=False)
 
     def encode(self, img: np.ndarray) -> bytes:
         return self.encode_fn(img)

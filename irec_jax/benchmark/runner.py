@@ -108,6 +108,52 @@ def _image_row(codec: Any, img: np.ndarray, image_id: str, set_name: str) -> Row
     return Row(**base, bytes=nbytes, bpd=bpd, exact=exact, encode_s=enc_s, decode_s=dec_s, error=None, detail=detail)
 
 
+def _batch_fn(codec: Any) -> Callable | None:
+    """The codec's ``encode_batch(images) -> [bytes]`` (or a CodecRow's ``encode_batch_fn``), if any."""
+    fn = getattr(codec, "encode_batch_fn", None) or getattr(codec, "encode_batch", None)
+    return fn if callable(fn) else None
+
+
+def _batch_rows(codec: Any, image_set: ImageSet, batch: int) -> list[Row]:
+    """Image rows of a codec with ``encode_batch(images) -> [bytes]``: the
+    set's images of one shape in batches of up to ``batch``, each batch
+    timed as one call and its time split evenly over its images; every
+    file is then decoded and compared on its own (``_image_row``'s fields).
+    A failing batch fails each of its images with the batch's error."""
+    rows: dict[int, Row] = {}
+    by_shape: dict[tuple, list[int]] = {}
+    for i, img in enumerate(image_set.images):
+        by_shape.setdefault(img.shape, []).append(i)
+    for idx in by_shape.values():
+        for start in range(0, len(idx), batch):
+            part = idx[start:start + batch]
+            given = [image_set.images[i].copy() for i in part]
+            datas, enc_s, err = timed(lambda: list(_batch_fn(codec)(given)))
+            if err is None and (len(datas) != len(part) or not all(isinstance(d, (bytes, bytearray)) for d in datas)):
+                err = TypeError(f"encode_batch returned {len(datas)} items for {len(part)} images, not bytes each")
+            for j, i in enumerate(part):
+                img = image_set.images[i]
+                h, w, c = img.shape
+                base = dict(image=image_set.ids[i], set=image_set.name, codec=codec.name, kind="image",
+                            num_images=1, height=h, width=w, channels=c, dims=img.size)
+                each = enc_s / len(part)
+                if err is not None:
+                    rows[i] = Row(**base, bytes=None, bpd=None, exact=False, encode_s=each, decode_s=None,
+                                  error=error_text(err, "encode_batch"))
+                    continue
+                data = bytes(datas[j])
+                bpd = 8.0 * len(data) / img.size
+                out, dec_s, derr = timed(lambda: codec.decode(data))
+                if derr is not None:
+                    rows[i] = Row(**base, bytes=len(data), bpd=bpd, exact=False, encode_s=each, decode_s=dec_s,
+                                  error=error_text(derr, "decode"))
+                    continue
+                exact, detail = same_image(img, out)
+                rows[i] = Row(**base, bytes=len(data), bpd=bpd, exact=exact, encode_s=each, decode_s=dec_s,
+                              error=None, detail=detail)
+    return [rows[i] for i in range(len(image_set))]
+
+
 def _set_row(codec: Any, image_set: ImageSet) -> Row:
     shapes = {im.shape for im in image_set.images}
     h, w, c = shapes.pop() if len(shapes) == 1 else (0, 0, 0)
@@ -157,13 +203,19 @@ class Results:
     warmup_s: dict = dataclasses.field(default_factory=dict)  # codec -> set -> untimed warm-up seconds
 
 
-def run(sets: Sequence[ImageSet], codecs: Sequence[Any], progress: bool = True, warmup: bool = True) -> Results:
+def run(sets: Sequence[ImageSet], codecs: Sequence[Any], progress: bool = True, warmup: bool = True,
+        batch: int = 1) -> Results:
     """Code and decode every image of every set with every codec row; one failure never stops the run.
 
     ``warmup``: before timing an image row on a set, encode and decode the
     set's first image once untimed (imports, JIT compilation per shape); its
     wall time is kept in ``Results.warmup_s``. Set rows are never warmed up.
+    ``batch`` > 1: image rows that have ``encode_batch`` (iREC) encode the
+    set's images of one shape in batches of that many (``_batch_rows``; the
+    warm-up is then one untimed batch); the rest code image by image.
     """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise EvalError(f"batch must be an integer >= 1, got {batch!r}")
     if not sets:
         raise EvalError("no image sets to evaluate")
     if not codecs:
@@ -200,6 +252,14 @@ def run(sets: Sequence[ImageSet], codecs: Sequence[Any], progress: bool = True, 
                     bar.update(len(image_set))
                 elif kind == "set":
                     rows.append(_set_row(codec, image_set))
+                    bar.update(len(image_set))
+                elif batch > 1 and _batch_fn(codec) is not None:
+                    if warmup and len(image_set):
+                        shapes = {im.shape for im in image_set.images}
+                        firsts = [[im for im in image_set.images if im.shape == sh][:batch] for sh in shapes]
+                        _, secs, _ = timed(lambda: [_batch_fn(codec)([im.copy() for im in f]) for f in firsts])
+                        warm.setdefault(codec.name, {})[image_set.name] = secs
+                    rows += _batch_rows(codec, image_set, batch)
                     bar.update(len(image_set))
                 else:
                     if warmup and len(image_set):
