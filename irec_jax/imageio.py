@@ -20,7 +20,7 @@ found and what to do.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from typing import Any
 
 import numpy as np
@@ -129,13 +129,17 @@ def write_atomic(path: str, data: bytes, *, force: bool = False) -> None:
     """Writes ``data`` to ``path`` through a temporary file in the same folder, then renames.
 
     Refuses to replace an existing file unless ``force`` (FileExistsError). A
-    failure leaves neither a partial file nor a changed ``path``.
+    failure leaves neither a partial file nor a changed ``path``. The file
+    gets the usual permissions of a new file (0666 less the umask), not the
+    temporary file's private 0600.
     """
     path = os.fspath(path)
     if os.path.exists(path) and not force:
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    # O_EXCL on a fresh random name, mode 0666 so the umask applies as for any new file.
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -67,6 +67,17 @@ def test_settings_flags_and_other_output_formats(png, tmp_path):
         np.testing.assert_array_equal(imageio.read_image(dst), imageio.read_image(png))
 
 
+def test_outputs_get_the_permissions_of_any_new_file(png, tmp_path):
+    out, back = tmp_path / "x.irec", tmp_path / "back.png"
+    old = os.umask(0o027)
+    try:
+        assert _run("compress", png, str(out), "-q") == 0
+        assert _run("decompress", str(out), str(back), "-q") == 0
+    finally:
+        os.umask(old)
+    assert (out.stat().st_mode & 0o777) == (back.stat().st_mode & 0o777) == 0o640  # 0666 less the umask
+
+
 def test_existing_output_is_kept_without_force(png, tmp_path, capsys):
     out = tmp_path / "x.irec"
     out.write_bytes(b"precious")
