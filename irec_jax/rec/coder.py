@@ -318,8 +318,10 @@ def encode_batch(
     stream: int = 0,
 ) -> tuple[list[RecCode], np.ndarray, list[EncodeInfo]]:
     """``encode`` of M tensors of one shape S in one compiled search and one
-    reconstruction (much less fixed cost per tensor than M ``encode`` calls
-    when the tensors are small, e.g. the latents of a batch of small images).
+    reconstruction: one program per batch shape, for accelerators that one
+    small tensor (e.g. the latents of a 32x32 image) cannot fill. On a
+    2-core CPU it runs at about the speed of M ``encode`` calls
+    (``bench/rec_batch_bench.py``).
 
     Args:
       q_loc, q_scale, p_loc, p_scale: real arrays of one shape [M, *S],
