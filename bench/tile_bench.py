@@ -3,12 +3,15 @@
 Every tile is coded on its own (``docs/format.md`` §1), which bounds memory
 for any image size but loses the model's context at the seams and pays each
 tile's step counts and range-coder flush. For every image this prints the
-real file size at each tile side against the largest one (the seams'
-rate cost), the warm encode and decode seconds, and checks every decode bit
-for bit.
+real file size at each tile side against the largest one, the warm encode
+and decode seconds, and checks every decode bit for bit. Smaller tiles also
+get larger latent blocks (the encoder's block target grows as a tensor's
+KL shrinks, ``rec.layout.target_block_kl``), which saves rate; ``--block-kl``
+fixes the block target so that the difference is the seams' cost alone.
 
     python bench/tile_bench.py --images DIR                 # e.g. sporco's 768x512 photos (held out)
     python bench/tile_bench.py --images DIR --tiles 1024,512,256 --json out.json
+    python bench/tile_bench.py --images DIR --block-kl 50     # the seams alone, at one block size
     python bench/tile_bench.py --make-big big.png --size 4000x3000
 
 ``--make-big`` writes a large RGB PNG made by mirroring the lossless-origin
@@ -20,6 +23,7 @@ for rates).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -50,6 +54,9 @@ def main() -> None:
     ap.add_argument("--images", default=None, help="folder of PNGs (recursive)")
     ap.add_argument("--tiles", default="1024,512,256", help="tile sides to compare, largest first")
     ap.add_argument("--model", default="default")
+    ap.add_argument("--block-kl", type=float, default=None,
+                    help="fix the target KL per block (block_kl = min_block_kl) so that only the seams differ "
+                         "between tile sides (default: the model's rule, whose blocks grow in smaller tiles)")
     ap.add_argument("--json", default=None, help="write the rows to this JSON file")
     ap.add_argument("--make-big", default=None, metavar="PNG", help="write a big test image and exit")
     ap.add_argument("--size", default="4000x3000", help="WxH of --make-big")
@@ -69,15 +76,21 @@ def main() -> None:
     except (ValueError, EvalError) as e:
         sys.exit(f"tile_bench.py: error: {e}")
     cm = modelzoo.load_model(args.model)
+    settings = cm.defaults
+    if args.block_kl is not None:
+        try:
+            settings = dataclasses.replace(settings, block_kl=args.block_kl, min_block_kl=args.block_kl)
+        except ValueError as e:
+            sys.exit(f"tile_bench.py: error: {e}")
     rows = []
     print(f"{'image':16s} {'size':>9s} " + " ".join(f"{'T=' + str(t):>16s}" for t in tiles)
           + "   (bytes, cost vs the first; enc s / dec s)")
     for name, img in zip(image_set.ids, image_set.images):
         row = {"image": os.path.basename(name), "shape": list(img.shape), "tiles": {}}
         for t in tiles:
-            codec.decompress(codec.compress(img, model=cm, tile=t), model=cm)  # warm-up: compiles
+            codec.decompress(codec.compress(img, model=cm, settings=settings, tile=t), model=cm)  # compiles
             t0 = time.perf_counter()
-            data, rep = codec.compress_report(img, model=cm, tile=t)
+            data, rep = codec.compress_report(img, model=cm, settings=settings, tile=t)
             t1 = time.perf_counter()
             out = codec.decompress(data, model=cm)
             t2 = time.perf_counter()

@@ -212,7 +212,8 @@ def run(sets: Sequence[ImageSet], codecs: Sequence[Any], progress: bool = True, 
     wall time is kept in ``Results.warmup_s``. Set rows are never warmed up.
     ``batch`` > 1: image rows that have ``encode_batch`` (iREC) encode the
     set's images of one shape in batches of that many (``_batch_rows``; the
-    warm-up is then one untimed batch); the rest code image by image.
+    warm-up is then one untimed batch per shape, every file decoded); the
+    rest code image by image.
     """
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise EvalError(f"batch must be an integer >= 1, got {batch!r}")
@@ -257,7 +258,8 @@ def run(sets: Sequence[ImageSet], codecs: Sequence[Any], progress: bool = True, 
                     if warmup and len(image_set):
                         shapes = {im.shape for im in image_set.images}
                         firsts = [[im for im in image_set.images if im.shape == sh][:batch] for sh in shapes]
-                        _, secs, _ = timed(lambda: [_batch_fn(codec)([im.copy() for im in f]) for f in firsts])
+                        _, secs, _ = timed(lambda: [codec.decode(bytes(d)) for f in firsts
+                                                    for d in _batch_fn(codec)([im.copy() for im in f])])
                         warm.setdefault(codec.name, {})[image_set.name] = secs
                     rows += _batch_rows(codec, image_set, batch)
                     bar.update(len(image_set))

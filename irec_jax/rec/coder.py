@@ -524,7 +524,9 @@ def _search(q_loc, q_scale, p_loc, p_scale, settings: RecSettings, stream: int, 
     steps = _pad_rows(np.concatenate([b.steps for b in blocks]), padded, 0)
     ids = _pad_rows(np.concatenate([np.arange(b.lay.num_blocks) for b in blocks]), padded, 0)
 
-    length = buffer_steps(steps)
+    expected = max(layout_lib.target_block_kl(b.kl, settings.block_kl, settings.min_block_kl)
+                   for b in blocks) / settings.omega
+    length = buffer_steps(steps, expected)
     mant, shift, rho, omr = _schedule(settings, steps, length)
     # A batch sorts its blocks by steps, longest first, and runs the search in
     # phases of halving row counts, so that short blocks stop early (about 20%

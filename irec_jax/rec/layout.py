@@ -23,14 +23,18 @@ def bucket(n: int) -> int:
     return -(-n // (1 << e)) << e
 
 
-def buffer_steps(steps: np.ndarray) -> int:
+def buffer_steps(steps: np.ndarray, expected: float | None = None) -> int:
     """Padded step length L >= max K_b. The loops stop at max K_b, so L only
-    sizes buffers: it covers twice the blocks' mean step count (live blocks,
-    K_b > 0) so that it (and the compiled shape) rarely changes between
+    sizes buffers: it covers twice ``expected``, the typical step count of a
+    block (the encoder's target block KL / omega; by default the blocks'
+    mean step count rounded up to a power of two, which a decoder can
+    compute), so that L, and the compiled shape, rarely changes between
     images of one size."""
-    live = steps[steps > 0]
-    mean = float(live.mean()) if live.size else 1.0
-    return bucket(max(int(steps.max()), math.ceil(2.0 * mean)))
+    if expected is None:
+        live = steps[steps > 0]
+        mean = float(live.mean()) if live.size else 1.0
+        expected = float(1 << max(0, math.ceil(math.log2(mean))))
+    return bucket(max(int(steps.max()), math.ceil(2.0 * expected)))
 
 
 LARGE_TENSOR_BLOCKS = 16.0  # blocks start to shrink past this many block_kl of KL
