@@ -117,7 +117,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
           f"{info['total_bytes']:,} bytes, {info['bpd']:.4f} bits/dim")
     print(f"  model       {info['model']} (params {info['model_hash']})")
     print(f"  coder       omega {info['omega']:g}, epsilon {info['epsilon']:g}, "
-          f"beams {info['beams']}, seed {info['seed']}, {info['candidates']} candidates/step")
+          f"seed {info['seed']}, {info['candidates']} candidates/step")
     print(f"  sizes       header {info['header_bytes']} B, coded streams {info['stream_bytes']:,} B "
           f"in {info['tiles']} tile{'s' if info['tiles'] > 1 else ''} of up to {info['tile']}x{info['tile']}")
     print(f"  layers      blocks {info['blocks_per_layer']}, steps {info['steps_per_layer']}")
@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(c, "'default' (bundled), a model folder or a train.py workdir (default: default)")
     c.add_argument("--omega", type=_float, help="nats per iREC step (default 3)")
     c.add_argument("--epsilon", type=_float, help="candidate oversampling (default 0.2)")
-    c.add_argument("--beams", type=int, help="beam width B (default 20)")
+    c.add_argument("--beams", type=int,
+                   help="beam width B of the encoder's search (default 20; small latent tensors use at least 64)")
     c.add_argument("--seed", type=int, help="shared-randomness seed (default 0)")
     c.add_argument("--tile", type=int, default=1024,
                    help="code the image as independent TILE x TILE tiles (even; default 1024): bounds memory")

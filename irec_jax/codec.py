@@ -337,8 +337,9 @@ def compress(image: Any, *, model: "str | CodecModel" = "default",
         RGBA are converted without loss; transparency and 16-bit are refused).
       model: "default" (bundled), a model folder, a train.py workdir or a
         ``CodecModel``.
-      settings: iREC settings (Omega, epsilon, beams, seed); None: the model's
-        defaults (which the file then does not store).
+      settings: iREC settings (Omega, epsilon, beams, seed, ...); None: the
+        model's defaults. The file stores Omega, epsilon and seed where they
+        differ from the model's defaults; the rest only steer the encoder.
       tile: tile side T (even, >= 2): the image is coded as independent
         T x T tiles, which bounds memory and time per tile; the default
         (1024) leaves photos up to a megapixel whole. The file stores T if
@@ -440,8 +441,7 @@ def read_info(data: bytes, *, model: "str | CodecModel | None" = None) -> dict:
         "model": h.model.name, "model_hash": h.model.param_hash.hex(),
         "height": h.height, "width": h.width, "channels": h.channels, "tile": h.tile,
         "tiles": len(container.sections),
-        "omega": h.settings.omega, "epsilon": h.settings.epsilon, "beams": h.settings.beams,
-        "seed": h.settings.seed, "candidates": h.settings.num_candidates,
+        "omega": h.settings.omega, "epsilon": h.settings.epsilon, "seed": h.settings.seed, "candidates": h.settings.num_candidates,
         "total_bytes": len(data), "stream_bytes": streams, "header_bytes": len(data) - streams,
         "bpd": 8.0 * len(data) / dims,
         "blocks_per_layer": blocks.tolist(), "steps_per_layer": steps.tolist(),

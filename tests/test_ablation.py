@@ -118,7 +118,7 @@ def test_overheads_come_from_the_real_bytes(doc, model_dir):
         # the file is exactly what the codec writes for this image and setting
         settings = dataclasses.replace(
             codec.coder_settings(omega=r["omega"], epsilon=r["epsilon"], beams=r["beams"], seed=0),
-            block_kl=r["block_kl"], final_choices=r["final_choices"])
+            block_kl=r["block_kl"], final_choices=r["final_choices"], small_beams=r["beams"])
         data, rep = codec.compress_report(img, model=model_dir, settings=settings)
         assert (len(data), rep.stream_bytes, rep.index_bits, rep.residual_bits) == (
             r["total_bytes"], r["stream_bytes"], r["index_bits"], r["residual_bits"])

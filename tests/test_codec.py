@@ -193,11 +193,16 @@ def test_settings_are_stored_and_used():
     img = _photo("tulips_crop0_32.png")
     settings = codec.coder_settings(omega=2.5, epsilon=0.1, beams=5, seed=7)
     data = codec.compress(img, settings=settings)
-    assert entropy.unpack(data, [modelzoo.load_model().ref]).header.settings == settings
+    stored = entropy.unpack(data, [modelzoo.load_model().ref]).header.settings
+    assert stored.file_fields() == settings.file_fields() == {"omega": 2.5, "epsilon": 0.1, "seed": 7}
     np.testing.assert_array_equal(codec.decompress(data), img)
     assert data != codec.compress(img)
     info = codec.read_info(data)
-    assert (info["omega"], info["epsilon"], info["beams"], info["seed"]) == (2.5, 0.1, 5, 7)
+    assert (info["omega"], info["epsilon"], info["seed"]) == (2.5, 0.1, 7) and "beams" not in info
+    # The beam widths steer only the encoder: another width, the same header, a valid file.
+    narrow = codec.compress(img, settings=dataclasses.replace(settings, beams=1, small_beams=1))
+    assert narrow[:8] == data[:8]
+    np.testing.assert_array_equal(codec.decompress(narrow), img)
     assert info["total_bytes"] == len(data)
 
 

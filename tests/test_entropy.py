@@ -221,10 +221,23 @@ def test_container_roundtrip_and_header_size():
             (E.ModelRef("unlisted", b"\0\1\2\3"), E.CoderSettings(seed=3), (3, 3, 1), 2, streams)]:
         c = E.Container(E.Header(model, s, *shape, tile), secs, 0xDEADBEEF)
         known = MODELS if model in MODELS else MODELS + (model,)
-        data = check_roundtrip(lambda v: E.pack(v, known), lambda b: E.unpack(b, known),
-                               c, lambda a, b: a == b)
+        data = check_roundtrip(lambda v: E.pack(v, known), lambda b: E.unpack(b, known), c, same_container)
         if model is TOY_MODEL and shape == (32, 32, 3):
             assert len(data) - sum(map(len, secs)) == 10  # magic 2, version, flags, model, height, CRC 4
+
+
+def same_container(a: E.Container, b: E.Container) -> bool:
+    """Equal as a file: what the header stores (the encoder-only settings, e.g. beams, are not)."""
+    ha, hb = a.header, b.header
+    return ((ha.model, ha.shape, ha.tile, ha.settings.file_fields(), a.sections, a.pixel_crc)
+            == (hb.model, hb.shape, hb.tile, hb.settings.file_fields(), b.sections, b.pixel_crc))
+
+
+def test_encoder_only_settings_are_not_stored():
+    header = E.Header(TOY_MODEL, E.CoderSettings(beams=7, small_beams=9, block_kl=80.0, final_choices=3), 4, 4, 3)
+    data = E.pack(E.Container(header, (b"x",), 0), MODELS)
+    plain = E.pack(E.Container(E.Header(TOY_MODEL, E.CoderSettings(), 4, 4, 3), (b"x",), 0), MODELS)
+    assert data == plain and E.unpack(data, MODELS).header.settings.beams == TOY_MODEL.defaults.beams
 
 
 def test_tile_grid_and_bad_tiles():
@@ -455,17 +468,19 @@ def test_unknown_explicit_model_and_bad_settings():
 
 
 def test_header_settings_beyond_the_coder_limits_are_format_errors():
-    """The container accepts exactly what the coder accepts: seed < 2^32 and
-    1 <= beams <= 4096 in a header, else FormatError naming the field."""
+    """The container accepts exactly what the coder accepts: seed < 2^32 in a
+    header, else FormatError naming the field; the beam width is not a
+    header field (mask bit 3 is unused)."""
     from irec_jax.rec import RecSettings
     assert RecSettings is E.CoderSettings
-    for mask, value, field in [(0x08, 2**32, "seed"), (0x08, 2**64 - 1, "seed"),
-                               (0x04, 4097, "beams"), (0x04, 0, "beams")]:
+    for mask, value, field in [(0x04, 2**32, "seed"), (0x04, 2**64 - 1, "seed")]:
         out = bytearray(E.MAGIC + bytes([E.VERSION, 0x01]) + b"\x00" + bytes([mask]))
         _bytes.put_uvarint(out, value)
         data = bytes(out) + b"\x04" + b"\0" * 8
         with pytest.raises(FormatError, match=f"invalid coder settings in the header: {field}"):
             E.unpack(data, MODELS)
+    with pytest.raises(FormatError, match="unsupported settings mask"):
+        E.unpack(E.MAGIC + bytes([E.VERSION, 0x01]) + b"\x00\x08\x01\x04" + b"\0" * 8, MODELS)
 
 
 @settings(max_examples=200, deadline=None)

@@ -25,6 +25,7 @@ from irec_jax.rec import (
     decode,
     encode,
     encode_batch,
+    encode_choices,
     encode_with_info,
     kernels,
     kl_divergence,
@@ -214,9 +215,21 @@ def test_near_zero_kl_dims_cost_no_candidate_work():
 # The search itself.
 
 
+def test_small_tensors_search_with_wider_beams():
+    """KL <= 16 block_kl: max(beams, small_beams) beams; larger tensors: beams (encoder only)."""
+    small = gaussian_pair(64, 100.0, seed=3)
+    large = gaussian_pair(256, 400.0, seed=4)
+    s = RecSettings(beams=2, small_beams=8, block_kl=20.0, min_block_kl=20.0)
+    for pair, beams in ((small, 8), (large, 2)):
+        code, z, info = encode_with_info(*pair.args(), s)
+        assert info.candidate_dims == info.normals * beams
+        np.testing.assert_array_equal(decode(code, pair.p_loc, pair.p_scale, s), z)
+    assert len(encode_choices(*small.args(), s, choices=8)[0]) == 8
+
+
 def test_one_beam_is_argmax_importance_sampling():
     """B = 1: each step keeps the candidate that maximizes log q/p of the partial sum."""
-    s = RecSettings(beams=1, prune_fraction=0.0, seed=21)
+    s = RecSettings(beams=1, small_beams=1, prune_fraction=0.0, seed=21)
     dims = 40
     pair = gaussian_pair(dims, 30.0, seed=10)
     code, z = encode(*pair.args(), s)

@@ -75,7 +75,9 @@ class GridPoint:
         from irec_jax import codec
         base = codec.coder_settings(omega=float(self.omega), epsilon=float(self.epsilon),
                                     beams=int(self.beams), seed=int(seed))
-        settings = dataclasses.replace(base, block_kl=float(self.block_kl), final_choices=int(self.final_choices))
+        # small_beams = beams: the point's B is the beam width of every tensor, small ones included.
+        settings = dataclasses.replace(base, block_kl=float(self.block_kl), final_choices=int(self.final_choices),
+                                       small_beams=int(self.beams))
         if settings.final_choices > settings.beams:
             raise ValueError(f"final_choices {settings.final_choices} must be <= beams ({settings.beams}): "
                              "the encoder has only B final beams to compare")

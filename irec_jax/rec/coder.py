@@ -286,8 +286,9 @@ def encode_choices(
     stream: int = 0,
     choices: int = 1,
 ) -> tuple[list[RecCode], np.ndarray, EncodeInfo]:
-    """The encoder's ``min(choices, beams)`` best codes, for a caller that
-    picks among them (e.g. by what the rest of the file costs).
+    """The encoder's ``choices`` best codes (at most its beam width,
+    ``layout.search_beams``), for a caller that picks among them (e.g. by
+    what the rest of the file costs).
 
     Every choice has the same step counts, so the same index bits; choice j
     takes each block's j-th best final beam of the search (choice 0 is what
@@ -301,7 +302,7 @@ def encode_choices(
     shape = p_loc.shape
     (blocks,), (info,), paths, scores = _search(
         *(a.reshape(1, -1) for a in (q_loc, q_scale, p_loc, p_scale)), settings, stream, where=lambda m: "")
-    count = min(choices, settings.beams)
+    count = min(choices, paths.shape[0])
     codes = [_code(blocks, paths, scores, j, settings) for j in range(count)]
     prior = _prior_ints(p_loc.ravel(), p_scale.ravel())
     z = _reconstruct([(c.steps, c.indices, blocks.lay, prior) for c in codes], settings, stream)
@@ -338,7 +339,9 @@ def encode_batch(
 
     Item m gets the layout, block count, step counts, keys, pruning and
     search that ``encode`` would give it alone, so the same index bits
-    (``code.steps``). Its blocks are scored in a wider padded search, whose
+    (``code.steps``), except that the batch searches with the widest beam
+    width any of its items gets alone (``layout.search_beams``: small
+    tensors get ``small_beams``). Its blocks are scored in a wider padded search, whose
     float32 sums may round differently, so in a rare near-tie of two
     candidates the chosen indices (and z_hat) can differ from ``encode``'s;
     either is a valid code of the same rate in expectation.
@@ -526,6 +529,9 @@ def _search(q_loc, q_scale, p_loc, p_scale, settings: RecSettings, stream: int, 
 
     expected = max(layout_lib.target_block_kl(b.kl, settings.block_kl, settings.min_block_kl)
                    for b in blocks) / settings.omega
+    # Small tensors search with wider beams; a batch with the widest any of its items gets.
+    beams = max(layout_lib.search_beams(b.kl, settings.beams, settings.small_beams, settings.block_kl)
+                for b in blocks)
     length = buffer_steps(steps, expected)
     mant, shift, rho, omr = _schedule(settings, steps, length)
     # A batch sorts its blocks by steps, longest first, and runs the search in
@@ -544,7 +550,7 @@ def _search(q_loc, q_scale, p_loc, p_scale, settings: RecSettings, stream: int, 
         omr[order],
         steps[order].astype(np.int32),
         _normal_table(),
-        beams=settings.beams,
+        beams=beams,
         num=settings.num_candidates,
         phases=phases if batch else None,
     )
@@ -557,7 +563,7 @@ def _search(q_loc, q_scale, p_loc, p_scale, settings: RecSettings, stream: int, 
     for b in blocks:
         normals = int(np.sum(b.steps * b.scored_dims)) * settings.num_candidates
         infos.append(EncodeInfo(kl=b.kl, block_kl=b.block_kl, scored_dims=b.scored_dims, normals=normals,
-                                candidate_dims=normals * settings.beams, padded_shape=(padded, length, scored)))
+                                candidate_dims=normals * beams, padded_shape=(padded, length, scored)))
     return blocks, infos, paths, scores
 
 

@@ -53,6 +53,13 @@ def target_block_kl(total_kl: float, block_kl: float, min_block_kl: float) -> fl
     return max(floor, block_kl * math.sqrt(LARGE_TENSOR_BLOCKS * block_kl / total_kl))
 
 
+def search_beams(total_kl: float, beams: int, small_beams: int, block_kl: float) -> int:
+    """The encoder's beam width for a tensor of ``total_kl`` nats: ``beams``,
+    widened to ``small_beams`` for small tensors (KL <= 16 block_kl), whose
+    search is cheap."""
+    return beams if total_kl > LARGE_TENSOR_BLOCKS * block_kl else max(beams, small_beams)
+
+
 def num_blocks(total_kl: float, size: int, block_kl: float, min_block_kl: float | None = None) -> int:
     """The encoder's block count: the power of two nearest (in log) to
     KL / target (``target_block_kl``), so each block holds 0.71 to 1.41 of the
