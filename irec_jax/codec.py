@@ -136,61 +136,89 @@ class _TileStats:
     index_ideal: float = 0.0
     residual_bits: float = 0.0
 
+    @classmethod
+    def empty(cls, layers: int) -> "_TileStats":
+        return cls(np.zeros(layers), np.zeros(layers))
 
-def _encode_tile(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
-                 stats: _TileStats, step: Callable[[], None]) -> bytes:
-    """One tile's coded stream: every latent layer (``entropy.push_layer``),
-    then the pixels (``entropy.push_pixels``), on one range coder."""
+    def report(self, shape: tuple[int, int, int], data: bytes, stream_bytes: int, tiles: int,
+               seconds: float) -> "CodecReport":
+        """The CodecReport of the file ``data`` whose tile streams hold ``stream_bytes``."""
+        return CodecReport(
+            shape=shape, total_bytes=len(data), header_bytes=len(data) - stream_bytes,
+            stream_bytes=stream_bytes, index_bits=float(self.index_bits),
+            residual_bits=float(self.residual_bits), kl_nats=tuple(float(k) for k in self.kl),
+            log_ratio_nats=tuple(float(r) for r in self.ratio), index_bits_ideal=float(self.index_ideal),
+            tiles=tiles, encode_seconds=seconds)
+
+
+def _encode_tiles(tiles: Sequence[np.ndarray], cm: CodecModel, settings: entropy.CoderSettings,
+                  stats: Sequence[_TileStats], step: Callable[[], None]) -> list[bytes]:
+    """The coded streams of M tiles of one shape (uint8 [h, w, c] each): the
+    model runs on all of them and each layer is searched for all at once
+    (``rec.encode_batch``; for M = 1 exactly ``rec.encode``). A stream holds
+    every latent layer (``entropy.push_layer``), then the pixels
+    (``entropy.push_pixels``), on one range coder. ``stats[m]`` accumulates
+    tile m's codelengths; ``final_choices`` > 1 needs M = 1."""
     import jax.numpy as jnp
 
     from irec_jax import rec
 
     model, params = cm.model, cm.params
-    x = model_input(pixels, cm.image_channels)
+    x = np.concatenate([model_input(t, cm.image_channels) for t in tiles])
     acts = model.bottom_up(params, jnp.asarray(x))
     state = model.initial_state(params, x.shape)
-    queue = entropy.new_queue()
+    queues = [entropy.new_queue() for _ in tiles]
     num = settings.num_candidates
     for layer in range(model.num_layers):
         p = model.prior(params, state, layer)
         q = model.posterior(params, state, acts, layer)
-        q_loc, q_scale = np.asarray(q.loc[0]), np.asarray(q.scale[0])
-        p_loc, p_scale = np.asarray(p.loc[0]), np.asarray(p.scale[0])
+        dists = [np.asarray(a) for a in (q.loc, q.scale, p.loc, p.scale)]
         if layer == model.num_layers - 1 and settings.final_choices > 1:
-            code, z, state = _final_choice(pixels, cm, settings, state, (q_loc, q_scale, p_loc, p_scale), layer)
+            code, z, state, info = _final_choice(tiles[0], cm, settings, state, [d[0] for d in dists], layer)
+            codes, z, infos = [code], z[None], [info]
         else:
-            code, z = rec.encode(q_loc, q_scale, p_loc, p_scale, settings, stream=layer)
-            state = model.advance(params, state, jnp.asarray(z)[None], layer)
-        li = entropy.LayerIndices(code.steps, code.indices)
-        entropy.push_layer(queue, li, num, index=layer)
-        stats.index_bits += entropy.layer_bits(li, num)
-        stats.index_ideal += code.ideal_bits
-        stats.kl[layer] += rec.kl_divergence(q_loc, q_scale, p_loc, p_scale)
-        stats.ratio[layer] += rec.log_ratio(z, q_loc, q_scale, p_loc, p_scale)
+            codes, z, infos = rec.encode_batch(*dists, settings, stream=layer)
+            state = model.advance(params, state, jnp.asarray(z), layer)
+        for m, (code, info) in enumerate(zip(codes, infos)):
+            li = entropy.LayerIndices(code.steps, code.indices)
+            entropy.push_layer(queues[m], li, num, index=layer)
+            stats[m].index_bits += entropy.layer_bits(li, num)
+            stats[m].index_ideal += code.ideal_bits
+            stats[m].kl[layer] += info.kl
+            stats[m].ratio[layer] += rec.log_ratio(z[m], *(d[m] for d in dists))
         step()
-    lik = pixel_params(model.likelihood(params, state), pixels.shape)
-    stats.residual_bits += entropy.push_pixels(queue, pixels, lik)
-    return entropy.finish_queue(queue)
+    dist = model.likelihood(params, state)
+    for m, t in enumerate(tiles):
+        stats[m].residual_bits += entropy.push_pixels(queues[m], t, pixel_params(dist, t.shape, index=m))
+    return [entropy.finish_queue(queue) for queue in queues]
 
 
 def _final_choice(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings, state: Any,
-                  dists: tuple[np.ndarray, ...], layer: int) -> tuple[Any, np.ndarray, Any]:
+                  dists: Sequence[np.ndarray], layer: int) -> tuple[Any, np.ndarray, Any, Any]:
     """The last layer's code among the search's ``final_choices`` best final
     beams whose pixels cost the fewest bits (all cost the same index bits):
-    (code, z, the state after it)."""
+    (code, z, the state after it, the search's EncodeInfo)."""
     import jax.numpy as jnp
 
     from irec_jax import rec
 
     model, params = cm.model, cm.params
-    codes, zs, _ = rec.encode_choices(*dists, settings, stream=layer, choices=settings.final_choices)
+    codes, zs, info = rec.encode_choices(*dists, settings, stream=layer, choices=settings.final_choices)
     best = None
     for code, z in zip(codes, zs):
         after = model.advance(params, state, jnp.asarray(z)[None], layer)
         bits = entropy.coded_bits(pixels, pixel_params(model.likelihood(params, after), pixels.shape))
         if best is None or bits < best[0]:
             best = (bits, code, z, after)
-    return best[1], best[2], best[3]
+    return best[1], best[2], best[3], info
+
+
+def _pack(header: entropy.Header, streams: Sequence[bytes], pixels: np.ndarray) -> bytes:
+    """The file's bytes. Only the bundled models are written by position; any
+    other by name + parameter hash, so a reader that lacks it can say which
+    model the file needs."""
+    container = entropy.Container(header, tuple(streams), entropy.pixel_crc(pixels))
+    return entropy.pack(container, [m.ref for m in modelzoo.known_models()])
 
 
 def _steps_counter(total: int, progress: Progress | None) -> Callable[[], None]:
@@ -214,23 +242,13 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
     grid = header.tiles()
     layers = cm.model.num_layers
     step = _steps_counter(len(grid) * (layers + 1), progress)
-    stats = _TileStats(np.zeros(layers), np.zeros(layers))
+    stats = _TileStats.empty(layers)
     streams = []
     for y, x, th, tw in grid:
-        streams.append(_encode_tile(pixels[y:y + th, x:x + tw], cm, settings, stats, step))
+        streams += _encode_tiles([pixels[y:y + th, x:x + tw]], cm, settings, [stats], step)
         step()
-    container = entropy.Container(header, tuple(streams), entropy.pixel_crc(pixels))
-    # Only the bundled models are written by position; any other by name + parameter hash,
-    # so a reader that lacks it can say which model the file needs.
-    data = entropy.pack(container, [m.ref for m in modelzoo.known_models()])
-    stream_bytes = sum(len(s) for s in streams)
-    report = CodecReport(
-        shape=(h, w, c), total_bytes=len(data), header_bytes=len(data) - stream_bytes,
-        stream_bytes=stream_bytes, index_bits=float(stats.index_bits),
-        residual_bits=float(stats.residual_bits), kl_nats=tuple(float(k) for k in stats.kl),
-        log_ratio_nats=tuple(float(r) for r in stats.ratio), index_bits_ideal=float(stats.index_ideal),
-        tiles=len(grid), encode_seconds=time.perf_counter() - t0)
-    return data, report
+    data = _pack(header, streams, pixels)
+    return data, stats.report((h, w, c), data, sum(map(len, streams)), len(grid), time.perf_counter() - t0)
 
 
 def compress_report(image: Any, *, model: "str | CodecModel" = "default",
@@ -265,10 +283,6 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
       (data, report) per image; ``report.encode_seconds`` is the batch's
       wall clock divided by the number of images.
     """
-    import jax.numpy as jnp
-
-    from irec_jax import rec
-
     t0 = time.perf_counter()
     cm = modelzoo.load_model(model)
     pixels = [imageio.to_array(im) for im in images]
@@ -284,46 +298,14 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
     settings = cm.defaults if settings is None else coder_settings(base=settings)
     if settings.final_choices != 1:
         raise ValueError("invalid coder settings: final_choices must be 1 in compress_batch (use compress)")
-    model_, params = cm.model, cm.params
-    x = np.concatenate([model_input(p, cm.image_channels) for p in pixels])
-    step = _steps_counter(model_.num_layers + 1, progress)
-    acts = model_.bottom_up(params, jnp.asarray(x))
-    state = model_.initial_state(params, x.shape)
-    num = settings.num_candidates
-    queues = [entropy.new_queue() for _ in pixels]
-    stats = [_TileStats(np.zeros(model_.num_layers), np.zeros(model_.num_layers)) for _ in pixels]
-    for layer in range(model_.num_layers):
-        p = model_.prior(params, state, layer)
-        q = model_.posterior(params, state, acts, layer)
-        dists = [np.asarray(a) for a in (q.loc, q.scale, p.loc, p.scale)]
-        codes, z, infos = rec.encode_batch(*dists, settings, stream=layer)
-        for m, (code, info) in enumerate(zip(codes, infos)):
-            li = entropy.LayerIndices(code.steps, code.indices)
-            entropy.push_layer(queues[m], li, num, index=layer)
-            stats[m].index_bits += entropy.layer_bits(li, num)
-            stats[m].index_ideal += code.ideal_bits
-            stats[m].kl[layer] += info.kl
-            stats[m].ratio[layer] += rec.log_ratio(z[m], *(d[m] for d in dists))
-        state = model_.advance(params, state, jnp.asarray(z), layer)
-        step()
-    dist = model_.likelihood(params, state)
-    out = []
-    for m, px in enumerate(pixels):
-        lik = pixel_params(dist, shape, index=m)
-        stats[m].residual_bits += entropy.push_pixels(queues[m], px, lik)
-        stream = entropy.finish_queue(queues[m])
-        header = entropy.Header(cm.ref, settings, h, w, c)
-        data = entropy.pack(entropy.Container(header, (stream,), entropy.pixel_crc(px)),
-                            [mm.ref for mm in modelzoo.known_models()])
-        out.append((data, stats[m], len(stream)))
+    step = _steps_counter(cm.model.num_layers + 1, progress)
+    stats = [_TileStats.empty(cm.model.num_layers) for _ in pixels]
+    streams = _encode_tiles(pixels, cm, settings, stats, step)
+    files = [_pack(entropy.Header(cm.ref, settings, h, w, c), (st,), px) for st, px in zip(streams, pixels)]
     step()
     seconds = (time.perf_counter() - t0) / len(pixels)
-    return [(data, CodecReport(
-        shape=shape, total_bytes=len(data), header_bytes=len(data) - nstream, stream_bytes=nstream,
-        index_bits=float(st.index_bits), residual_bits=float(st.residual_bits),
-        kl_nats=tuple(float(k) for k in st.kl), log_ratio_nats=tuple(float(r) for r in st.ratio),
-        index_bits_ideal=float(st.index_ideal), tiles=1, encode_seconds=seconds))
-        for data, st, nstream in out]
+    return [(data, st.report(shape, data, len(stream), 1, seconds))
+            for data, stream, st in zip(files, streams, stats)]
 
 
 def compress(image: Any, *, model: "str | CodecModel" = "default",

@@ -86,26 +86,36 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float, BaseException | None]:
     return out, time.perf_counter() - t0, None
 
 
-def _image_row(codec: Any, img: np.ndarray, image_id: str, set_name: str) -> Row:
+def _image_base(codec: Any, img: np.ndarray, image_id: str, set_name: str) -> dict:
     h, w, c = img.shape
-    dims = h * w * c
-    base = dict(image=image_id, set=set_name, codec=codec.name, kind="image", num_images=1,
-                height=h, width=w, channels=c, dims=dims)
-    given = img.copy()  # a codec that writes into its input cannot spoil the comparison
-    data, enc_s, err = timed(lambda: codec.encode(given))
+    return dict(image=image_id, set=set_name, codec=codec.name, kind="image", num_images=1,
+                height=h, width=w, channels=c, dims=h * w * c)
+
+
+def _decoded_row(codec: Any, img: np.ndarray, base: dict, data: Any, enc_s: float, err,
+                 stage: str = "encode") -> Row:
+    """An image row from the encoder's output ``data`` (or its error ``err``
+    at ``stage``): decoded, timed and compared with ``img``."""
     if err is None and not isinstance(data, (bytes, bytearray, memoryview)):
-        err = TypeError(f"encode returned {type(data).__name__}, not bytes")
+        err = TypeError(f"{stage} returned {type(data).__name__}, not bytes")
     if err is not None:
-        return Row(**base, bytes=None, bpd=None, exact=False, encode_s=enc_s, decode_s=None, error=error_text(err, "encode"))
+        return Row(**base, bytes=None, bpd=None, exact=False, encode_s=enc_s, decode_s=None,
+                   error=error_text(err, stage))
     data = bytes(data)
     nbytes = len(data)
-    bpd = 8.0 * nbytes / dims
+    bpd = 8.0 * nbytes / base["dims"]
     out, dec_s, err = timed(lambda: codec.decode(data))
     if err is not None:
         return Row(**base, bytes=nbytes, bpd=bpd, exact=False, encode_s=enc_s, decode_s=dec_s,
                    error=error_text(err, "decode"))
     exact, detail = same_image(img, out)
     return Row(**base, bytes=nbytes, bpd=bpd, exact=exact, encode_s=enc_s, decode_s=dec_s, error=None, detail=detail)
+
+
+def _image_row(codec: Any, img: np.ndarray, image_id: str, set_name: str) -> Row:
+    given = img.copy()  # a codec that writes into its input cannot spoil the comparison
+    data, enc_s, err = timed(lambda: codec.encode(given))
+    return _decoded_row(codec, img, _image_base(codec, img, image_id, set_name), data, enc_s, err)
 
 
 def _batch_fn(codec: Any) -> Callable | None:
@@ -129,28 +139,12 @@ def _batch_rows(codec: Any, image_set: ImageSet, batch: int) -> list[Row]:
             part = idx[start:start + batch]
             given = [image_set.images[i].copy() for i in part]
             datas, enc_s, err = timed(lambda: list(_batch_fn(codec)(given)))
-            if err is None and (len(datas) != len(part) or not all(isinstance(d, (bytes, bytearray)) for d in datas)):
-                err = TypeError(f"encode_batch returned {len(datas)} items for {len(part)} images, not bytes each")
+            if err is None and len(datas) != len(part):
+                err = TypeError(f"encode_batch returned {len(datas)} items for {len(part)} images")
             for j, i in enumerate(part):
                 img = image_set.images[i]
-                h, w, c = img.shape
-                base = dict(image=image_set.ids[i], set=image_set.name, codec=codec.name, kind="image",
-                            num_images=1, height=h, width=w, channels=c, dims=img.size)
-                each = enc_s / len(part)
-                if err is not None:
-                    rows[i] = Row(**base, bytes=None, bpd=None, exact=False, encode_s=each, decode_s=None,
-                                  error=error_text(err, "encode_batch"))
-                    continue
-                data = bytes(datas[j])
-                bpd = 8.0 * len(data) / img.size
-                out, dec_s, derr = timed(lambda: codec.decode(data))
-                if derr is not None:
-                    rows[i] = Row(**base, bytes=len(data), bpd=bpd, exact=False, encode_s=each, decode_s=dec_s,
-                                  error=error_text(derr, "decode"))
-                    continue
-                exact, detail = same_image(img, out)
-                rows[i] = Row(**base, bytes=len(data), bpd=bpd, exact=exact, encode_s=each, decode_s=dec_s,
-                              error=None, detail=detail)
+                rows[i] = _decoded_row(codec, img, _image_base(codec, img, image_set.ids[i], image_set.name),
+                                       None if err else datas[j], enc_s / len(part), err, "encode_batch")
     return [rows[i] for i in range(len(image_set))]
 
 
