@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from irec_jax.configs import paper, small
-from irec_jax.models import (RVAE, ElboTerms, ForwardOutput, Gaussian, Logistic, MixtureOfLogistics,
+from irec_jax.models import (RVAE, CoupledMixture, ElboTerms, ForwardOutput, Gaussian, Logistic, MixtureOfLogistics,
                              RVAEConfig, TopDownState, elbo_terms, gaussian_kl, log_prob, negative_elbo,
                              sample_gaussian)
 
@@ -82,6 +82,32 @@ def test_mixture_model_shapes_and_param_count():
     assert isinstance(out.likelihood, MixtureOfLogistics)
     assert out.likelihood.logits.shape == out.likelihood.loc.shape == IMAGE_SHAPE + (3,)
     assert out.kl.shape == (2, 2, 2) and out.log_px.shape == (2,)
+
+
+def test_coupled_model_shapes_and_param_count():
+    cfg = RVAEConfig(num_layers=2, det_channels=8, stoch_channels=2, likelihood="coupled", num_mixtures=3)
+    model = RVAE(cfg)
+    assert cfg.head_channels == (9 + 3) * 3
+    assert model.param_count() == _expected_param_count(cfg)
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    out = jax.eval_shape(model.forward, params, jax.ShapeDtypeStruct(IMAGE_SHAPE, jnp.uint8), jax.random.key(0))
+    assert isinstance(out.likelihood, CoupledMixture)
+    assert out.likelihood.logits.shape == out.likelihood.loc.shape == IMAGE_SHAPE + (3,)
+    assert out.likelihood.coef.shape == IMAGE_SHAPE[:3] + (3, 3)
+
+
+def test_head_deconv_is_flax_conv_transpose():
+    """The head's sub-pixel transposed conv has flax ConvTranspose's parameters,
+    initial values and outputs (it only computes them faster)."""
+    import flax.linen as nn
+    from irec_jax.models import rvae
+    h = jax.random.normal(jax.random.key(0), (2, 5, 7, 6))
+    ref, new = nn.ConvTranspose(4, (5, 5), strides=(2, 2), padding="SAME"), rvae._SubpixelDeconv(4)
+    p_ref, p_new = ref.init(jax.random.key(1), h), new.init(jax.random.key(1), h)
+    for a, b in zip(jax.tree.leaves(p_ref), jax.tree.leaves(p_new)):
+        np.testing.assert_array_equal(a, b)
+    p = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(2), a.shape), p_ref)
+    np.testing.assert_allclose(new.apply(p, h), ref.apply(p, h), atol=1e-5)
 
 
 def test_fused_and_interface_shapes(small_model):
