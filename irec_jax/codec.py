@@ -112,11 +112,15 @@ def model_input(pixels: np.ndarray, image_channels: int) -> np.ndarray:
 def pixel_params(dist: Any, shape: tuple[int, int, int], index: int = 0) -> entropy.Likelihood:
     """Image ``index`` of the model's pixel likelihood, cropped to the true
     image, as entropy-layer parameters."""
-    from irec_jax.models import Logistic, MixtureOfLogistics, QuantizedLogistic
+    from irec_jax.models import Logistic, MixtureOfLogistics, QuantizedLogistic, QuantizedMixture
     h, w, c = shape
     sl = (index, slice(0, h), slice(0, w), slice(0, c))
     if isinstance(dist, QuantizedLogistic):
         return entropy.QuantizedLogistic(np.asarray(dist.loc)[sl], np.asarray(dist.inv_scale)[sl])
+    if isinstance(dist, QuantizedMixture):  # a grayscale image keeps channel 0 and no coupling
+        pairs = (index, slice(0, h), slice(0, w), slice(0, c * (c - 1) // 2))
+        return entropy.QuantizedMixture(np.asarray(dist.weight)[sl], np.asarray(dist.loc)[sl],
+                                        np.asarray(dist.inv_scale)[sl], np.asarray(dist.coef)[pairs])
     if isinstance(dist, Logistic):
         return entropy.FloatLogistic(np.asarray(dist.loc, np.float64)[sl], np.log(np.asarray(dist.scale, np.float64)[sl]))
     if isinstance(dist, MixtureOfLogistics):

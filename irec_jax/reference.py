@@ -41,7 +41,8 @@ from irec_jax import entropy
 from irec_jax.assets import asset_path
 from irec_jax.errors import FormatError
 from irec_jax.exact import tables
-from irec_jax.exact.units import ACT_BITS, RAW_COUNT, RAW_MIN, RAW_STEP_BITS, REC_BITS, REC_LIMIT
+from irec_jax.exact.units import (ACT_BITS, MIX_COUNT, MIX_STEP_BITS, MIX_WEIGHT_BITS, RAW_COUNT, RAW_MIN,
+                                  RAW_STEP_BITS, REC_BITS, REC_LIMIT)
 
 __all__ = ["decode", "load_model", "mul_shift", "round_shift", "elu", "conv3x3", "deconv5x5s2",
            "threefry2x32", "one_candidate", "signs", "permutation", "power_law_variances",
@@ -286,16 +287,23 @@ def load_model(model_dir: str) -> dict:
     ref = entropy.ModelRef(str(meta["name"]), entropy.param_hash([params[k] for k in sorted(params)]),
                            entropy.CoderSettings(**meta.get("defaults", {})))
     cfg = meta["config"]
-    if cfg.get("likelihood") != "logistic":
-        raise ValueError(f"unsupported pixel likelihood {cfg.get('likelihood')!r} (logistic only)")
+    likelihood = cfg.get("likelihood", "logistic")
+    if likelihood not in ("logistic", "coupled"):
+        raise ValueError(f"unsupported pixel likelihood {likelihood!r} (logistic or coupled only)")
     c, z, n = cfg["det_channels"], cfg["stoch_channels"], cfg["num_layers"]
-    heads = cfg["image_channels"] * (2 if cfg["predict_scale"] else 1)
+    ci, k = cfg["image_channels"], cfg.get("num_mixtures", 5)
+    if likelihood == "coupled":
+        heads = (3 * ci + ci * (ci - 1) // 2) * k
+    else:
+        heads = ci * (2 if cfg["predict_scale"] else 1)
     want = {"top/h": (c,), "down/conv1/w": (n, 9 * c, 4 * z + c), "down/conv2/w": (n, 9 * (z + c), c),
             "head/w": (9 * c, 4 * heads), **{f"tables/{t}": (RAW_COUNT,) for t in
                                              ("latent_mant", "latent_shift", "pixel_inv")}}
     for name, lead, o in (("down/conv1", (n,), 4 * z + c), ("down/conv2", (n,), c), ("head", (), heads)):
         want.update({f"{name}/{p}": lead + (o,) for p in ("mant", "shift", "bias")})
-    if not cfg["predict_scale"]:
+    if likelihood == "coupled":
+        want.update({"tables/mix_weight": (MIX_COUNT,), "tables/coef": (RAW_COUNT,)})
+    elif not cfg["predict_scale"]:
         want["head/raw"] = (cfg["image_channels"],)
     for key, shape in want.items():
         if key not in params or params[key].shape != shape or params[key].dtype.kind not in "iu":
@@ -303,6 +311,9 @@ def load_model(model_dir: str) -> dict:
     mant = params["tables/latent_mant"]
     if mant.min() < 1 << 14 or mant.max() >= 1 << 15:
         raise ValueError(f"{model_dir}: latent scale mantissas outside [2^14, 2^15)")
+    if likelihood == "coupled" and (params["tables/mix_weight"][0] != 1 << MIX_WEIGHT_BITS
+                                    or params["tables/mix_weight"].min() < 0):
+        raise ValueError(f"{model_dir}: the mixture weight table must start at 2^{MIX_WEIGHT_BITS}")
     return {"ref": ref, "config": cfg, "params": {k: v.astype(np.int64) for k, v in params.items()}}
 
 
@@ -323,17 +334,33 @@ def _prior(feats: np.ndarray, p: dict, z: int) -> tuple:
     return loc, mant, shift
 
 
-def _likelihood(h: np.ndarray, p: dict, cfg: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel likelihood [H', W', C]: loc in units 2^-11 of a level, 1/scale in units 2^-16."""
+def _likelihood(h: np.ndarray, p: dict, cfg: dict, shape: tuple[int, int, int]) -> entropy.Likelihood:
+    """Pixel likelihood of the tile's ``shape`` (h, w, c), cropped from the
+    model's [H', W', C_img]: locations in units 2^-11 of a level, 1/scale in
+    units 2^-16 (and, coupled, mixture weights and coefficients 2^-14)."""
     out = deconv5x5s2(elu(h), *_layer(p, "head"))
     c = cfg["image_channels"]
+    rows, cols, keep = shape
+    if cfg.get("likelihood", "logistic") == "coupled":
+        k = cfg.get("num_mixtures", 5)
+        main = out[..., :3 * c * k].reshape(out.shape[:-1] + (c, 3 * k))[:rows, :cols, :keep]
+        logits, loc, raw = main[..., :k], main[..., k:2 * k], main[..., 2 * k:]
+        gap = logits.max(axis=-1, keepdims=True) - logits  # weight = exp(-gap), the gap rounded to 2^-6
+        idx = round_shift(gap, ACT_BITS - MIX_STEP_BITS)
+        weight = p["tables/mix_weight"][np.clip(idx, 0, MIX_COUNT - 1)]
+        coef = out[..., 3 * c * k:].reshape(out.shape[:-1] + (c * (c - 1) // 2, k))
+        return entropy.QuantizedMixture(weight, 255 * (np.clip(loc, -LOC_LIMIT, LOC_LIMIT) + (1 << ACT_BITS)),
+                                        lookup(raw, p["tables/pixel_inv"]),
+                                        lookup(coef[:rows, :cols, :keep * (keep - 1) // 2], p["tables/coef"]))
+    out = out[:rows, :cols]
     if cfg["predict_scale"]:
-        loc, raw = out[..., :c], out[..., c:]
+        loc, raw = out[..., :keep], out[..., c:c + keep]
     else:
-        loc, raw = out, np.broadcast_to(p["head/raw"], out.shape)
+        loc = out[..., :keep]
+        raw = np.broadcast_to(p["head/raw"][:keep], loc.shape)
     # level = 127.5 + 127.5 loc 2^-10, in units 2^-11: 255 (loc + 2^10).
     loc = 255 * (np.clip(loc, -LOC_LIMIT, LOC_LIMIT) + (1 << ACT_BITS))
-    return loc, lookup(raw, p["tables/pixel_inv"])
+    return entropy.QuantizedLogistic(loc, lookup(raw, p["tables/pixel_inv"]))
 
 
 # ---------------------------------------------------------------------------
@@ -397,6 +424,5 @@ def _decode_tile(stream: bytes, model: dict, settings: entropy.CoderSettings,
         state = np.clip(state + conv3x3(elu(merged), *_layer(p, "down/conv2", layer)), -STATE_LIMIT, STATE_LIMIT)
 
     # 5. Pixels: the likelihood cropped to the true tile (grayscale: channel 0), then the residual.
-    loc, inv_scale = _likelihood(state, p, cfg)
-    lik = entropy.QuantizedLogistic(loc[:h, :w, :c], inv_scale[:h, :w, :c])
+    lik = _likelihood(state, p, cfg, (h, w, c))
     return np.asarray(entropy.pop_pixels(queue, lik, what), np.uint8).reshape(h, w, c)

@@ -692,3 +692,60 @@ def test_fuzz_10000_mutations(fuzz_corpus):
           f"exact original image, 0 other exceptions, 0 wrong images, "
           f"slowest decode {worst * 1e3:.1f} ms")
     assert worst < 5.0
+
+
+# ----------------------------------------- coupled integer mixtures
+
+
+def coupled_for(pixels: np.ndarray, k: int = 3, seed: int = 0) -> E.QuantizedMixture:
+    """A QuantizedMixture around ``predictor_params`` with random weights and
+    coupling coefficients (what a coupled model's integer head produces)."""
+    rng = np.random.default_rng(seed)
+    loc, log_scale = predictor_params(pixels)
+    h, w, c = pixels.shape
+    offsets = np.linspace(-6.0, 6.0, k)
+    weight = rng.integers(0, 1 << 16, (h, w, c, k))
+    weight[..., 0] = 1 << 16
+    return E.QuantizedMixture(
+        weight=weight, loc=np.round((loc[..., None] + offsets) * 2048).astype(np.int32),
+        inv_scale=np.round(65536 * np.exp(-log_scale[..., None] - np.linspace(-0.5, 0.5, k))).astype(np.int32),
+        coef=rng.integers(-(1 << 14), (1 << 14) + 1, (h, w, c * (c - 1) // 2, k)))
+
+
+@pytest.mark.parametrize("shape", [(37, 29, 3), (16, 9, 1), (1, 1, 3), (70, 80, 3)])
+def test_coupled_mixture_round_trips_on_a_queue_and_a_stack(shape):
+    rng = np.random.default_rng(sum(shape))
+    img = rng.integers(0, 256, shape).astype(np.uint8)
+    img[: shape[0] // 2] = np.clip(img[: shape[0] // 2] // 8 + 100, 0, 255)  # some predictable pixels
+    params = coupled_for(img)
+    q = E.new_queue()
+    bits = E.push_pixels(q, img, params)
+    data = E.finish_queue(q)
+    np.testing.assert_array_equal(E.pop_pixels(E.open_queue(data, "x"), params), img)
+    assert bits == pytest.approx(E.coded_bits(img, params), rel=1e-12) == E.residual_bits(img, params)
+    assert bits <= 8 * len(data) <= bits + 64
+    stack = E.new_stack()
+    E.push_pixels(stack, img, params)
+    np.testing.assert_array_equal(E.pop_pixels(stack, params), img)
+
+
+def test_coupling_changes_the_code_and_wrong_coefficients_decode_wrong_pixels():
+    img = astronaut()[200:232, 240:272]
+    params = coupled_for(img)
+    flat = E.QuantizedMixture(params.weight, params.loc, params.inv_scale, np.zeros_like(params.coef))
+    data = E.encode_residual(img, params)
+    assert data != E.encode_residual(img, flat)
+    assert not np.array_equal(E.decode_residual(data, flat), img)
+
+
+def test_quantized_mixture_params_are_checked():
+    img = np.zeros((4, 5, 3), np.uint8)
+    p = coupled_for(img)
+    with pytest.raises(ValueError, match="coef"):
+        E.encode_residual(img, E.QuantizedMixture(p.weight, p.loc, p.inv_scale, p.coef[..., :2, :]))
+    with pytest.raises(ValueError, match="out of range"):
+        E.encode_residual(img, E.QuantizedMixture(np.zeros_like(p.weight), p.loc, p.inv_scale, p.coef))
+    with pytest.raises(ValueError, match="integers"):
+        E.encode_residual(img, E.QuantizedMixture(p.weight, p.loc.astype(float), p.inv_scale, p.coef))
+    with pytest.raises(ValueError, match="shape"):
+        E.encode_residual(img[:, :4], p)

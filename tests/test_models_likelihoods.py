@@ -97,3 +97,44 @@ def test_entropy_params_are_exact_float64_level_units():
 def test_network_input_range():
     x = jnp.array([0, 255, 128], jnp.uint8)
     np.testing.assert_allclose(np.asarray(lik.to_network_input(x)), [-1.0, 1.0, 0.5 / 127.5], atol=1e-7)
+
+
+def test_coupled_mixture_is_a_chain_of_normalized_conditionals():
+    """Channel 1 given channel 0 (and 2 given 0 and 1) is a mixture at the
+    shifted means that sums to one over its 256 levels; channel 0 ignores coupling."""
+    rng = np.random.default_rng(5)
+    k = 3
+    shape = (1, 1, 1, 3, k)
+    dist = lik.CoupledMixture(logits=jnp.asarray(rng.normal(size=shape), jnp.float32),
+                              loc=jnp.asarray(rng.uniform(20, 230, shape), jnp.float32),
+                              scale=jnp.asarray(rng.uniform(0.5, 9, shape), jnp.float32),
+                              coef=jnp.asarray(rng.uniform(-1, 1, (1, 1, 1, 3, k)), jnp.float32))
+    levels = jnp.arange(256)
+    x0, x1, x2 = 200, 31, 77
+    for ch in range(3):
+        x = jnp.tile(jnp.asarray([x0, x1, x2]), (256, 1)).at[:, ch].set(levels).reshape(256, 1, 1, 3)
+        d = jax.tree.map(lambda a: jnp.broadcast_to(a, (256,) + a.shape[1:]), dist)
+        lp = lik.log_prob(d, x)[:, 0, 0, ch]
+        np.testing.assert_allclose(float(jnp.sum(jnp.exp(lp))), 1.0, rtol=1e-5)
+        shift = sum(dist.coef[0, 0, 0, lik.pair_index(ch, j)] * ([x0, x1, x2][j] - 127.5) for j in range(ch))
+        plain = lik.MixtureOfLogistics(dist.logits[..., ch, :], dist.loc[..., ch, :] + shift,
+                                       dist.scale[..., ch, :])
+        want = lik.pmf_table(plain)[0, 0, 0]
+        np.testing.assert_allclose(np.exp(np.asarray(lp)), np.asarray(want), rtol=1e-4, atol=1e-9)
+
+
+def test_coupled_mixture_mode_and_pair_index():
+    shape = (2, 3, 4, 3, 2)
+    dist = lik.CoupledMixture(logits=jnp.zeros(shape), loc=jnp.full(shape, 100.0), scale=jnp.ones(shape),
+                              coef=jnp.full((2, 3, 4, 3, 2), 0.5))
+    m = lik.mode(dist)
+    assert m.shape == (2, 3, 4, 3)
+    # channel 1 = 100 + 0.5 (100 - 127.5); channel 2 = 100 + 0.5 (100 - 127.5) + 0.5 (m1 - 127.5)
+    m1 = 100 + 0.5 * (100 - 127.5)
+    assert int(m[0, 0, 0, 0]) == 100 and abs(int(m[0, 0, 0, 1]) - m1) <= 0.5
+    assert abs(int(m[0, 0, 0, 2]) - (m1 + 0.5 * (int(m[0, 0, 0, 1]) - 127.5))) <= 0.5
+    assert [lik.pair_index(c, j) for c in range(3) for j in range(c)] == [0, 1, 2]
+    with pytest.raises(ValueError):
+        lik.pair_index(1, 1)
+    with pytest.raises(TypeError):
+        lik.pmf_table(dist)

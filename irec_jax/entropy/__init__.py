@@ -27,7 +27,7 @@ from irec_jax.entropy.indices import (
     AdaptiveIndexModel, IndexModel, LayerIndices, TableIndexModel, UniformIndexModel,
     decode_indices, encode_indices, layer_bits, max_indices, pop_count, pop_layer, push_count, push_layer)
 from irec_jax.entropy.residual import (
-    FloatLogistic, FloatLogisticMixture, Likelihood, PixelTables, QuantizedLogistic, coded_bits,
+    FloatLogistic, FloatLogisticMixture, Likelihood, PixelTables, QuantizedLogistic, QuantizedMixture, coded_bits,
     decode_residual, encode_residual, pop_pixels, push_pixels, rescale_params, residual_bits)
 from irec_jax.entropy.tables import PRECISION, freqs_from_cdf, freqs_from_pmf, table_bits
 from irec_jax.errors import FormatError
@@ -36,7 +36,7 @@ from irec_jax.settings import CoderSettings
 __all__ = [
     "DEFAULT_TILE", "MAGIC", "VERSION", "PRECISION", "AdaptiveIndexModel", "CoderSettings", "coded_bits", "Container",
     "FloatLogistic", "FloatLogisticMixture", "FormatError", "Header", "IndexModel", "LayerIndices",
-    "Likelihood", "ModelRef", "PixelTables", "QuantizedLogistic", "TableIndexModel",
+    "Likelihood", "ModelRef", "PixelTables", "QuantizedLogistic", "QuantizedMixture", "TableIndexModel",
     "UniformIndexModel", "check_pixels", "check_tile", "layer_bits", "max_indices", "pop_count", "pop_layer",
     "push_count", "push_layer", "tile_grid", "decode_indices", "decode_residual", "encode_indices",
     "encode_residual", "finish_queue", "freqs_from_cdf", "freqs_from_pmf", "new_queue", "new_stack",

@@ -42,7 +42,7 @@ import numpy as np
 from irec_jax.entropy import _coder, tables
 from irec_jax.errors import FormatError
 from irec_jax.exact import tables as exact_tables
-from irec_jax.exact.units import INV_SCALE_BITS, LOC_BITS
+from irec_jax.exact.units import COEF_BITS, INV_SCALE_BITS, LOC_BITS, MIX_SHIFT, MIX_WEIGHT_BITS
 
 CHUNK = 1 << 13  # subpixels per chunk; part of the stream order (format constant).
 LOG_SCALE_RANGE = (-16.0, 16.0)  # clip for log_scale, in log 8-bit levels.
@@ -88,7 +88,7 @@ class QuantizedLogistic:
     inv_scale: np.ndarray
 
 
-Likelihood = Union[FloatLogistic, FloatLogisticMixture, QuantizedLogistic]
+Likelihood = Union[FloatLogistic, FloatLogisticMixture, QuantizedLogistic, "QuantizedMixture"]
 
 
 def rescale_params(loc: np.ndarray, log_scale: np.ndarray, *, centre0: float,
@@ -277,74 +277,210 @@ def _int_level2(p: _FlatInt, cdf1: np.ndarray, group: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class QuantizedMixture:
+    """Mixture of K discretized logistics per subpixel with integer parameters,
+    the channels of a pixel coupled (``irec_jax.models.likelihoods.CoupledMixture``'s
+    integer form; ``docs/format.md`` section 3).
+
+    weight: int [H, W, C, K], >= 0, some weight of every subpixel > 0
+      (the models' largest is 2^MIX_WEIGHT_BITS).
+    loc: int [H, W, C, K], component means in levels, units 2^-LOC_BITS,
+      before the coupling shift.
+    inv_scale: int [H, W, C, K], 1 / scale, units 2^-INV_SCALE_BITS.
+    coef: int [H, W, C (C - 1) / 2, K], units 2^-COEF_BITS: channel c's
+      component k is shifted by sum_{j<c} coef[c (c - 1) / 2 + j, k] (x_j - 127.5).
+    """
+
+    weight: np.ndarray
+    loc: np.ndarray
+    inv_scale: np.ndarray
+    coef: np.ndarray
+
+
+def _mixture_shape(params: QuantizedMixture) -> tuple[int, int, int]:
+    shape = np.shape(params.loc)
+    if len(shape) != 4 or shape[-1] < 1 or shape[-1] > 16 or {np.shape(params.weight),
+                                                             np.shape(params.inv_scale)} != {shape}:
+        raise ValueError("QuantizedMixture params need weight, loc, inv_scale of one shape [H, W, C, K] "
+                         f"(1 <= K <= 16), got {np.shape(params.weight)}, {shape}, {np.shape(params.inv_scale)}")
+    h, w, c, k = shape
+    if np.shape(params.coef) != (h, w, c * (c - 1) // 2, k):
+        raise ValueError(f"QuantizedMixture coef must have shape {(h, w, c * (c - 1) // 2, k)}, "
+                         f"got {np.shape(params.coef)}")
+    return h, w, c
+
+
+@dataclasses.dataclass(frozen=True)
+class _FlatMix:
+    """QuantizedMixture flattened to n pixels (int64)."""
+
+    weight: np.ndarray  # [n, C, K]
+    loc: np.ndarray  # [n, C, K], units 2^-LOC_BITS
+    inv_scale: np.ndarray  # [n, C, K]
+    coef: np.ndarray  # [n, P, K], units 2^-COEF_BITS
+
+
+def _flatten_mix(params: QuantizedMixture) -> _FlatMix:
+    h, w, c = _mixture_shape(params)
+    arrays = [np.asarray(a) for a in (params.weight, params.loc, params.inv_scale, params.coef)]
+    if any(a.dtype.kind not in "iu" for a in arrays):
+        raise ValueError("QuantizedMixture params must be integers")
+    weight, loc, inv, coef = (a.reshape(h * w, a.shape[2], a.shape[3]).astype(np.int64) for a in arrays)
+    if loc.size and (np.abs(loc).max() >= 1 << 30 or inv.min() < 0 or inv.max() >= 1 << 31
+                     or weight.min() < 0 or weight.max() > 1 << MIX_WEIGHT_BITS
+                     or weight.max(axis=-1).min() <= 0
+                     or (coef.size and np.abs(coef).max() > 1 << COEF_BITS)):
+        raise ValueError("QuantizedMixture params out of range (|loc| < 2^30, 0 <= inv_scale < 2^31, "
+                         f"0 <= weight <= 2^{MIX_WEIGHT_BITS} with some weight > 0, |coef| <= 2^{COEF_BITS})")
+    return _FlatMix(weight, loc, inv, coef)
+
+
+def _mix_cdf(weight: np.ndarray, loc: np.ndarray, inv: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """int64 [n, m]: the mixture CDF sum_k weight_k C_k(point) >> MIX_SHIFT at
+    integer points [n, m] (units 2^-LOC_BITS), C_k the component's
+    sigmoid-table CDF (``_int_cdf``); weight, loc, inv [n, K]."""
+    out = np.zeros(points.shape, np.int64)
+    for k in range(loc.shape[1]):
+        out += weight[:, k:k + 1] * _int_cdf(_FlatInt(loc[:, k], inv[:, k]), points)
+    return out >> MIX_SHIFT
+
+
+_COEF_TO_LOC = COEF_BITS + 1 - LOC_BITS  # coef * (2 x - 255) is in units 2^-(COEF_BITS + 1)
+
+
+class _MixtureUnit:
+    """Tables of one channel of a chunk of pixels under a QuantizedMixture."""
+
+    def __init__(self, p: _FlatMix, channel: int, known: np.ndarray):
+        """p: the chunk's pixels; known: int64 [n, C] levels of the chunk (channels < channel are used)."""
+        loc = p.loc[:, channel]
+        if channel:
+            centred = 2 * known[:, :channel] - 255  # 2 (x_j - 127.5), exact
+            first = channel * (channel - 1) // 2
+            shift = np.einsum("npk,np->nk", p.coef[:, first:first + channel], centred)
+            loc = loc + ((shift + (1 << (_COEF_TO_LOC - 1))) >> _COEF_TO_LOC)
+        self.weight, self.loc, self.inv = p.weight[:, channel], loc, p.inv_scale[:, channel]
+
+    def groups(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.loc.shape[0]
+        cdf1 = np.empty((n, _GROUP + 1), np.int64)
+        cdf1[:, 0] = 0
+        cdf1[:, 1:-1] = _mix_cdf(self.weight, self.loc, self.inv, np.broadcast_to(_LEVEL1_POINTS, (n, _GROUP - 1)))
+        cdf1[:, -1] = (self.weight.sum(axis=1) << exact_tables.SIGMOID_BITS) >> MIX_SHIFT
+        return tables.padded_weights_int(cdf1, check=False), cdf1
+
+    def offsets(self, cdf1: np.ndarray, group: np.ndarray) -> np.ndarray:
+        n = group.shape[0]
+        rows = np.arange(n)
+        cdf2 = np.empty((n, _GROUP + 1), np.int64)
+        cdf2[:, 0], cdf2[:, -1] = cdf1[rows, group], cdf1[rows, group + 1]
+        points = _LEVEL2_POINTS[None, :] + (group.astype(np.int64) * _GROUP << LOC_BITS)[:, None]
+        cdf2[:, 1:-1] = _mix_cdf(self.weight, self.loc, self.inv, points)
+        return tables.padded_weights_int(cdf2, check=False)
+
+
 class PixelTables:
-    """The coder tables of a likelihood, chunk by chunk (see the module
-    docstring): the one place pixels meet frequency tables (`push_pixels`)::
+    """The coder tables of a likelihood, unit by unit in coding order (see the
+    module docstring): the one place pixels meet frequency tables::
 
         t = PixelTables(params)
-        for start, stop in t.chunks():
-            w1, cdf1 = t.groups(start, stop)             # float32 [n, 17] coder weights
-            w2 = t.offsets(start, stop, cdf1, group)     # given the chunk's groups int [n]
+        for unit in t.units():                          # int64 [n] flat subpixel indices
+            w1, cdf1 = t.groups(unit, known)            # float32 [n, 17] coder weights
+            w2 = t.offsets(unit, cdf1, group)           # given the unit's groups int [n]
 
-    Weights are for constriction's ``Categorical(perfect=False)``: symbol i
-    has frequency w_i + 1 (16 symbols plus a never-coded padding symbol 16),
-    summing to 2^24.
+    ``known`` is the flat int64 image of the subpixels coded so far (all of it
+    on the encoder's side). Independent likelihoods have one unit per
+    ``CHUNK`` subpixels in raster order; a coupled ``QuantizedMixture`` has,
+    for each chunk of ``CHUNK // C`` pixels, one unit per channel in order,
+    whose tables depend on the channels before it. Weights are for
+    constriction's ``Categorical(perfect=False)``: symbol i has frequency
+    w_i + 1 (16 symbols plus a never-coded padding symbol 16), summing to 2^24.
     """
 
     def __init__(self, params: Likelihood):
-        self.shape = tuple(_shape_of(params))
-        self._int = isinstance(params, QuantizedLogistic)
-        self._flat = _flatten_int(params) if self._int else _flatten(params)
+        self._mix = isinstance(params, QuantizedMixture)
+        if self._mix:
+            self.shape = tuple(_mixture_shape(params))
+            self._flat = _flatten_mix(params)
+        else:
+            self.shape = tuple(_shape_of(params))
+            self._int = isinstance(params, QuantizedLogistic)
+            self._flat = _flatten_int(params) if self._int else _flatten(params)
         self.size = int(np.prod(self.shape))
+        self._current: tuple[int, _MixtureUnit] | None = None
 
-    def chunks(self) -> Iterator[tuple[int, int]]:
-        """(start, stop) of every chunk of CHUNK subpixels, in raster order."""
-        return _chunks(self.size)
+    def units(self) -> Iterator[np.ndarray]:
+        """Flat subpixel indices int64 [n] of every unit, in coding order."""
+        if not self._mix:
+            for start, stop in _chunks(self.size):
+                yield np.arange(start, stop)
+            return
+        c = self.shape[2]
+        for start, stop in _chunks(self.size // c if c else 0, max(1, CHUNK // c)):
+            pixels = np.arange(start, stop) * c
+            for ch in range(c):
+                yield pixels + ch
 
-    def groups(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Coder weights float32 [n, 17] of the groups x // 16 of subpixels
-        start..stop, and the level-1 CDF [n, 17] that ``offsets`` needs."""
-        p = self._flat.rows(start, stop)
+    def _unit(self, unit: np.ndarray, known: np.ndarray) -> _MixtureUnit:
+        c = self.shape[2]
+        pixels, channel = unit // c, int(unit[0] % c)
+        p = _FlatMix(*(a[pixels[0]:pixels[-1] + 1] for a in (self._flat.weight, self._flat.loc,
+                                                           self._flat.inv_scale, self._flat.coef)))
+        prev = known[pixels[:, None] * c + np.arange(channel)[None, :]] if channel else None
+        return _MixtureUnit(p, channel, prev)
+
+    def groups(self, unit: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Coder weights float32 [n, 17] of the groups x // 16 of a unit's
+        subpixels, and the level-1 CDF [n, 17] that ``offsets`` needs."""
+        if self._mix:
+            mu = self._unit(unit, known)
+            self._current = (int(unit[0]), mu)
+            return mu.groups()
+        p = self._flat.rows(int(unit[0]), int(unit[-1]) + 1)
         if self._int:
             cdf1 = _int_level1(p)
             return tables.padded_weights_int(cdf1, check=False), cdf1  # monotone by construction
         cdf1 = _level1_cdf(p)
         return _weights(cdf1), cdf1
 
-    def offsets(self, start: int, stop: int, cdf1: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def offsets(self, unit: np.ndarray, cdf1: np.ndarray, group: np.ndarray, known: np.ndarray) -> np.ndarray:
         """Coder weights float32 [n, 17] of the offsets x % 16 given the groups int [n]."""
-        p = self._flat.rows(start, stop)
         group = np.asarray(group, np.int64)
+        if self._mix:
+            mu = (self._current[1] if self._current is not None and self._current[0] == int(unit[0])
+                  else self._unit(unit, known))
+            return mu.offsets(cdf1, group)
+        p = self._flat.rows(int(unit[0]), int(unit[-1]) + 1)
         if self._int:
             return tables.padded_weights_int(_int_level2(p, cdf1, group), check=False)
         return _weights(_level2_cdf(p, cdf1, group))
 
 
-def _chunks(n: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, n, CHUNK):
-        yield start, min(n, start + CHUNK)
+def _chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(n, start + size)
 
 
 def push_pixels(coder, pixels: np.ndarray, params: Likelihood) -> float:
     """Pushes 8-bit pixels uint8 [H, W, C] under a per-subpixel likelihood of the
     same shape onto ``coder``: a queue (``encode_residual``'s range encoder) or
-    an ANS stack (``new_stack``; BB-ANS). On a queue the chunks go in raster
+    an ANS stack (``new_stack``; BB-ANS). On a queue the units go in coding
     order, each its group symbols then its offset symbols; on a stack in the
     reverse order, so that ``pop_pixels`` reads both the same way. Returns
     the exact codelength in bits (``coded_bits``)."""
-    shape = _shape_of(params)
-    pixels = np.asarray(pixels)
-    if pixels.dtype != np.uint8 or pixels.shape != tuple(shape):
-        raise ValueError(
-            f"pixels must be uint8 of shape {tuple(shape)}, got {pixels.dtype} {pixels.shape}")
     pt = PixelTables(params)
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.shape != pt.shape:
+        raise ValueError(
+            f"pixels must be uint8 of shape {pt.shape}, got {pixels.dtype} {pixels.shape}")
     x = pixels.reshape(-1).astype(np.int64)
     stack = _coder.is_stack(coder)
     bits = 0.0
-    for start, stop in (reversed(list(pt.chunks())) if stack else pt.chunks()):
-        group, offset = np.divmod(x[start:stop], _GROUP)
-        w1, cdf1 = pt.groups(start, stop)
-        levels = [(group, w1), (offset, pt.offsets(start, stop, cdf1, group))]
+    for unit in (reversed(list(pt.units())) if stack else pt.units()):
+        group, offset = np.divmod(x[unit], _GROUP)
+        w1, cdf1 = pt.groups(unit, x)
+        levels = [(group, w1), (offset, pt.offsets(unit, cdf1, group, x))]
         for symbols, weights in (reversed(levels) if stack else levels):
             _coder.push_categorical(coder, symbols, weights)
             bits += _table_bits(weights, symbols)
@@ -362,13 +498,13 @@ def pop_pixels(coder, params: Likelihood, what: str = "pixels") -> np.ndarray:
     range decoder or an ANS stack. FormatError(what...) if the range/ANS
     decoder notices corrupt data."""
     pt = PixelTables(params)
-    out = np.empty(pt.size, np.uint8)
-    for start, stop in pt.chunks():
-        w1, cdf1 = pt.groups(start, stop)
+    out = np.zeros(pt.size, np.int64)
+    for unit in pt.units():
+        w1, cdf1 = pt.groups(unit, out)
         group = _pop_level(coder, w1, what)
-        offset = _pop_level(coder, pt.offsets(start, stop, cdf1, group), what)
-        out[start:stop] = group * _GROUP + offset
-    return out.reshape(pt.shape)
+        offset = _pop_level(coder, pt.offsets(unit, cdf1, group, out), what)
+        out[unit] = group * _GROUP + offset
+    return out.astype(np.uint8).reshape(pt.shape)
 
 
 def _pop_level(coder, weights: np.ndarray, what: str) -> np.ndarray:
@@ -402,12 +538,12 @@ def residual_bits(pixels: np.ndarray, params: Likelihood) -> float:
     """Ideal information content -sum log2 P(x) in bits, from float64 CDFs
     (no quantization): the bound an ideal coder would reach. A bin whose
     float64 mass underflows counts as `_MIN_MASS` (about 997 bits)."""
+    if isinstance(params, (QuantizedLogistic, QuantizedMixture)):
+        return coded_bits(pixels, params)
     shape = _shape_of(params)
     pixels = np.asarray(pixels)
     if pixels.shape != tuple(shape):
         raise ValueError(f"pixels shape {pixels.shape} != params shape {tuple(shape)}")
-    if isinstance(params, QuantizedLogistic):
-        return coded_bits(pixels, params)
     flat = _flatten(params)
     x = pixels.reshape(-1).astype(np.float64)
     total = 0.0
@@ -432,10 +568,10 @@ def coded_bits(pixels: np.ndarray, params: Likelihood) -> float:
     if x.shape[0] != pt.size:
         raise ValueError(f"pixels shape {np.shape(pixels)} != params shape {pt.shape}")
     total = 0.0
-    for start, stop in pt.chunks():
-        group, offset = np.divmod(x[start:stop], _GROUP)
-        w1, cdf1 = pt.groups(start, stop)
-        total += _table_bits(w1, group) + _table_bits(pt.offsets(start, stop, cdf1, group), offset)
+    for unit in pt.units():
+        group, offset = np.divmod(x[unit], _GROUP)
+        w1, cdf1 = pt.groups(unit, x)
+        total += _table_bits(w1, group) + _table_bits(pt.offsets(unit, cdf1, group, x), offset)
     return total
 
 

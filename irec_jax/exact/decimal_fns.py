@@ -147,6 +147,35 @@ def scale_table(
     return mant, exps, inv
 
 
+def tanh_table(raw_min: int, count: int, step_bits: int, bits: int) -> np.ndarray:
+    """``round(2**bits * tanh(raw_i))`` at raw_i = (raw_min + i) / 2**step_bits,
+    i < count: int32 [count] (a model's coupling coefficients)."""
+    raw_min, count, step_bits, bits = map(operator.index, (raw_min, count, step_bits, bits))
+    if count < 0 or step_bits < 0 or not 0 <= bits <= 30:
+        raise ValueError("tanh_table: need count, step_bits >= 0 and bits in [0, 30]")
+    out = np.empty(count, dtype=np.int32)
+    ctx = _context()
+    with decimal.localcontext(ctx):
+        for i in range(count):
+            e = ctx.exp(2 * Decimal(raw_min + i) / Decimal(1 << step_bits))
+            out[i] = _round((1 - 2 / (e + 1)) * (1 << bits))
+    return out
+
+
+def exp_neg_table(count: int, step_bits: int, bits: int) -> np.ndarray:
+    """``round(2**bits * exp(-i / 2**step_bits))`` for i < count: int32 [count]
+    (a model's mixture weights from logit gaps)."""
+    count, step_bits, bits = map(operator.index, (count, step_bits, bits))
+    if count < 0 or step_bits < 0 or not 0 <= bits <= 30:
+        raise ValueError("exp_neg_table: need count, step_bits >= 0 and bits in [0, 30]")
+    out = np.empty(count, dtype=np.int32)
+    ctx = _context()
+    with decimal.localcontext(ctx):
+        for i in range(count):
+            out[i] = _round(ctx.exp(-Decimal(i) / Decimal(1 << step_bits)) * (1 << bits))
+    return out
+
+
 def num_candidates(omega: float, epsilon: float) -> int:
     """N = floor(exp(omega (1 + epsilon))), candidates per iREC step, the same on
     every machine: omega and epsilon are taken as the exact values of their

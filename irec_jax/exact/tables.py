@@ -64,7 +64,8 @@ import numpy as np
 
 from irec_jax.exact.decimal_fns import _CDF_GUARD, _context, _round
 from irec_jax.exact.decimal_fns import (  # noqa: F401  (re-exported: the on-demand functions)
-    POWER_LAW_BITS, POWER_LAW_EXPONENT, num_candidates, power_law_ratio, scale_table, softplus_scale)
+    POWER_LAW_BITS, POWER_LAW_EXPONENT, exp_neg_table, num_candidates, power_law_ratio, scale_table,
+    softplus_scale, tanh_table)
 
 __all__ = [
     "ELU_BITS",
@@ -76,6 +77,7 @@ __all__ = [
     "SIGMOID_RANGE",
     "TABLES_PATH",
     "elu_table",
+    "exp_neg_table",
     "generate",
     "generate_elu",
     "generate_normal_quantiles",
@@ -89,6 +91,7 @@ __all__ = [
     "scale_table",
     "sigmoid_table",
     "softplus_scale",
+    "tanh_table",
 ]
 
 NORMAL_BITS = 16

@@ -23,3 +23,18 @@ REC_BITS = 16
 
 REC_LIMIT = (1 << 24) - 1
 """Standardized sums are clipped to [-REC_LIMIT, REC_LIMIT] after every step."""
+
+MIX_WEIGHT_BITS = 16
+"""Mixture weights are integers in units of 2^-16 of the largest component's weight."""
+
+MIX_STEP_BITS = 6
+"""Mixture weights come from a table indexed by (max logit - logit) rounded to units of 2^-6."""
+
+MIX_COUNT = 16 << MIX_STEP_BITS
+"""The weight table covers logit gaps [0, 16) (a larger gap weighs what the last entry does)."""
+
+MIX_SHIFT = 20
+"""A mixture CDF is sum_k weight_k * sigmoid-table value, shifted right by 20 (below 2^32 for K <= 16)."""
+
+COEF_BITS = 14
+"""Channel coupling coefficients (in [-1, 1]) are integers in units of 2^-14."""

@@ -10,7 +10,8 @@
 from irec_jax.models.elbo import ElboTerms, elbo_terms, negative_elbo
 from irec_jax.models.interface import (Gaussian, HierarchicalVAE, gaussian_kl, gaussian_log_prob,
                                        sample_gaussian)
-from irec_jax.models.likelihoods import (Logistic, MixtureOfLogistics, QuantizedLogistic,
+from irec_jax.models.likelihoods import (CoupledMixture, Logistic, MixtureOfLogistics, QuantizedLogistic,
+                                         QuantizedMixture,
                                          discretized_logistic_logpmf, log_prob, pmf_table,
                                          to_entropy_logistic, to_entropy_mixture)
 from irec_jax.models.rvae import RVAE, BottomUpActs, ForwardOutput, RVAEConfig, TopDownState
@@ -18,7 +19,7 @@ from irec_jax.models.rvae import RVAE, BottomUpActs, ForwardOutput, RVAEConfig, 
 __all__ = [
     "RVAE", "RVAEConfig", "BottomUpActs", "TopDownState", "ForwardOutput",
     "Gaussian", "HierarchicalVAE", "gaussian_kl", "gaussian_log_prob", "sample_gaussian",
-    "Logistic", "MixtureOfLogistics", "QuantizedLogistic", "discretized_logistic_logpmf", "log_prob", "pmf_table",
+    "Logistic", "MixtureOfLogistics", "CoupledMixture", "QuantizedLogistic", "QuantizedMixture", "discretized_logistic_logpmf", "log_prob", "pmf_table",
     "to_entropy_logistic", "to_entropy_mixture",
     "ElboTerms", "elbo_terms", "negative_elbo",
 ]

@@ -25,8 +25,11 @@ Outputs to the rest of the codec:
   integers loc * 2^-10 and mant * 2^-shift (the coder recovers them exactly);
 * ``advance`` takes float32 latents on the 2^-10 grid (rounded if not);
 * ``likelihood``: a :class:`QuantizedLogistic` (integer loc in 2^-11 levels,
-  integer 1/scale in 2^-16 per level) that the entropy layer turns into
-  frequency tables with integer arithmetic only.
+  integer 1/scale in 2^-16 per level), or for ``likelihood = "coupled"`` a
+  :class:`QuantizedMixture` (per component also an integer weight from the
+  model's exp table of the logit gap, and coupling coefficients from its
+  tanh table, 2^-14), that the entropy layer turns into frequency tables with
+  integer arithmetic only.
 
 Parameters (``params``)::
 
@@ -34,7 +37,8 @@ Parameters (``params``)::
      "top": {"h": int32 [C]},
      "down": {"conv1" | "conv2": {"w": int8 [L, 9 Cin, O], "mant", "shift", "bias": int32 [L, O]}},
      "head": {"w": int8 [9 C, 4 O], "mant", "shift", "bias": int32 [O](, "raw": int32 [C_img])},
-     "tables": {"latent_mant", "latent_shift", "pixel_inv": int32 [RAW_COUNT]}}
+     "tables": {"latent_mant", "latent_shift", "pixel_inv"(, "coef"): int32 [RAW_COUNT]
+                (, "mix_weight": int32 [MIX_COUNT])}}
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ import numpy as np
 from flax import struct
 
 from irec_jax.exact import intops
-from irec_jax.exact.units import ACT_BITS, RAW_COUNT, RAW_MIN, RAW_STEP_BITS
+from irec_jax.exact.units import (ACT_BITS, COEF_BITS, MIX_COUNT, MIX_STEP_BITS, MIX_WEIGHT_BITS, RAW_COUNT,
+                                  RAW_MIN, RAW_STEP_BITS)
 from irec_jax.models import likelihoods as lik
 from irec_jax.models import rvae
 from irec_jax.models.interface import Gaussian, Shape
@@ -108,32 +113,9 @@ def _quantize_dense(w: np.ndarray, b: np.ndarray, extra: float, in_channels: int
     return {"w": w_q.astype(np.int8), "mant": mant, "shift": shift, "bias": bias.astype(np.int32)}
 
 
-def _deconv_taps(kernel_size: int = 5) -> np.ndarray:
-    """int [2 (phase), 3 (offset dy + 1)] -> kernel tap ky of flax's 5x5 stride-2
-    SAME ConvTranspose (-1: no tap), found by probing lax.conv_transpose with
-    impulses (integer-valued, so the probe itself is exact)."""
-    n = 8
-    k = np.arange(1, kernel_size + 1, dtype=np.float32)  # tap t has value t + 1
-    kern = np.zeros((kernel_size, 1, 1, 1), np.float32)
-    kern[:, 0, 0, 0] = k
-    taps = -np.ones((2, 3), np.int64)
-    for src in range(2, n - 2):
-        x = np.zeros((1, n, 1, 1), np.float32)
-        x[0, src, 0, 0] = 1.0
-        y = np.asarray(jax.lax.conv_transpose(jnp.asarray(x), jnp.asarray(kern), (2, 1), "SAME",
-                                              dimension_numbers=("NHWC", "HWIO", "NHWC")))[0, :, 0, 0]
-        for out in np.nonzero(y)[0]:
-            i, phase = divmod(int(out), 2)
-            dy = src - i
-            if not -1 <= dy <= 1:
-                raise AssertionError(f"transposed conv tap outside the 3x3 window (dy={dy})")
-            taps[phase, dy + 1] = int(round(float(y[out]))) - 1
-    return taps
-
-
 def _subpixel_kernel(kernel: np.ndarray) -> np.ndarray:
     """flax ConvTranspose kernel [5, 5, C, O] -> [9 C, 4 O] for ``intops.deconv5x5s2``."""
-    taps = _deconv_taps(kernel.shape[0])
+    taps = rvae.deconv_taps(kernel.shape[0])
     c, o = kernel.shape[2:]
     out = np.zeros((3, 3, c, 2, 2, o), np.float64)
     for py in range(2):
@@ -154,8 +136,8 @@ def quantize(config: rvae.RVAEConfig, params: Params) -> Params:
     other than the RVAE's)."""
     from irec_jax.exact import tables
 
-    if config.likelihood != "logistic":
-        raise ValueError("the integer decoder path supports the logistic pixel likelihood only; "
+    if config.likelihood not in ("logistic", "coupled"):
+        raise ValueError("the integer decoder path supports the 'logistic' and 'coupled' pixel likelihoods; "
                          f"this model uses {config.likelihood!r}")
     f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
     down = params["down"]
@@ -175,7 +157,7 @@ def quantize(config: rvae.RVAEConfig, params: Params) -> Params:
     # Quantize per output channel over the whole 5x5 kernel, then lay the int8
     # taps out in sub-pixel form (a pure rearrangement, zeros where no tap).
     head["w"] = _subpixel_kernel(head["w"].reshape(kernel.shape).astype(np.float64)).astype(np.int8)
-    if not config.predict_scale:
+    if config.likelihood == "logistic" and not config.predict_scale:
         raw = f64(params["head"]["raw_scale"])
         head["raw"] = np.round(raw * _ACT).astype(np.int32)
     lat_mant, lat_shift, _ = tables.scale_table(repr(float(config.latent_min_scale)), "1.0", RAW_MIN,
@@ -183,15 +165,18 @@ def quantize(config: rvae.RVAEConfig, params: Params) -> Params:
     _, _, pix_inv = tables.scale_table(repr(float(config.likelihood_min_scale)),
                                        repr(float(config.likelihood_init_scale)), RAW_MIN, RAW_COUNT,
                                        RAW_STEP_BITS)
+    lookups = {"latent_mant": np.asarray(lat_mant, np.int32), "latent_shift": np.asarray(lat_shift, np.int32),
+               "pixel_inv": np.asarray(pix_inv, np.int32)}
+    if config.likelihood == "coupled":
+        lookups["mix_weight"] = tables.exp_neg_table(MIX_COUNT, MIX_STEP_BITS, MIX_WEIGHT_BITS)
+        lookups["coef"] = tables.tanh_table(RAW_MIN, RAW_COUNT, RAW_STEP_BITS, COEF_BITS)
     return {
         "encoder": {"stem": jax.tree.map(lambda a: np.asarray(a, np.float32), params["stem"]),
                     "up": jax.tree.map(lambda a: np.asarray(a, np.float32), params["up"])},
         "top": {"h": np.round(f64(params["top"]["h"]) * _ACT).astype(np.int32)},
         "down": {"conv1": conv3(down["conv1"], 1.0), "conv2": conv3(down["conv2"], config.residual_scale)},
         "head": head,
-        "tables": {"latent_mant": np.asarray(lat_mant, np.int32),
-                   "latent_shift": np.asarray(lat_shift, np.int32),
-                   "pixel_inv": np.asarray(pix_inv, np.int32)},
+        "tables": lookups,
     }
 
 
@@ -211,10 +196,13 @@ def param_shapes(config: rvae.RVAEConfig) -> dict:
     out.update(dense("down/conv2", (n_l,), 9 * (z + c), c))
     out.update(dense("head", (), 9 * c, config.head_channels))
     out["head/w"] = ((9 * c, 4 * config.head_channels), "int8")
-    if not config.predict_scale:
+    if config.likelihood == "logistic" and not config.predict_scale:
         out["head/raw"] = ((ci,), "int32")
     for name in ("latent_mant", "latent_shift", "pixel_inv"):
         out[f"tables/{name}"] = ((RAW_COUNT,), "int32")
+    if config.likelihood == "coupled":
+        out["tables/mix_weight"] = ((MIX_COUNT,), "int32")
+        out["tables/coef"] = ((RAW_COUNT,), "int32")
     return out
 
 
@@ -256,6 +244,11 @@ def check_params(config: rvae.RVAEConfig, params: Params) -> None:
     within("tables/latent_mant", 1 << 14, (1 << 15) - 1)
     within("tables/latent_shift", 9, 33)  # scales mant 2^-shift in [2^-19, 64): the coder's range
     within("tables/pixel_inv", 0, (1 << 31) - 1)
+    if config.likelihood == "coupled":
+        within("tables/mix_weight", 0, 1 << MIX_WEIGHT_BITS)
+        if int(np.asarray(flat["tables/mix_weight"])[0]) != 1 << MIX_WEIGHT_BITS:
+            raise ValueError(f"parameter tables/mix_weight: entry 0 must be 2^{MIX_WEIGHT_BITS}")
+        within("tables/coef", -(1 << COEF_BITS), 1 << COEF_BITS)
 
 
 # ----------------------------------------------------------------------------
@@ -327,19 +320,38 @@ def _advance_jit(cfg, params, h, z, layer, elu_table) -> jax.Array:
                     _STATE_LIMIT)
 
 
+def _levels(loc: jax.Array) -> jax.Array:
+    """Network-unit locations (2^-10) -> levels 127.5 + 127.5 u in units 2^-11: 255 (2^10 + loc)."""
+    return 255 * (jnp.clip(loc, -(1 << 20), 1 << 20) + (1 << ACT_BITS))
+
+
+def _mixture(cfg: rvae.RVAEConfig, params: Params, out: jax.Array) -> lik.QuantizedMixture:
+    """Head outputs int32 [B, H, W, head_channels] (2^-10) -> the integer coupled mixture."""
+    c, k = cfg.image_channels, cfg.num_mixtures
+    main = out[..., :3 * c * k].reshape(out.shape[:-1] + (c, 3 * k))
+    logits, loc, raw = main[..., :k], main[..., k:2 * k], main[..., 2 * k:]
+    # Weight of a component: exp(-(max logit - logit)), the gap rounded to 2^-6, from the model's table.
+    gap = jnp.max(logits, axis=-1, keepdims=True) - logits
+    weight = intops.lookup(gap, params["tables"]["mix_weight"], drop_bits=ACT_BITS - MIX_STEP_BITS, offset=0)
+    coef_raw = out[..., 3 * c * k:].reshape(out.shape[:-1] + (c * (c - 1) // 2, k))
+    return lik.QuantizedMixture(weight=weight, loc=_levels(loc),
+                                inv_scale=_scale_lookup(raw, params["tables"]["pixel_inv"]),
+                                coef=_scale_lookup(coef_raw, params["tables"]["coef"]))
+
+
 @functools.partial(jax.jit, static_argnums=0)
-def _likelihood_jit(cfg, params, h, elu_table) -> lik.QuantizedLogistic:
+def _likelihood_jit(cfg, params, h, elu_table) -> lik.QuantizedLogistic | lik.QuantizedMixture:
     p = params["head"]
     out = intops.deconv5x5s2(intops.elu(h, elu_table), p["w"].astype(jnp.float32), p["mant"], p["shift"],
                              p["bias"])
     c = cfg.image_channels
+    if cfg.likelihood == "coupled":
+        return _mixture(cfg, params, out)
     if cfg.predict_scale:
         loc, raw = out[..., :c], out[..., c:]
     else:
         loc, raw = out, jnp.broadcast_to(p["raw"], out.shape)
-    # levels = 127.5 + 127.5 u with u = loc * 2^-10, in units 2^-11: 255 (2^10 + loc).
-    loc = 255 * (jnp.clip(loc, -(1 << 20), 1 << 20) + (1 << ACT_BITS))
-    return lik.QuantizedLogistic(loc=loc, inv_scale=_scale_lookup(raw, params["tables"]["pixel_inv"]))
+    return lik.QuantizedLogistic(loc=_levels(loc), inv_scale=_scale_lookup(raw, params["tables"]["pixel_inv"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,7 +424,7 @@ class IntegerRVAE:
         return IntState(h=_advance_jit(self.config, params, state.h, jnp.asarray(z), jnp.int32(layer),
                                        self._elu()))
 
-    def likelihood(self, params: Params, state: IntState) -> lik.QuantizedLogistic:
-        """Integer pixel likelihood [B, H, W, C_img]."""
+    def likelihood(self, params: Params, state: IntState) -> lik.QuantizedLogistic | lik.QuantizedMixture:
+        """Integer pixel likelihood [B, H, W, C_img(, K)]."""
         self._check(state)
         return _likelihood_jit(self.config, params, state.h, self._elu())

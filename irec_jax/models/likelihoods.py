@@ -66,6 +66,56 @@ class MixtureOfLogistics:
 
 
 @struct.dataclass
+class CoupledMixture:
+    """Mixture of K discretized logistics per subpixel whose component means
+    depend linearly on the channels before it (PixelCNN++'s coupling, with a
+    mixture per channel), in 8-bit level units.
+
+    Channel c of a pixel is a mixture with weights softmax(logits[c]) of
+    logistics at ``loc[c, k] + sum_{j<c} coef[p(c, j), k] * (x_j - 127.5)``
+    with scale ``scale[c, k]``, where x_j are the pixel's levels and
+    ``p(c, j) = c (c - 1) / 2 + j`` orders the pairs (1,0), (2,0), (2,1).
+    So p(x) = p(x_0) p(x_1 | x_0) p(x_2 | x_0, x_1) per pixel, and a coder
+    codes the channels in order, each given those already coded.
+    """
+
+    logits: jax.Array  # [B, H, W, C, K]
+    loc: jax.Array  # [B, H, W, C, K], levels, before the coupling shift
+    scale: jax.Array  # [B, H, W, C, K], levels, > 0
+    coef: jax.Array  # [B, H, W, C (C - 1) / 2, K], dimensionless (tanh of a raw output)
+
+
+def pair_index(c: int, j: int) -> int:
+    """Index of the coupling coefficient of channel c on channel j < c."""
+    if not 0 <= j < c:
+        raise ValueError(f"need 0 <= j < c, got c={c}, j={j}")
+    return c * (c - 1) // 2 + j
+
+
+def coupled_loc(loc: jax.Array, coef: jax.Array, x: jax.Array) -> jax.Array:
+    """Component means [B, H, W, C, K] after the coupling shift, given levels x [B, H, W, C]."""
+    c = loc.shape[-2]
+    centred = x.astype(loc.dtype) - 127.5
+    shifts = [jnp.zeros_like(loc[..., 0, :])]
+    for ch in range(1, c):
+        shifts.append(sum(coef[..., pair_index(ch, j), :] * centred[..., j, None] for j in range(ch)))
+    return loc + jnp.stack(shifts, axis=-2)
+
+
+@struct.dataclass
+class QuantizedMixture:
+    """Integer form of :class:`CoupledMixture` (the integer decoder path):
+    the entropy layer builds frequency tables from it with integer arithmetic
+    only. With no coupling (``coef`` all 0) it is a plain mixture.
+    """
+
+    weight: jax.Array  # int32 [B, H, W, C, K], >= 0, max over K = 2^MIX_WEIGHT_BITS
+    loc: jax.Array  # int32 [B, H, W, C, K], levels in units 2^-LOC_BITS, before the coupling shift
+    inv_scale: jax.Array  # int32 [B, H, W, C, K], 1/scale in units 2^-INV_SCALE_BITS
+    coef: jax.Array  # int32 [B, H, W, C (C - 1) / 2, K], units 2^-COEF_BITS
+
+
+@struct.dataclass
 class QuantizedLogistic:
     """Discretized logistic per subpixel with integer parameters (the integer
     decoder path, :mod:`irec_jax.models.integer`): the entropy layer turns
@@ -76,7 +126,7 @@ class QuantizedLogistic:
     inv_scale: jax.Array  # int32 [B, H, W, C], 1 / scale (per level) in units of 2^-INV_SCALE_BITS (2^-16)
 
 
-PixelLikelihood = Logistic | MixtureOfLogistics | QuantizedLogistic
+PixelLikelihood = Logistic | MixtureOfLogistics | CoupledMixture | QuantizedLogistic | QuantizedMixture
 
 
 def discretized_logistic_logpmf(x: jax.Array, loc: jax.Array, scale: jax.Array) -> jax.Array:
@@ -104,11 +154,17 @@ def log_prob(dist: PixelLikelihood, x: jax.Array) -> jax.Array:
     if isinstance(dist, MixtureOfLogistics):
         comp = discretized_logistic_logpmf(x[..., None], dist.loc, dist.scale)
         return jax.nn.logsumexp(jax.nn.log_softmax(dist.logits, axis=-1) + comp, axis=-1)
+    if isinstance(dist, CoupledMixture):
+        comp = discretized_logistic_logpmf(x[..., None], coupled_loc(dist.loc, dist.coef, x), dist.scale)
+        return jax.nn.logsumexp(jax.nn.log_softmax(dist.logits, axis=-1) + comp, axis=-1)
     raise TypeError(f"unknown likelihood type {type(dist).__name__}")
 
 
 def pmf_table(dist: PixelLikelihood) -> jax.Array:
-    """Probabilities of all 256 levels, shape ``[..., 256]`` (sums to 1 on the last axis)."""
+    """Probabilities of all 256 levels, shape ``[..., 256]`` (sums to 1 on the last axis).
+
+    Not for :class:`CoupledMixture`, whose channels depend on the levels
+    before them (TypeError; :func:`mode` handles it)."""
     levels = jnp.arange(NUM_LEVELS)
     if isinstance(dist, Logistic):
         return jnp.exp(discretized_logistic_logpmf(levels, dist.loc[..., None], dist.scale[..., None]))
@@ -120,8 +176,16 @@ def pmf_table(dist: PixelLikelihood) -> jax.Array:
 
 
 def mode(dist: PixelLikelihood) -> jax.Array:
-    """Most probable level per subpixel, int32 ``[B, H, W, C]`` (for previews)."""
-    return jnp.argmax(pmf_table(dist), axis=-1).astype(jnp.int32)
+    """Most probable level per subpixel, int32 ``[B, H, W, C]`` (for previews);
+    for :class:`CoupledMixture` channel by channel, each given the modes before it."""
+    if not isinstance(dist, CoupledMixture):
+        return jnp.argmax(pmf_table(dist), axis=-1).astype(jnp.int32)
+    x = jnp.zeros(dist.loc.shape[:-1], jnp.int32)
+    for ch in range(dist.loc.shape[-2]):
+        loc = coupled_loc(dist.loc, dist.coef, x)[..., ch, :]
+        channel = MixtureOfLogistics(dist.logits[..., ch, :], loc, dist.scale[..., ch, :])
+        x = x.at[..., ch].set(jnp.argmax(pmf_table(channel), axis=-1).astype(jnp.int32))
+    return x
 
 
 def to_entropy_logistic(dist: Logistic) -> tuple[np.ndarray, np.ndarray]:

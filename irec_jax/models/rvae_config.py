@@ -17,8 +17,10 @@ class RVAEConfig:
       residual_scale: the 0.1 in ``h + 0.1 * f(h)``.
       latent_min_scale: floor of prior and posterior scales.
       image_channels: channels of the input image (3 for RGB).
-      likelihood: ``"logistic"`` or ``"mixture"``.
-      num_mixtures: K for ``"mixture"``.
+      likelihood: ``"logistic"``, ``"mixture"`` (K logistics per subpixel) or
+        ``"coupled"`` (K logistics per subpixel, each channel's component
+        means shifted linearly by the channels before it, as in PixelCNN++).
+      num_mixtures: K for ``"mixture"`` and ``"coupled"`` (at most 16).
       predict_scale: for ``"logistic"``, predict a scale per subpixel (else a
         learned scale per colour channel, as published); mixtures always
         predict their scales.
@@ -39,8 +41,10 @@ class RVAEConfig:
     likelihood_init_scale: float = 8.0
 
     def __post_init__(self):
-        if self.likelihood not in ("logistic", "mixture"):
-            raise ValueError(f"likelihood must be 'logistic' or 'mixture', got {self.likelihood!r}")
+        if self.likelihood not in ("logistic", "mixture", "coupled"):
+            raise ValueError(f"likelihood must be 'logistic', 'mixture' or 'coupled', got {self.likelihood!r}")
+        if self.num_mixtures > 16:
+            raise ValueError(f"num_mixtures must be <= 16, got {self.num_mixtures}")
         for name in ("num_layers", "det_channels", "stoch_channels", "image_channels", "num_mixtures"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -63,4 +67,6 @@ class RVAEConfig:
         c = self.image_channels
         if self.likelihood == "mixture":
             return 3 * c * self.num_mixtures
+        if self.likelihood == "coupled":
+            return (3 * c + c * (c - 1) // 2) * self.num_mixtures
         return 2 * c if self.predict_scale else c
