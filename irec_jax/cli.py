@@ -1,9 +1,12 @@
 """The ``irec`` command line: compress, decompress and inspect ``.irec`` files.
 
-    irec compress photo.png photo.irec [--model PATH] [--omega 3 --epsilon 0.2 --beams 20]
+    irec compress photo.png photo.irec [--model PATH] [--omega 3 --epsilon 0.2 --beams 20] [--no-fallback]
     irec decompress photo.irec photo.png
     irec info photo.irec
     irec export-model TRAIN_WORKDIR MODEL_DIR
+
+``compress`` writes the file in stored mode (PNG-filtered deflate, no
+model) when that is smaller than the model's coding, and says so.
 
 Outputs are written through a temporary file and renamed; an existing output
 is never replaced without ``--force``. Any error prints one line to stderr
@@ -73,7 +76,7 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     update, close = _progress_bar(args.quiet, "compress")
     try:
         data, report = codec.compress_report(pixels, model=cm, settings=settings, tile=args.tile,
-                                             progress=update)
+                                             progress=update, fallback=not args.no_fallback)
         if not args.no_verify:
             decoded = codec.decompress(data, model=cm)
             if decoded.shape != pixels.shape or not (decoded == pixels).all():
@@ -82,7 +85,13 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     finally:
         close()
     imageio.write_atomic(args.output, data, force=args.force)
-    if not args.quiet:
+    if not args.quiet and report.stored:
+        h, w, c = report.shape
+        print(f"{args.input} -> {args.output}: {w}x{h}x{c}, {report.total_bytes:,} bytes, "
+              f"{report.bpd:.3f} bits/dim, written in stored mode (PNG-filtered deflate, no model) "
+              f"because the model's coding was larger ({report.model_bytes:,} bytes, "
+              f"{report.model_bpd:.3f} bits/dim), {report.encode_seconds:.1f} s")
+    elif not args.quiet:
         h, w, c = report.shape
         print(f"{args.input} -> {args.output}: {w}x{h}x{c}, {report.total_bytes:,} bytes, "
               f"{report.bpd:.3f} bits/dim (latent indices {report.index_bits / 8:,.0f} B, "
@@ -115,6 +124,13 @@ def _cmd_info(args: argparse.Namespace) -> None:
         return
     print(f"{args.input}: .irec, {info['width']}x{info['height']}x{info['channels']}, "
           f"{info['total_bytes']:,} bytes, {info['bpd']:.4f} bits/dim")
+    if info["mode"] == "stored":
+        print("  mode        stored (PNG-filtered scanlines through deflate; no model)")
+        print(f"  sizes       header {info['header_bytes']} B, deflate payload {info['stream_bytes']:,} B")
+        print("  filters     " + ", ".join(f"{name} {n}" for name, n in zip(
+            ("None", "Sub", "Up", "Average", "Paeth"), info["filters"])) + " rows")
+        return
+    print("  mode        model (iREC latents, range-coded pixels)")
     print(f"  model       {info['model']} (params {info['model_hash']})")
     print(f"  coder       omega {info['omega']:g}, epsilon {info['epsilon']:g}, "
           f"seed {info['seed']}, {info['candidates']} candidates/step")
@@ -165,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     c.add_argument("--no-verify", action="store_true",
                    help="skip decoding the result to check it before writing")
+    c.add_argument("--no-fallback", action="store_true",
+                   help="always write the model's coding, even where the stored mode "
+                        "(PNG-filtered deflate) would be smaller")
     c.set_defaults(func=_cmd_compress)
 
     d = sub.add_parser("decompress", help=".irec -> image file (PNG unless the extension says)")

@@ -11,6 +11,13 @@ image is cut into tiles (``tile``, 1024 x 1024 pixels by default), each coded
 on its own as one range-coded stream holding every layer's step counts and
 indices, then the pixels.
 
+Safety net: every call codes with the model first, then also writes the
+image in **stored mode** (PNG-filtered scanlines through deflate, no model,
+``irec_jax.entropy.stored``); if that is strictly smaller, the file is the
+stored one (flagged in the header; ``fallback=False`` keeps the model's
+file). So a file is never larger than a simple PNG-style coder makes it, and
+``CodecReport`` still says what the model's coding cost.
+
 Sizes: any H x W from 1 x 1 up. The model works at even sizes, so an odd
 height or width is padded by repeating the last row/column before encoding;
 the header stores the true size and only the true pixels are coded.
@@ -46,7 +53,15 @@ Progress = Callable[[int, int], None]  # (steps done, total steps)
 class CodecReport:
     """What one ``compress`` call wrote and what it cost.
 
-    Real bytes: ``total_bytes`` = ``header_bytes`` (magic, header, tile
+    The file: ``total_bytes`` (its length, whichever mode it is in), ``bpd``,
+    ``stored`` (True: it is the stored-mode file, because that was strictly
+    smaller than the model's coding and fallback was on), ``encode_seconds``
+    (wall clock of the whole call, both codings). The two codings:
+    ``model_bytes`` (the model's file) and ``stored_bytes`` (the stored-mode
+    file); ``total_bytes`` is one of them.
+
+    Every other field describes the **model's** coding, whether or not it was
+    written: ``model_bytes`` = ``header_bytes`` (magic, header, tile
     lengths, CRC) + ``stream_bytes`` (the tiles' coded streams). Within the
     streams, exact codelengths in bits (what the range coder writes, before
     its flush of a few bytes per tile; figures, not bytes):
@@ -70,6 +85,9 @@ class CodecReport:
     index_bits_ideal: float
     tiles: int
     encode_seconds: float
+    stored: bool = False
+    model_bytes: int = 0
+    stored_bytes: int = 0
 
     @property
     def num_dims(self) -> int:
@@ -78,8 +96,13 @@ class CodecReport:
 
     @property
     def bpd(self) -> float:
-        """Bits per subpixel of the whole file."""
+        """Bits per subpixel of the whole file (stored mode included)."""
         return 8.0 * self.total_bytes / self.num_dims
+
+    @property
+    def model_bpd(self) -> float:
+        """Bits per subpixel of the model's coding (its whole file), written or not."""
+        return 8.0 * self.model_bytes / self.num_dims
 
     @property
     def flush_bits(self) -> float:
@@ -152,7 +175,7 @@ class _TileStats:
             stream_bytes=stream_bytes, index_bits=float(self.index_bits),
             residual_bits=float(self.residual_bits), kl_nats=tuple(float(k) for k in self.kl),
             log_ratio_nats=tuple(float(r) for r in self.ratio), index_bits_ideal=float(self.index_ideal),
-            tiles=tiles, encode_seconds=seconds)
+            tiles=tiles, encode_seconds=seconds, model_bytes=len(data))
 
 
 def _encode_tiles(tiles: Sequence[np.ndarray], cm: CodecModel, settings: entropy.CoderSettings,
@@ -225,6 +248,18 @@ def _pack(header: entropy.Header, streams: Sequence[bytes], pixels: np.ndarray) 
     return entropy.pack(container, [m.ref for m in modelzoo.known_models()])
 
 
+def _with_fallback(pixels: np.ndarray, data: bytes, report: CodecReport, fallback: bool,
+                   t0: float) -> tuple[bytes, CodecReport]:
+    """The file to write and its report, given the model's file ``data`` of
+    uint8 ``pixels`` [H, W, C]: the stored-mode file instead if ``fallback``
+    and it is strictly smaller. ``t0``: when the call started."""
+    stored = entropy.pack_stored(pixels)
+    use = fallback and len(stored) < len(data)
+    out = stored if use else data
+    return out, dataclasses.replace(report, total_bytes=len(out), stored=use, model_bytes=len(data),
+                                    stored_bytes=len(stored), encode_seconds=time.perf_counter() - t0)
+
+
 def _steps_counter(total: int, progress: Progress | None) -> Callable[[], None]:
     done = [0]
 
@@ -257,17 +292,20 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
 
 def compress_report(image: Any, *, model: "str | CodecModel" = "default",
                     settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
-                    progress: Progress | None = None) -> tuple[bytes, CodecReport]:
-    """``compress`` plus a ``CodecReport`` of the sizes, KLs and codelengths."""
+                    progress: Progress | None = None, fallback: bool = True) -> tuple[bytes, CodecReport]:
+    """``compress`` plus a ``CodecReport`` of the sizes, KLs and codelengths
+    (of the model's coding, and which file was written)."""
+    t0 = time.perf_counter()
     cm = modelzoo.load_model(model)
     pixels = imageio.to_array(image)
     settings = cm.defaults if settings is None else coder_settings(base=settings)
-    return _encode(pixels, cm, settings, tile, progress)
+    data, report = _encode(pixels, cm, settings, tile, progress)
+    return _with_fallback(pixels, data, report, fallback, t0)
 
 
 def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "default",
                    settings: entropy.CoderSettings | None = None,
-                   progress: Progress | None = None) -> list[tuple[bytes, CodecReport]]:
+                   progress: Progress | None = None, fallback: bool = True) -> list[tuple[bytes, CodecReport]]:
     """``compress_report`` of many images of one shape in one pass: the model
     runs on the whole batch and every latent layer is searched for all
     images at once (``rec.encode_batch``), one compiled program per batch
@@ -280,12 +318,13 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
     Args:
       images: a non-empty sequence of images of one shape (as ``compress``
         takes them), each at most one tile (1024 x 1024).
-      model, settings: as for ``compress``; ``settings.final_choices`` must be 1.
+      model, settings, fallback: as for ``compress``; ``settings.final_choices`` must be 1.
       progress: called with (done, total) after each latent layer.
 
     Returns:
       (data, report) per image; ``report.encode_seconds`` is the batch's
-      wall clock divided by the number of images.
+      wall clock (the model's coding and every stored-mode coding) divided
+      by the number of images.
     """
     t0 = time.perf_counter()
     cm = modelzoo.load_model(model)
@@ -307,14 +346,15 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
     streams = _encode_tiles(pixels, cm, settings, stats, step)
     files = [_pack(entropy.Header(cm.ref, settings, h, w, c), (st,), px) for st, px in zip(streams, pixels)]
     step()
+    out = [_with_fallback(px, data, st.report(shape, data, len(stream), 1, 0.0), fallback, t0)
+           for px, data, stream, st in zip(pixels, files, streams, stats)]
     seconds = (time.perf_counter() - t0) / len(pixels)
-    return [(data, st.report(shape, data, len(stream), 1, seconds))
-            for data, stream, st in zip(files, streams, stats)]
+    return [(data, dataclasses.replace(rep, encode_seconds=seconds)) for data, rep in out]
 
 
 def compress(image: Any, *, model: "str | CodecModel" = "default",
              settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
-             progress: Progress | None = None) -> bytes:
+             progress: Progress | None = None, fallback: bool = True) -> bytes:
     """Losslessly compresses an image to the bytes of an ``.irec`` file.
 
     Args:
@@ -332,15 +372,21 @@ def compress(image: Any, *, model: "str | CodecModel" = "default",
         it is not the default.
       progress: called with (done, total) after each latent layer of each
         tile and after each tile.
+      fallback: if the stored mode (PNG-filtered deflate, no model) is
+        strictly smaller than the model's coding, write it instead (the
+        model still codes the image first; ``compress_report`` says both
+        sizes). False: always the model's file.
 
     Raises:
       ImageError for unsupported images, ModelError for unusable models,
       ValueError for invalid settings.
     """
-    return compress_report(image, model=model, settings=settings, tile=tile, progress=progress)[0]
+    return compress_report(image, model=model, settings=settings, tile=tile, progress=progress,
+                           fallback=fallback)[0]
 
 
 def _unpack(data: bytes, model: "str | CodecModel | None") -> tuple[entropy.Container, CodecModel]:
+    """The container of a model-coded file and its model (stored-mode files: ``entropy.unpack``)."""
     extra = None if model is None else modelzoo.load_model(model)
     known = modelzoo.known_models(extra)
     container = entropy.unpack(bytes(data), [m.ref for m in known])
@@ -353,10 +399,14 @@ def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
     """The uint8 [H, W, C] pixels of an ``.irec`` file (C = 1 or 3), bit-exact.
 
     ``model``: needed only for files written with a model other than the
-    bundled default (the header names the model and a hash of its weights).
+    bundled default (the header names the model and a hash of its weights);
+    stored-mode files need none (``model`` is then ignored).
     Raises FormatError for anything malformed, truncated or corrupt, or
     written with a model that is not available.
     """
+    data = bytes(data)
+    if entropy.is_stored(data):
+        return _decode_stored(data)
     container, cm = _unpack(data, model)
     header = container.header
     h, w, c = header.shape
@@ -369,6 +419,12 @@ def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
         pixels[y:y + th, x:x + tw] = _decode_tile(stream, cm, header.settings, (th, tw, c), f"tile {i}", step)
         step()
     return entropy.check_pixels(container, pixels)
+
+
+def _decode_stored(data: bytes) -> np.ndarray:
+    """uint8 [H, W, C] pixels of a stored-mode file, CRC checked."""
+    stored = entropy.unpack(data, [])
+    return entropy.check_pixels(stored, entropy.unfilter(stored.scanlines, stored.shape))
 
 
 def _decode_layers(queue, stream: bytes, cm: CodecModel, settings: entropy.CoderSettings,
@@ -411,7 +467,20 @@ def _decode_tile(stream: bytes, cm: CodecModel, settings: entropy.CoderSettings,
 def read_info(data: bytes, *, model: "str | CodecModel | None" = None) -> dict:
     """Header fields and stream sizes of an ``.irec`` file, and the latent
     code's block and step counts per layer (summed over tiles), without
-    running the model."""
+    running the model. ``mode``: "model", or "stored" (PNG-filtered deflate:
+    no model, settings or tiles; ``filters`` counts the rows of each PNG
+    filter type None, Sub, Up, Average, Paeth)."""
+    data = bytes(data)
+    if entropy.is_stored(data):
+        stored = entropy.unpack(data, [])
+        return {
+            "mode": "stored", "model": None, "model_hash": None,
+            "height": stored.height, "width": stored.width, "channels": stored.channels,
+            "total_bytes": len(data), "stream_bytes": stored.payload_bytes,
+            "header_bytes": len(data) - stored.payload_bytes,
+            "bpd": 8.0 * len(data) / (stored.height * stored.width * stored.channels),
+            "filters": np.bincount(stored.scanlines[:, 0], minlength=5).tolist(),
+        }
     container, cm = _unpack(data, model)
     h = container.header
     dims = h.height * h.width * h.channels
@@ -424,7 +493,7 @@ def read_info(data: bytes, *, model: "str | CodecModel | None" = None) -> dict:
             blocks[layer] += li.steps.shape[0]
             steps[layer] += int(li.steps.sum())
     return {
-        "model": h.model.name, "model_hash": h.model.param_hash.hex(),
+        "mode": "model", "model": h.model.name, "model_hash": h.model.param_hash.hex(),
         "height": h.height, "width": h.width, "channels": h.channels, "tile": h.tile,
         "tiles": len(container.sections),
         "omega": h.settings.omega, "epsilon": h.settings.epsilon, "seed": h.settings.seed, "candidates": h.settings.num_candidates,

@@ -11,7 +11,8 @@ with the JAX decoder on every file (``tests/test_reference.py``).
 
 What it reuses rather than restates:
 
-* ``irec_jax.entropy``: the container, the index section, the residual
+* ``irec_jax.entropy``: the container (which inflates a stored-mode
+  file's scanlines; ``unfilter_rows`` restates PNG's unfilter), the index section, the residual
   (pixel) section under a ``QuantizedLogistic`` and the CRC -- already numpy
   + constriction with integer frequency tables;
 * ``irec_jax.exact.tables``: the constant tables (normal quantiles, ELU,
@@ -44,7 +45,7 @@ from irec_jax.exact import tables
 from irec_jax.exact.units import (ACT_BITS, MIX_COUNT, MIX_STEP_BITS, MIX_WEIGHT_BITS, RAW_COUNT, RAW_MIN,
                                   RAW_STEP_BITS, REC_BITS, REC_LIMIT)
 
-__all__ = ["decode", "load_model", "mul_shift", "round_shift", "elu", "conv3x3", "deconv5x5s2",
+__all__ = ["decode", "unfilter_rows", "load_model", "mul_shift", "round_shift", "elu", "conv3x3", "deconv5x5s2",
            "threefry2x32", "one_candidate", "signs", "permutation", "power_law_variances",
            "step_scale", "reconstruct"]
 
@@ -368,7 +369,7 @@ def _likelihood(h: np.ndarray, p: dict, cfg: dict, shape: tuple[int, int, int]) 
 
 
 def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
-    """The uint8 [H, W, C] pixels of an ``.irec`` file (lossless, format 3).
+    """The uint8 [H, W, C] pixels of an ``.irec`` file (lossless, format 4), model-coded or stored.
 
     ``model_dir``: a model folder (``model.json`` + ``params.npz``, integer form)
     for files written with a model other than the bundled default. Raises
@@ -382,6 +383,8 @@ def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
         if extra["ref"] != models[0]["ref"]:
             models.append(extra)
     container = entropy.unpack(bytes(data), [m["ref"] for m in models])
+    if isinstance(container, entropy.StoredImage):  # stored mode: PNG scanlines, no model
+        return entropy.check_pixels(container, unfilter_rows(container.scanlines, container.channels))
     header = container.header
     model = next(m for m in models if m["ref"] == header.model)
     cfg = model["config"]
@@ -395,6 +398,39 @@ def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
     for i, ((y, x, th, tw), stream) in enumerate(zip(header.tiles(), container.sections)):
         pixels[y:y + th, x:x + tw] = _decode_tile(stream, model, settings, (th, tw, c), f"tile {i}")
     return entropy.check_pixels(container, pixels)
+
+
+def unfilter_rows(scanlines: np.ndarray, bpp: int) -> np.ndarray:
+    """uint8 [H, W, bpp] pixels from PNG scanlines uint8 [H, 1 + W bpp] (the
+    container checked their length and filter types), row by row as PNG
+    defines them: a = the byte bpp to the left, b = the byte above, c = the
+    byte above a (0 outside the image); the filtered byte plus the
+    prediction, mod 256. Filter 0: 0; 1 Sub: a; 2 Up: b; 3 Average:
+    floor((a + b) / 2); 4 Paeth: whichever of a, b, c is closest to
+    a + b - c (ties: a, then b)."""
+    h, n = scanlines.shape
+    out = np.zeros((h, n - 1), np.int64)
+    above = np.zeros(n - 1, np.int64)
+    for y in range(h):
+        kind, row = int(scanlines[y, 0]), scanlines[y, 1:].astype(np.int64)
+        if kind in (0, 2):  # no dependence on the row's own bytes
+            out[y] = (row + (above if kind == 2 else 0)) % 256
+        else:
+            cur = out[y]
+            for i in range(n - 1):
+                a = cur[i - bpp] if i >= bpp else 0
+                b, c = above[i], (above[i - bpp] if i >= bpp else 0)
+                if kind == 1:
+                    pred = a
+                elif kind == 3:
+                    pred = (a + b) // 2
+                else:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                cur[i] = (row[i] + pred) % 256
+        above = out[y]
+    return out.reshape(h, -1, bpp).astype(np.uint8)
 
 
 def _decode_tile(stream: bytes, model: dict, settings: entropy.CoderSettings,

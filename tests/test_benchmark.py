@@ -333,3 +333,56 @@ def test_unavailable_set_row_is_one_row():
     assert only.kind == "set" and only.num_images == 2 and only.error == "unavailable: needs a model"
     (cell,) = report.summarize(res)
     assert cell.mean_bpd is None and cell.unavailable == "needs a model"
+
+
+def _fallback_row():
+    """A codec with a fallback, like iREC: pretends its model coded every file in 1000 bytes and
+    falls back (to PNG) on gray images."""
+    png = _png_codec()
+
+    def encode(img):
+        data = png.encode(img)
+        return rows.Coded(data, 1000, stored=img.shape[2] == 1)
+
+    row = rows.codec_row("Fallback", encode, png.decode, "model with a stored-mode fallback")
+    return dataclasses.replace(row, encode_batch_fn=lambda images: [encode(im) for im in images])
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_fallback_rows_report_the_model_rate_and_count_fallbacks(batch, tmp_path):
+    res = runner.run([_set("tiny")], [_png_codec(), _fallback_row()], progress=False, batch=batch)
+    mine = {r.image: r for r in res.rows if r.codec == "Fallback"}
+    assert mine["gray.png"].stored and not mine["rgb.png"].stored
+    for r in mine.values():
+        assert r.exact and r.model_bytes == 1000 and r.model_bpd == pytest.approx(8000 / r.dims)
+        assert r.bytes == _row(res, "PNG", r.image).bytes  # the file's bytes are what is counted
+    assert _row(res, "PNG").model_bytes is None and _row(res, "PNG").stored is None
+    cells = {c.codec: c for c in report.summarize(res)}
+    fb = cells["Fallback"]
+    assert fb.num_stored == 1 and fb.mean_bpd == cells["PNG"].mean_bpd
+    assert fb.model_bpd == pytest.approx(np.mean([8000 / r.dims for r in mine.values()]))
+    assert cells["PNG"].num_stored is None and cells["PNG"].model_bpd is None
+    table = report.format_table(res)
+    assert "model's own coding" in table and "(s1)" in table and "sN = N files fell back" in table
+    doc = report.to_json(res)
+    i = doc["results"]["codec"].index("Fallback")
+    assert doc["results"]["num_stored"][i] == 1 and doc["results"]["model_bpd"][i] == pytest.approx(fb.model_bpd)
+    assert doc["results"]["bpd"][i] == pytest.approx(fb.mean_bpd)  # existing keys kept
+    assert doc["codecs"]["Fallback"]["results"]["num_stored"] == [1]
+    paths = report.write_outputs(res, str(tmp_path), plots=False)
+    json.load(open(paths["results"]))
+    assert "model_bytes" in open(paths["rows"]).readline()
+
+
+def test_irec_row_reports_its_files_and_model_rate():
+    from irec_jax.benchmark.model_rows import irec_row
+
+    photo = np.asarray(Image.open(os.path.join(ROOT, "irec_jax", "assets", "images", "kodim23_crop1_32.png")))
+    flat = np.full_like(photo, 40)
+    image_set = sets.ImageSet("two", (photo, flat), ("photo.png", "flat.png"))
+    res = runner.run([image_set], [irec_row()], progress=False, warmup=False, batch=2)
+    by = {r.image: r for r in res.rows}
+    assert all(r.exact for r in res.rows)
+    assert not by["photo.png"].stored and by["photo.png"].model_bytes == by["photo.png"].bytes
+    assert by["flat.png"].stored and by["flat.png"].model_bytes > by["flat.png"].bytes
+    assert report.summarize(res)[0].num_stored == 1

@@ -58,6 +58,29 @@ def test_compress_info_decompress(png, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["back.png", "in.png", "x.irec"]  # no temp files left
 
 
+def test_stored_mode_is_announced_and_can_be_turned_off(tmp_path, capsys):
+    src = str(tmp_path / "flat.png")
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(src)
+    out, back = str(tmp_path / "x.irec"), str(tmp_path / "back.png")
+    assert _run("compress", src, out) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "stored mode" in lines[0] and "model's coding was larger" in lines[0]
+    size = os.path.getsize(out)
+    assert f"{size:,} bytes" in lines[0] and lines[0].count(" bytes") == 2
+    assert _run("info", out) == 0
+    text = capsys.readouterr().out
+    assert "30x20x3" in text and "mode        stored" in text and "Paeth" in text
+    assert _run("info", out, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["mode"] == "stored" and info["total_bytes"] == size
+    assert _run("decompress", out, back, "-q", "--model", "/no/such/model") == 0  # no model needed
+    np.testing.assert_array_equal(imageio.read_image(back), imageio.read_image(src))
+    assert _run("compress", src, out, "--force", "--no-fallback") == 0
+    assert "stored mode" not in capsys.readouterr().out and os.path.getsize(out) > size
+    assert _run("info", out) == 0
+    assert "mode        model" in capsys.readouterr().out
+
+
 def test_settings_flags_and_other_output_formats(png, tmp_path):
     out = str(tmp_path / "x.irec")
     assert _run("compress", png, out, "--omega", "2.5", "--beams", "4", "-q") == 0
@@ -166,7 +189,8 @@ def test_export_model_from_a_training_workdir(tmp_path, capsys):
     src = str(data_dir / "a.png")
     assert _run("compress", src, str(tmp_path / "a.irec"), "--model", workdir, "-q") == 0
     assert _run("export-model", workdir, str(tmp_path / "m"), "--name", "tiny", "-q") == 0
-    assert _run("compress", src, str(tmp_path / "b.irec"), "--model", str(tmp_path / "m"), "-q") == 0
+    assert _run("compress", src, str(tmp_path / "b.irec"), "--model", str(tmp_path / "m"), "-q",
+                "--no-fallback") == 0  # a 2-step model: the stored mode would be smaller
     assert _run("decompress", str(tmp_path / "b.irec"), str(tmp_path / "b.png"), "-q") == 1
     assert "unknown model 'tiny'" in _error_line(capsys)
     assert _run("decompress", str(tmp_path / "b.irec"), str(tmp_path / "b.png"), "-q",

@@ -64,8 +64,8 @@ def test_roundtrip_64x64_photo_and_report_accounts_for_every_byte():
 
 def test_tiles_decode_exactly_and_cost_their_seams():
     img = _photo("tulips_64.png")[:, :50]
-    whole, rep_whole = codec.compress_report(img)
-    tiled, rep = codec.compress_report(img, tile=16)
+    whole, rep_whole = codec.compress_report(img, fallback=False)
+    tiled, rep = codec.compress_report(img, tile=16, fallback=False)
     assert rep.tiles == 4 * 4 and codec.read_info(tiled)["tiles"] == 16
     np.testing.assert_array_equal(codec.decompress(tiled), img)
     np.testing.assert_array_equal(reference.decode(tiled), img)
@@ -128,23 +128,24 @@ def test_odd_sizes(shape):
     h, w, c = shape
     tiled = np.tile(src, (h // 64 + 1, w // 64 + 1, 1))[:h, :w]
     img = tiled[..., :1] if c == 1 else tiled
-    data, out = _roundtrip(img)
+    data, out = _roundtrip(img, fallback=False)  # the model's padding path, whichever file is smaller
     assert out.shape == shape
     np.testing.assert_array_equal(out, img)
     assert entropy.unpack(data, [modelzoo.load_model().ref]).header.shape == shape
+    np.testing.assert_array_equal(codec.decompress(codec.compress(img)), img)
 
 
 def test_grayscale_array_and_png():
     rgb = _photo("kodim23_64.png")
     gray = np.round(rgb.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
-    data, out = _roundtrip(gray)
+    data, out = _roundtrip(gray, fallback=False)  # the model's gray path (stored mode is smaller here)
     assert out.shape == (64, 64, 1)
     np.testing.assert_array_equal(out[..., 0], gray)
     buf = io.BytesIO()
     Image.fromarray(gray).save(buf, format="PNG")
-    assert codec.compress(Image.open(io.BytesIO(buf.getvalue()))) == data
+    assert codec.compress(Image.open(io.BytesIO(buf.getvalue())), fallback=False) == data
     # One coded channel instead of three: far fewer residual bytes than the RGB image.
-    assert len(data) < 0.6 * len(codec.compress(rgb))
+    assert len(data) < 0.6 * len(codec.compress(rgb, fallback=False))
 
 
 def test_palette_one_bit_and_opaque_alpha_are_converted_without_loss():
@@ -192,15 +193,15 @@ def test_palette_with_transparency_is_refused():
 def test_settings_are_stored_and_used():
     img = _photo("tulips_crop0_32.png")
     settings = codec.coder_settings(omega=2.5, epsilon=0.1, beams=5, seed=7)
-    data = codec.compress(img, settings=settings)
+    data = codec.compress(img, settings=settings, fallback=False)
     stored = entropy.unpack(data, [modelzoo.load_model().ref]).header.settings
     assert stored.file_fields() == settings.file_fields() == {"omega": 2.5, "epsilon": 0.1, "seed": 7}
     np.testing.assert_array_equal(codec.decompress(data), img)
-    assert data != codec.compress(img)
+    assert data != codec.compress(img, fallback=False)
     info = codec.read_info(data)
     assert (info["omega"], info["epsilon"], info["seed"]) == (2.5, 0.1, 7) and "beams" not in info
     # The beam widths steer only the encoder: another width, the same header, a valid file.
-    narrow = codec.compress(img, settings=dataclasses.replace(settings, beams=1, small_beams=1))
+    narrow = codec.compress(img, settings=dataclasses.replace(settings, beams=1, small_beams=1), fallback=False)
     assert narrow[:8] == data[:8]
     np.testing.assert_array_equal(codec.decompress(narrow), img)
     assert info["total_bytes"] == len(data)
@@ -241,10 +242,10 @@ def test_version1_model_folder_is_converted_to_the_integer_form(tmp_path):
     np.testing.assert_array_equal(codec.decompress(codec.compress(img, model=cm), model=cm), img)
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_older_files_are_refused_naming_their_version(old):
     data = bytearray(codec.compress(_photo("sail_crop1_32.png")))
-    assert data[2] == entropy.VERSION == 3
+    assert data[2] == entropy.VERSION == 4
     data[2] = old
     with pytest.raises(FormatError, match=f"version {old} files"):
         codec.decompress(bytes(data))
@@ -252,7 +253,7 @@ def test_older_files_are_refused_naming_their_version(old):
 
 def test_user_model_folder_roundtrip_and_wrong_model_rejected(other_model):
     img = _photo("kodim23_crop0_32.png")
-    data = codec.compress(img, model=other_model)
+    data = codec.compress(img, model=other_model, fallback=False)  # a random model: stored mode would win
     np.testing.assert_array_equal(codec.decompress(data, model=other_model), img)
     with pytest.raises(FormatError, match="unknown model 'random-1'"):
         codec.decompress(data)
@@ -298,7 +299,7 @@ def test_decode_in_another_process_on_every_cpu_code_path(tmp_path, xla_flags):
     images = {"tulips_crop1_32.png": _photo("tulips_crop1_32.png"), "monarch_64.png": _photo("monarch_64.png")}
     files = []
     for name, img in images.items():
-        (tmp_path / name).with_suffix(".irec").write_bytes(codec.compress(img))
+        (tmp_path / name).with_suffix(".irec").write_bytes(codec.compress(img, fallback=False))
         files.append((tmp_path / name).with_suffix(".irec"))
     files += [os.path.join(GOLDEN, "kodim23_crop1_32.irec"), os.path.join(GOLDEN, "sail_crop0_32_gray.irec")]
     code = ("import sys, numpy as np; from irec_jax import codec\n"
@@ -317,12 +318,13 @@ def test_golden_files_of_the_bundled_model(name, gray):
     """A change to the format, the coder or the bundled model's weights must fail here visibly.
 
     Regenerate deliberately with IREC_REGEN_GOLDEN=1 (and bump the format or model version).
+    The files pin the model's coding (``fallback=False``): stored mode is smaller for the gray one.
     """
     img = _photo(name)
     if gray:
         img = img[..., 1:2]
     path = os.path.join(GOLDEN, name.replace(".png", "_gray" if gray else "") + ".irec")
-    data = codec.compress(img)
+    data = codec.compress(img, fallback=False)
     if REGEN:
         os.makedirs(GOLDEN, exist_ok=True)
         with open(path, "wb") as f:
@@ -331,3 +333,82 @@ def test_golden_files_of_the_bundled_model(name, gray):
         golden = f.read()
     assert data == golden, "compressed bytes changed: format, coder or bundled model changed"
     np.testing.assert_array_equal(codec.decompress(golden), img)
+
+
+# ---------------------------------------------------------------------------
+# Stored mode: the fallback when the model's coding is larger.
+
+
+def test_fallback_writes_stored_mode_when_it_is_smaller_and_reports_both_sizes():
+    flat = np.full((24, 40, 3), 77, np.uint8)  # deflate codes this in a few bytes; the model cannot
+    data, rep = codec.compress_report(flat)
+    assert rep.stored and data[3] & 0x40 and entropy.is_stored(data)
+    assert rep.total_bytes == rep.stored_bytes == len(data) < rep.model_bytes
+    assert rep.header_bytes + rep.stream_bytes == rep.model_bytes  # the other fields describe the model's coding
+    assert rep.bpd == pytest.approx(8 * len(data) / flat.size) and rep.model_bpd > rep.bpd
+    np.testing.assert_array_equal(codec.decompress(data), flat)
+    np.testing.assert_array_equal(codec.decompress(data, model="/no/such/model"), flat)  # ignored
+    info = codec.read_info(data)
+    assert info["mode"] == "stored" and info["model"] is None and info["total_bytes"] == len(data)
+    assert (info["height"], info["width"], info["channels"]) == flat.shape and sum(info["filters"]) == 24
+    model_file, rep2 = codec.compress_report(flat, fallback=False)
+    assert not rep2.stored and len(model_file) == rep2.total_bytes == rep.model_bytes
+    assert rep2.stored_bytes == rep.stored_bytes and not entropy.is_stored(model_file)
+    assert codec.read_info(model_file)["mode"] == "model"
+    np.testing.assert_array_equal(codec.decompress(model_file), flat)
+    assert codec.compress(flat, fallback=False) == model_file
+
+
+def test_photo_keeps_the_model_file_where_it_is_smaller():
+    img = _photo("kodim23_crop1_32.png")
+    data, rep = codec.compress_report(img)
+    assert not rep.stored and len(data) == rep.model_bytes < rep.stored_bytes
+    assert data == codec.compress(img, fallback=False)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 1, 1), (5, 7, 1), (17, 23, 3), (33, 2, 1)])
+def test_stored_round_trips_of_any_size(shape):
+    img = (np.arange(np.prod(shape)).reshape(shape) * 37 % 7 + 100).astype(np.uint8)
+    data, rep = codec.compress_report(img)
+    assert rep.stored  # tiny or flat images: deflate wins
+    np.testing.assert_array_equal(codec.decompress(data), img)
+    np.testing.assert_array_equal(reference.decode(data), img)
+
+
+def test_batch_falls_back_per_image():
+    photo = _photo("kodim23_crop1_32.png")
+    flat = np.full_like(photo, 200)
+    (d1, r1), (d2, r2) = codec.compress_batch([photo, flat])
+    assert not r1.stored and r2.stored and r2.model_bytes > len(d2)
+    np.testing.assert_array_equal(codec.decompress(d1), photo)
+    np.testing.assert_array_equal(codec.decompress(d2), flat)
+    (m1, q1), (m2, q2) = codec.compress_batch([photo, flat], fallback=False)
+    assert not q2.stored and len(m2) == r2.model_bytes and m1 == d1
+
+
+def test_corrupt_stored_files_raise_format_error():
+    data = codec.compress(np.full((8, 8, 3), 5, np.uint8))
+    assert entropy.is_stored(data)
+    for bad, match in ((data[:-6] + data[-4:], "corrupt or truncated"), (data[:9], "corrupt or truncated"),
+                       (data[:-1] + bytes([data[-1] ^ 1]), "CRC mismatch")):
+        with pytest.raises(FormatError, match=match):
+            codec.decompress(bad)
+        with pytest.raises(FormatError, match=match):
+            reference.decode(bad)
+
+
+def test_golden_stored_file():
+    """The stored mode's bytes, pinned but for the deflate stream itself (zlib builds may
+    choose other matches): the header, the scanlines it inflates to, the CRC, the pixels."""
+    img = _photo("sail_crop0_32.png")[..., 1:2]
+    path = os.path.join(GOLDEN, "sail_crop0_32_gray_stored.irec")
+    data = codec.compress(img)
+    if REGEN:
+        with open(path, "wb") as f:
+            f.write(data)
+    with open(path, "rb") as f:
+        golden = f.read()
+    assert entropy.is_stored(golden) and data[:5] == golden[:5] and data[-4:] == golden[-4:]
+    np.testing.assert_array_equal(entropy.unpack(data, []).scanlines, entropy.unpack(golden, []).scanlines)
+    np.testing.assert_array_equal(codec.decompress(golden), img)
+    np.testing.assert_array_equal(reference.decode(golden), img)

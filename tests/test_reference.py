@@ -26,7 +26,7 @@ def _photo(name: str) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def _crop_file() -> bytes:
     """One fresh 32x32 file, shared by the tests below that need any valid file."""
-    return codec.compress(_photo("kodim23_crop1_32.png"))
+    return codec.compress(_photo("kodim23_crop1_32.png"), fallback=False)
 
 
 def _check(data: bytes, img: np.ndarray) -> None:
@@ -51,7 +51,7 @@ def test_golden_files(name, gray):
     with open(os.path.join(GOLDEN, name.replace(".png", "_gray" if gray else "") + ".irec"), "rb") as f:
         data = f.read()
     if data[2] != entropy.VERSION:
-        data = _crop_file() if not gray else codec.compress(img)
+        data = _crop_file() if not gray else codec.compress(img, fallback=False)
     _check(data, img)
 
 
@@ -68,7 +68,17 @@ _FRESH = {
 @pytest.mark.parametrize("case", sorted(_FRESH))
 def test_fresh_encodes(case):
     img, settings = _FRESH[case]()
-    _check(codec.compress(img, settings=settings), img)
+    _check(codec.compress(img, settings=settings, fallback=False), img)  # the model's coding
+    _check(codec.compress(img, settings=settings), img)  # the smaller of it and the stored mode
+
+
+@pytest.mark.parametrize("case", ["gray_25x27", "one_pixel"])
+def test_stored_mode_files(case):
+    """Files the codec writes in stored mode (the model's coding was larger) decode alike."""
+    img, _ = _FRESH[case]()
+    data, rep = codec.compress_report(img)
+    assert rep.stored
+    _check(data, img)
 
 
 def test_other_model_folder_with_a_fixed_pixel_scale(tmp_path):
@@ -93,7 +103,7 @@ def test_other_model_folder_with_a_fixed_pixel_scale(tmp_path):
     (folder / "model.json").write_text(json.dumps(meta))
     np.savez(folder / "params.npz", **params)
     img = _photo("tulips_crop0_32.png")
-    data = codec.compress(img, model=str(folder))
+    data = codec.compress(img, model=str(folder), fallback=False)
     np.testing.assert_array_equal(reference.decode(data, model_dir=str(folder)), img)
     np.testing.assert_array_equal(codec.decompress(data, model=str(folder)), img)
     with pytest.raises(FormatError, match="unknown model"):

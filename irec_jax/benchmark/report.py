@@ -33,7 +33,10 @@ __all__ = ["Cell", "summarize", "text_table", "format_table", "finite", "environ
 class Cell:
     """One codec on one set. ``mean_bpd``: mean of per-image bpd over images that did not fail
     (inexact ones included, and counted); ``total_bpd``: 8·Σbytes/Σdims over the same images.
-    For set rows both are the whole set's bpd. Times are seconds per image."""
+    For set rows both are the whole set's bpd. Times are seconds per image. For a codec
+    with a fallback (iREC), ``mean_bpd`` is the rate of the files users get (stored mode
+    included) and ``model_bpd`` that of the model's own coding; ``num_stored`` counts the
+    files that fell back."""
 
     codec: str
     set: str
@@ -46,6 +49,10 @@ class Cell:
     encoding_time: float | None
     decoding_time: float | None
     unavailable: str | None
+    # Codecs with a fallback (iREC's stored mode), over the same images; None for other codecs:
+    num_stored: int | None = None  # files that fell back
+    model_bpd: float | None = None  # mean of per-image bpd of the model's own coding
+    model_bpd_total: float | None = None  # 8·Σmodel bytes/Σdims
 
 
 def summarize(results: Results) -> list[Cell]:
@@ -65,8 +72,15 @@ def summarize(results: Results) -> list[Cell]:
             imgs = sum(r.num_images for r in ok)
             enc = sum(r.encode_s for r in ok) / imgs if imgs else None
             dec = sum(r.decode_s for r in ok) / imgs if imgs else None
+            fallback = [r for r in ok if r.model_bytes is not None]
+            extra = {}
+            if fallback:
+                extra = dict(num_stored=sum(1 for r in fallback if r.stored),
+                             model_bpd=float(np.mean([r.model_bpd for r in fallback])),
+                             model_bpd_total=8.0 * sum(r.model_bytes for r in fallback)
+                             / sum(r.dims for r in fallback))
             cells.append(Cell(codec, set_name, kind, n, failed, inexact, mean_bpd, total_bpd, enc, dec,
-                              results.unavailable.get(codec)))
+                              results.unavailable.get(codec), **extra))
     return cells
 
 
@@ -81,6 +95,8 @@ def _cell_text(cell: Cell, value: float | None) -> str:
         marks.append(f"x{cell.num_inexact}")
     if cell.num_failed:
         marks.append(f"!{cell.num_failed}")
+    if cell.num_stored:
+        marks.append(f"s{cell.num_stored}")
     if cell.kind == "set":
         marks.append("set")
     return text + (f" ({','.join(marks)})" if marks else "")
@@ -118,11 +134,16 @@ def format_table(results: Results, cells: list[Cell] | None = None) -> str:
               results, cells, lambda c: _cell_text(c, c.mean_bpd)),
         _grid("Lossless rate: total-bytes bits/dim (8 * sum bytes / sum H*W*C)",
               results, cells, lambda c: _cell_text(c, c.total_bpd)),
+        *([_grid("The model's own coding (codecs with a fallback): mean of per-image bits/dim, whether or "
+                 "not the file fell back", results, cells,
+                 lambda c: "" if c.model_bpd is None else _cell_text(c, c.model_bpd))]
+          if any(c.model_bpd is not None for c in cells) else []),
         _grid("Time per image, ms: encode / decode (wall clock)", results, cells,
               lambda c: "n/a" if c.unavailable or c.encoding_time is None else
               f"{1e3 * c.encoding_time:.1f} / {1e3 * c.decoding_time:.1f}"),
         "legend: xN = N images decoded inexactly (rate still counted), !N = N images failed (left out of the "
-        "mean), (set) = set-level coder: bytes of the whole set, n/a = codec unavailable here, FAILED = "
+        "mean), sN = N files fell back to the stored mode (PNG-filtered deflate) because the model's coding "
+        "was larger, (set) = set-level coder: bytes of the whole set, n/a = codec unavailable here, FAILED = "
         "every image failed",
     ]
     for name, reason in results.unavailable.items():
@@ -177,7 +198,8 @@ def environment(jax: bool = False) -> dict:
 # results.json key -> Cell attribute, in the order of the file.
 _CELL_FIELDS = {"bpd": "mean_bpd", "bpd_total": "total_bpd", "encoding_time": "encoding_time",
                 "decoding_time": "decoding_time", "num_images": "num_images", "num_failed": "num_failed",
-                "num_inexact": "num_inexact"}
+                "num_inexact": "num_inexact", "num_stored": "num_stored", "model_bpd": "model_bpd",
+                "model_bpd_total": "model_bpd_total"}
 
 
 def _cell_values(cell: Cell) -> dict:
@@ -190,7 +212,9 @@ def to_json(results: Results, cells: list[Cell] | None = None) -> dict:
     ``results`` holds parallel lists, one entry per (codec, set) pair (where
     CompressAI has one per quality point): ``codec``, ``set``, ``bpd`` (mean
     of per-image bpd), ``bpd_total``, ``encoding_time`` / ``decoding_time``
-    (mean seconds per image), ``num_images``, ``num_failed``, ``num_inexact``.
+    (mean seconds per image), ``num_images``, ``num_failed``, ``num_inexact``; and for
+    codecs with a fallback (iREC; None for the others) ``num_stored`` (files that fell
+    back to the stored mode), ``model_bpd`` / ``model_bpd_total`` (the model's own coding).
     ``codecs`` holds one CompressAI entry per codec (lists over ``set``),
     ``rows`` the per-image rows, ``sets`` and ``environment`` the context.
     """

@@ -12,6 +12,11 @@ Two kinds of row:
   ``decode_set(bytes) -> images`` (BB-ANS amortized); :class:`SetCodecRow`,
   ``set_codec_row``.
 
+An image row's encoder may return a :class:`Coded` instead of bytes: the
+file plus what the runner cannot read off it, i.e. for a codec with a
+fallback mode (iREC's stored mode) the model's own coding's size and
+whether the file fell back.
+
 Optional attributes any row may have: ``description`` (str), ``version``
 (str), ``unavailable`` (None, or why the row cannot run here: it is then
 recorded, not run), and on set rows ``count_fn``.
@@ -24,8 +29,22 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-__all__ = ["ImageCodec", "SetCodec", "CodecRow", "SetCodecRow", "codec_row", "set_codec_row", "row_kind",
+__all__ = ["Coded", "ImageCodec", "SetCodec", "CodecRow", "SetCodecRow", "codec_row", "set_codec_row", "row_kind",
            "row_description"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Coded:
+    """An encoder's file with what the runner cannot read off it.
+
+    ``data``: the whole file (what is counted and decoded); ``model_bytes``:
+    the size the model's own coding had (it is ``len(data)`` unless the file
+    fell back); ``stored``: whether the file is the fallback (stored mode).
+    """
+
+    data: bytes
+    model_bytes: int
+    stored: bool
 
 
 @runtime_checkable
@@ -34,7 +53,7 @@ class ImageCodec(Protocol):
 
     name: str
 
-    def encode(self, img: np.ndarray) -> bytes: ...
+    def encode(self, img: np.ndarray) -> "bytes | Coded": ...
 
     def decode(self, data: bytes) -> np.ndarray: ...
 
@@ -52,7 +71,7 @@ class SetCodec(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class CodecRow:
-    """An image row from two functions: ``encode_fn(img uint8 [H, W, C]) -> bytes``, ``decode_fn(bytes) -> img``.
+    """An image row from two functions: ``encode_fn(img uint8 [H, W, C]) -> bytes | Coded``, ``decode_fn(bytes) -> img``.
 
     ``reason``: why the row cannot run here, when that is known up front;
     ``probe(row) -> reason | None`` finds it out on first use instead (the
@@ -67,10 +86,10 @@ class CodecRow:
     reason: str | None = None
     probe: Callable[["CodecRow"], str | None] | None = dataclasses.field(default=None, compare=False)
     library: Callable[[], str] | None = dataclasses.field(default=None, compare=False)
-    # Optional: images of one shape -> one file each, in one call (the runner's --batch path).
+    # Optional: images of one shape -> one file (bytes | Coded) each, in one call (the runner's --batch path).
     encode_batch_fn: Callable[[Sequence[np.ndarray]], list] | None = dataclasses.field(default=None, compare=False)
 
-    def encode(self, img: np.ndarray) -> bytes:
+    def encode(self, img: np.ndarray) -> "bytes | Coded":
         return self.encode_fn(img)
 
     def decode(self, data: bytes) -> np.ndarray:

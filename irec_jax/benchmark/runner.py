@@ -3,7 +3,10 @@
 Per image × image row (:class:`Row`): ``bytes`` (the whole encoded file),
 ``bpd`` = 8·bytes/(H·W·C), ``exact`` (decoded == original, see
 ``same_image``), ``encode_s``, ``decode_s``, ``error`` (the exception, when
-one was raised: the run goes on) and ``detail`` (how a decode differed). A
+one was raised: the run goes on) and ``detail`` (how a decode differed); for
+a codec whose encoder returns ``rows.Coded`` (iREC), also ``model_bytes`` /
+``model_bpd`` (the model's own coding) and ``stored`` (the file fell back to
+the stored mode). A
 set row gives one row per set: the bytes of the whole set, bpd over all its
 dimensions, times for the whole set, exact only if every image came back
 exactly. The rows are the ones of ``irec_jax.benchmark.rows``; the sets those of
@@ -20,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from irec_jax.benchmark.errors import EvalError, error_text
-from irec_jax.benchmark.rows import row_description, row_kind
+from irec_jax.benchmark.rows import Coded, row_description, row_kind
 from irec_jax.benchmark.sets import ImageSet
 
 __all__ = ["Row", "Results", "same_image", "timed", "run"]
@@ -46,6 +49,9 @@ class Row:
     decode_s: float | None
     error: str | None  # the exception (or "unavailable: ..."); the run went on
     detail: str | None = None  # how a decode differed from the original
+    model_bytes: int | None = None  # rows of a codec with a fallback (iREC): the model's own coding's bytes
+    model_bpd: float | None = None  # 8·model_bytes/dims
+    stored: bool | None = None  # ... and whether the file is the fallback (stored mode); None for other codecs
 
 
 def same_image(original: np.ndarray, decoded: Any) -> tuple[bool, str | None]:
@@ -92,10 +98,19 @@ def _image_base(codec: Any, img: np.ndarray, image_id: str, set_name: str) -> di
                 height=h, width=w, channels=c, dims=h * w * c)
 
 
+def _file_bytes(data: Any) -> Any:
+    """The file of an encoder's output: ``data``, or a ``Coded``'s ``data``."""
+    return data.data if isinstance(data, Coded) else data
+
+
 def _decoded_row(codec: Any, img: np.ndarray, base: dict, data: Any, enc_s: float, err,
                  stage: str = "encode") -> Row:
-    """An image row from the encoder's output ``data`` (or its error ``err``
-    at ``stage``): decoded, timed and compared with ``img``."""
+    """An image row from the encoder's output ``data`` (bytes or ``Coded``;
+    or its error ``err`` at ``stage``): decoded, timed and compared with ``img``."""
+    if isinstance(data, Coded):
+        base = dict(base, model_bytes=data.model_bytes, model_bpd=8.0 * data.model_bytes / base["dims"],
+                    stored=data.stored)
+        data = data.data
     if err is None and not isinstance(data, (bytes, bytearray, memoryview)):
         err = TypeError(f"{stage} returned {type(data).__name__}, not bytes")
     if err is not None:
@@ -252,7 +267,7 @@ def run(sets: Sequence[ImageSet], codecs: Sequence[Any], progress: bool = True, 
                     if warmup and len(image_set):
                         shapes = {im.shape for im in image_set.images}
                         firsts = [[im for im in image_set.images if im.shape == sh][:batch] for sh in shapes]
-                        _, secs, _ = timed(lambda: [codec.decode(bytes(d)) for f in firsts
+                        _, secs, _ = timed(lambda: [codec.decode(bytes(_file_bytes(d))) for f in firsts
                                                     for d in _batch_fn(codec)([im.copy() for im in f])])
                         warm.setdefault(codec.name, {})[image_set.name] = secs
                     rows += _batch_rows(codec, image_set, batch)
@@ -260,7 +275,7 @@ def run(sets: Sequence[ImageSet], codecs: Sequence[Any], progress: bool = True, 
                 else:
                     if warmup and len(image_set):
                         first = image_set.images[0]
-                        _, secs, _ = timed(lambda: codec.decode(bytes(codec.encode(first.copy()))))
+                        _, secs, _ = timed(lambda: codec.decode(bytes(_file_bytes(codec.encode(first.copy())))))
                         warm.setdefault(codec.name, {})[image_set.name] = secs
                     for img, image_id in zip(image_set.images, image_set.ids):
                         rows.append(_image_row(codec, img, image_id, image_set.name))

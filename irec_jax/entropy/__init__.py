@@ -4,7 +4,8 @@ Integers and distributions in, bytes out, and back:
   indices   -- iREC step counts and candidate indices (uniform, table or
                adaptive index models).
   residual  -- 8-bit pixels under discretized logistic (mixture) likelihoods.
-  container -- the .irec header, tiles (one coded stream each) and pixel CRC.
+  container -- the .irec header, tiles (one coded stream each) and pixel CRC;
+               or, in stored mode, PNG-filtered deflated pixels (``stored``).
   tables    -- the one quantizer from float64 CDFs to integer frequencies.
 Every malformed input raises `irec_jax.FormatError`.
 
@@ -21,8 +22,9 @@ from irec_jax.entropy._coder import (finish as finish_queue, new_decoder as open
                                      new_encoder as new_queue, new_stack, pop_categorical, pop_uniform,
                                      push_categorical, push_uniform)
 from irec_jax.entropy.container import (
-    DEFAULT_TILE, MAGIC, VERSION, Container, Header, ModelRef, check_pixels, check_tile, pack,
-    param_hash, pixel_crc, tile_grid, unpack)
+    DEFAULT_TILE, MAGIC, VERSION, Container, Header, ModelRef, StoredImage, check_pixels, check_tile,
+    is_stored, pack, pack_stored, param_hash, pixel_crc, tile_grid, unpack)
+from irec_jax.entropy.stored import unfilter
 from irec_jax.entropy.indices import (
     AdaptiveIndexModel, IndexModel, LayerIndices, TableIndexModel, UniformIndexModel,
     decode_indices, encode_indices, layer_bits, max_indices, pop_count, pop_layer, push_count, push_layer)
@@ -36,11 +38,12 @@ from irec_jax.settings import CoderSettings
 __all__ = [
     "DEFAULT_TILE", "MAGIC", "VERSION", "PRECISION", "AdaptiveIndexModel", "CoderSettings", "coded_bits", "Container",
     "FloatLogistic", "FloatLogisticMixture", "FormatError", "Header", "IndexModel", "LayerIndices",
-    "Likelihood", "ModelRef", "PixelTables", "QuantizedLogistic", "QuantizedMixture", "TableIndexModel",
+    "Likelihood", "ModelRef", "PixelTables", "QuantizedLogistic", "QuantizedMixture", "StoredImage",
+    "TableIndexModel",
     "UniformIndexModel", "check_pixels", "check_tile", "layer_bits", "max_indices", "pop_count", "pop_layer",
     "push_count", "push_layer", "tile_grid", "decode_indices", "decode_residual", "encode_indices",
     "encode_residual", "finish_queue", "freqs_from_cdf", "freqs_from_pmf", "new_queue", "new_stack",
-    "open_queue", "pack",
+    "is_stored", "open_queue", "pack", "pack_stored",
     "param_hash", "pixel_crc", "pop_categorical", "pop_pixels", "pop_uniform", "push_categorical",
-    "push_pixels", "push_uniform", "rescale_params", "residual_bits", "table_bits", "unpack",
+    "push_pixels", "push_uniform", "rescale_params", "residual_bits", "table_bits", "unfilter", "unpack",
 ]

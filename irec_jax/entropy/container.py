@@ -4,10 +4,11 @@ Layout (all integers unsigned LEB128 varints unless sized; docs/format.md
 has the full specification):
 
   2 bytes  magic b"\\xecR"
-  1 byte   format version (3)
+  1 byte   format version (4)
   1 byte   flags: bit 0 explicit settings, bit 1 explicit model,
            bit 2 width != height, bits 3-4 channel code (0: 3, 1: 1, 2: 4,
-           3: explicit varint), bit 5 explicit tile side, bits 6-7 reserved (0)
+           3: explicit varint), bit 5 explicit tile side, bit 6 stored mode,
+           bit 7 reserved (0)
   model    varint index into the reader's model list, or (flag) varint name
            length, UTF-8 name, 4-byte parameter hash
   settings (flag) 1 byte field mask, then each differing field
@@ -19,6 +20,12 @@ The image is cut into tiles of T x T pixels (T = ``DEFAULT_TILE`` unless the
 header says otherwise; edge tiles are smaller) in raster order, and every
 tile is coded on its own (``tile_grid``), so memory stays bounded for any
 image size.
+
+A **stored-mode** file (flag bit 6; ``pack_stored``, ``StoredImage``) holds no
+model, settings or tiles: after the height, [width] and [channels] comes
+the zlib stream of the PNG-filtered scanlines (``irec_jax.entropy.stored``),
+running up to the CRC. The codec writes it when the model's coding would be
+larger.
 """
 
 from __future__ import annotations
@@ -32,12 +39,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from irec_jax.entropy import _bytes
+from irec_jax.entropy import _bytes, stored
 from irec_jax.errors import FormatError
 from irec_jax.settings import FILE_FIELDS, CoderSettings, check_storable
 
 MAGIC = b"\xecR"
-VERSION = 3  # 3: tiles, one coded stream each; 2: two sections; 1: float decoder (neither read)
+VERSION = 4  # 4: stored mode; 3: tiles, one stream each; 2: two sections; 1: float decoder (none read)
 MAX_SIDE = 1 << 20
 MAX_SUBPIXELS = 1 << 28
 DEFAULT_TILE = 1024  # tile side T in pixels unless the header stores another (even, >= 2)
@@ -45,8 +52,9 @@ MAX_NAME_BYTES = 255
 HASH_BYTES = 4
 _CHANNEL_CODE = {3: 0, 1: 1, 4: 2}
 _CHANNELS = {v: k for k, v in _CHANNEL_CODE.items()}
-_F_SETTINGS, _F_MODEL, _F_WIDTH, _F_TILE = 1, 2, 4, 32
-_F_RESERVED = 0xC0
+_F_SETTINGS, _F_MODEL, _F_WIDTH, _F_TILE, _F_STORED = 1, 2, 4, 32, 64
+_F_RESERVED = 0x80
+_F_NOT_STORED = _F_SETTINGS | _F_MODEL | _F_TILE  # fields a stored-mode file never has
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +114,30 @@ class Container:
     sections: tuple[bytes, ...]
     pixel_crc: int
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the decoded image."""
+        return self.header.shape
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredImage:
+    """A stored-mode file, parsed: the PNG scanlines of the image (inflated
+    and checked: ``stored.inflate``; ``stored.unfilter`` gives the pixels),
+    the CRC-32 of the pixels and the payload's size in bytes."""
+
+    height: int
+    width: int
+    channels: int
+    scanlines: np.ndarray  # uint8 [H, 1 + W C]: per row the filter type, then the filtered bytes
+    pixel_crc: int
+    payload_bytes: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the decoded image."""
+        return (self.height, self.width, self.channels)
+
 
 def param_hash(arrays: Iterable[np.ndarray]) -> bytes:
     """First 4 bytes of SHA-256 over the arrays' dtypes, shapes and
@@ -128,13 +160,13 @@ def pixel_crc(pixels: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(pixels).tobytes())
 
 
-def check_pixels(container: Container, pixels: np.ndarray) -> np.ndarray:
+def check_pixels(container: "Container | StoredImage", pixels: np.ndarray) -> np.ndarray:
     """Returns `pixels` if their shape and CRC match the container, else
     raises FormatError (a corrupt file or a wrong model/decoder)."""
     pixels = np.asarray(pixels)
-    if pixels.shape != container.header.shape:
+    if pixels.shape != container.shape:
         raise FormatError(f"decoded image has shape {pixels.shape}, the file "
-                          f"declares {container.header.shape}")
+                          f"declares {container.shape}")
     crc = pixel_crc(pixels)
     if crc != container.pixel_crc:
         raise FormatError(f"CRC mismatch: decoded pixels give {crc:08x}, the file "
@@ -161,6 +193,59 @@ def _get_float(r: _bytes.Reader, field: str) -> float:
     return _bytes.unzigzag(tag >> 1) / 1000
 
 
+def _check_shape(shape: tuple[int, int, int]) -> None:
+    h, w, c = shape
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and 1 <= c <= 255):
+        raise ValueError(f"unsupported image shape {shape}")
+
+
+def _shape_flags(shape: tuple[int, int, int]) -> int:
+    """The flag bits of an (H, W, C) shape: width stored, channel code."""
+    h, w, c = shape
+    return (_CHANNEL_CODE.get(c, 3) << 3) | (_F_WIDTH if w != h else 0)
+
+
+def _put_shape(out: bytearray, shape: tuple[int, int, int]) -> None:
+    """Height, then width if it differs, then channels if not 3, 1 or 4."""
+    h, w, c = shape
+    _bytes.put_uvarint(out, h)
+    if w != h:
+        _bytes.put_uvarint(out, w)
+    if c not in _CHANNEL_CODE:
+        _bytes.put_uvarint(out, c)
+
+
+def _get_shape(r: _bytes.Reader, flags: int, max_subpixels: int) -> tuple[int, int, int]:
+    height = r.uvarint("height", MAX_SIDE)
+    width = r.uvarint("width", MAX_SIDE) if flags & _F_WIDTH else height
+    code = (flags >> 3) & 3
+    channels = r.uvarint("channels", 255) if code == 3 else _CHANNELS[code]
+    if min(height, width, channels) < 1 or height * width * channels > max_subpixels:
+        raise FormatError(f"unsupported image shape ({height}, {width}, {channels})")
+    return height, width, channels
+
+
+def pack_stored(pixels: np.ndarray) -> bytes:
+    """The stored-mode file of uint8 pixels [H, W, C]: header (no model, no
+    settings), zlib level 9 of the PNG-filtered scanlines, CRC-32."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3:
+        raise ValueError(f"pixels must be uint8 [H, W, C], got {pixels.dtype} {pixels.shape}")
+    _check_shape(pixels.shape)
+    out = bytearray(MAGIC)
+    out += bytes([VERSION, _F_STORED | _shape_flags(pixels.shape)])
+    _put_shape(out, pixels.shape)
+    out += stored.deflate(pixels)
+    out += struct.pack(">I", pixel_crc(pixels))
+    return bytes(out)
+
+
+def is_stored(data: bytes) -> bool:
+    """Whether ``data`` starts like a stored-mode file of this format version
+    (``unpack`` still checks the rest): no model is needed to decode it."""
+    return len(data) >= 4 and bytes(data[:2]) == MAGIC and data[2] == VERSION and bool(data[3] & _F_STORED)
+
+
 def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
     """Serializes a container.
 
@@ -171,8 +256,7 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
     """
     h = container.header
     check_storable(h.settings)
-    if not (1 <= h.height <= MAX_SIDE and 1 <= h.width <= MAX_SIDE and 1 <= h.channels <= 255):
-        raise ValueError(f"unsupported image shape {h.shape}")
+    _check_shape(h.shape)
     check_tile(h.tile)
     if len(container.sections) != len(h.tiles()):
         raise ValueError(f"a {h.height}x{h.width} image in {h.tile}-pixel tiles needs {len(h.tiles())} "
@@ -184,8 +268,7 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
         raise ValueError(f"model name longer than {MAX_NAME_BYTES} bytes")
     known = [m for m in models if (m.name, m.param_hash) == (h.model.name, h.model.param_hash)]
     defaults = known[0].defaults if known else h.model.defaults
-    flags = (_CHANNEL_CODE.get(h.channels, 3) << 3) | (_F_TILE if h.tile != DEFAULT_TILE else 0)
-    flags |= _F_WIDTH if h.width != h.height else 0
+    flags = _shape_flags(h.shape) | (_F_TILE if h.tile != DEFAULT_TILE else 0)
     flags |= _F_MODEL if not known else 0
     stored, default_fields = h.settings.file_fields(), defaults.file_fields()
     flags |= _F_SETTINGS if stored != default_fields else 0
@@ -206,11 +289,7 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
                     _put_float(out, value)
                 else:
                     _bytes.put_uvarint(out, value)
-    _bytes.put_uvarint(out, h.height)
-    if flags & _F_WIDTH:
-        _bytes.put_uvarint(out, h.width)
-    if h.channels not in _CHANNEL_CODE:
-        _bytes.put_uvarint(out, h.channels)
+    _put_shape(out, h.shape)
     if flags & _F_TILE:
         _bytes.put_uvarint(out, h.tile)
     for section in container.sections[:-1]:
@@ -222,8 +301,11 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
 
 
 def unpack(data: bytes, models: Sequence[ModelRef], *,
-           max_subpixels: int = MAX_SUBPIXELS) -> Container:
+           max_subpixels: int = MAX_SUBPIXELS) -> Container | StoredImage:
     """Parses and validates a container; raises FormatError on any defect.
+
+    A stored-mode file gives a ``StoredImage`` (its payload inflated and
+    checked; no model needed), any other a ``Container``.
 
     Args:
       data: the file's bytes.
@@ -239,13 +321,20 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
         old = {1: " (version 1 files were decoded with float arithmetic that is not reproducible "
                   "across machines; re-encode the image)",
                2: " (version 2 files predate tiles; decode them with the release that wrote "
-                  "them, or re-encode the image)"}.get(data[2], "")
+                  "them, or re-encode the image)",
+               3: " (version 3 files predate the stored mode; decode them with the release that "
+                  "wrote them, or re-encode the image)"}.get(data[2], "")
         raise FormatError(f"unsupported .irec format version {data[2]}{old}; this reader "
                           f"supports version {VERSION}")
     flags = data[3]
-    if flags & _F_RESERVED:
+    if flags & _F_RESERVED or (flags & _F_STORED and flags & _F_NOT_STORED):
         raise FormatError(f"unsupported header flags {flags:#04x}")
     r = _bytes.Reader(data[4:-4], "header")
+    crc = struct.unpack(">I", data[-4:])[0]
+    if flags & _F_STORED:
+        shape = _get_shape(r, flags, max_subpixels)
+        payload = r.rest()
+        return StoredImage(*shape, stored.inflate(payload, shape), crc, len(payload))
     if flags & _F_MODEL:
         name_len = r.uvarint("model name length", MAX_NAME_BYTES)
         raw = r.take(name_len, "model name")
@@ -280,12 +369,7 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
     except ValueError as err:
         detail = str(err).removeprefix("invalid coder settings: ")
         raise FormatError(f"invalid coder settings in the header: {detail}") from None
-    height = r.uvarint("height", MAX_SIDE)
-    width = r.uvarint("width", MAX_SIDE) if flags & _F_WIDTH else height
-    code = (flags >> 3) & 3
-    channels = r.uvarint("channels", 255) if code == 3 else _CHANNELS[code]
-    if min(height, width, channels) < 1 or height * width * channels > max_subpixels:
-        raise FormatError(f"unsupported image shape ({height}, {width}, {channels})")
+    height, width, channels = _get_shape(r, flags, max_subpixels)
     tile = r.uvarint("tile side", MAX_SIDE) if flags & _F_TILE else DEFAULT_TILE
     if tile < 2 or tile % 2:
         raise FormatError(f"header: tile side {tile} is not an even number >= 2")
@@ -303,4 +387,4 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
     sections = [r.take(n, f"tile {i}") for i, n in enumerate(lengths)]
     sections.append(r.rest())
     header = Header(model, settings, height, width, channels, tile)
-    return Container(header, tuple(sections), struct.unpack(">I", data[-4:])[0])
+    return Container(header, tuple(sections), crc)
