@@ -112,6 +112,8 @@ def _toy_likelihood(base: E.Likelihood, header: E.Header,
     shift = (key % 997) / 997 - 0.5
     if isinstance(base, E.QuantizedLogistic):
         return E.QuantizedLogistic(base.loc + int(round(shift * 2048)), base.inv_scale)
+    if isinstance(base, E.QuantizedMixture):
+        return E.QuantizedMixture(base.weight, base.loc + int(round(shift * 2048)), base.inv_scale, base.coef)
     if isinstance(base, E.FloatLogistic):
         return E.FloatLogistic(base.loc + shift, base.log_scale)
     return E.FloatLogisticMixture(base.logits, base.loc + shift, base.log_scale)
@@ -560,6 +562,10 @@ def _golden_cases() -> dict[str, dict]:
             pixels=img[200:224, 100:140], family="quantized", model=0,
             settings=E.CoderSettings(), index_model="uniform",
             layers=fake_layers(rng, 36)),
+        "coupled_30x20_rgb": dict(
+            pixels=img[240:260, 150:180], family="coupled", model=0,
+            settings=E.CoderSettings(), index_model="uniform",
+            layers=fake_layers(rng, 36)),
     }
 
 
@@ -570,8 +576,8 @@ def _golden_index_model(name: str, n: int) -> E.IndexModel:
 
 
 def _save_inputs(path: pathlib.Path, case: dict) -> None:
-    base = {"logistic": logistic_for, "mixture": mixture_for,
-            "quantized": quantized_for}[case["family"]](case["pixels"])
+    base = {"logistic": logistic_for, "mixture": mixture_for, "quantized": quantized_for,
+            "coupled": coupled_for}[case["family"]](case["pixels"])
     arrays = {f"param_{k}": v for k, v in vars(base).items()}
     for i, layer in enumerate(case["layers"]):
         arrays[f"steps_{i}"], arrays[f"indices_{i}"] = layer.steps, layer.indices
@@ -582,6 +588,8 @@ def _load_inputs(path: pathlib.Path, family: str):
     z = np.load(path)
     if family == "quantized":
         base = E.QuantizedLogistic(z["param_loc"], z["param_inv_scale"])
+    elif family == "coupled":
+        base = E.QuantizedMixture(z["param_weight"], z["param_loc"], z["param_inv_scale"], z["param_coef"])
     elif family == "logistic":
         base = E.FloatLogistic(z["param_loc"], z["param_log_scale"])
     else:
