@@ -3,9 +3,9 @@
 Overrides of ``small``: the pixel likelihood is a mixture of K = 4
 discretized logistics per subpixel whose component means depend linearly on
 the channels before it (``likelihood = "coupled"``, PixelCNN++'s coupling
-with a mixture per channel); EMA 0.999 (the EMA weights are shipped); an
-80,000-step schedule with the learning rate cut by 0.3 at 60,000 and 72,000
-(about 100 minutes on this 2-core CPU at 13-15 steps/s).
+with a mixture per channel); EMA 0.999 (the EMA weights are shipped); a
+60,000-step schedule with the learning rate cut by 0.3 at 45,000 and 54,000
+(about 75 minutes on this 2-core CPU at 12-15 steps/s).
 
 Why coupled (measured before the long run, ``docs/models.md``): on a
 held-out photo of the training sources (scikit-image's motorcycle_right,
@@ -33,8 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.num_mixtures = 4
     config.model.predict_scale = False  # mixtures always predict their scales
 
-    config.train.num_steps = 80_000
-    config.train.lr_decay_steps = (60_000, 72_000)
+    config.train.num_steps = 60_000
+    config.train.lr_decay_steps = (45_000, 54_000)
     config.train.lr_decay_factor = 0.3
     config.train.ema_decay = 0.999
     config.train.eval_every = 0
