@@ -138,7 +138,7 @@ def test_integer_path_tracks_the_float_model(predict_scale):
 
 def test_bundled_model_is_integer_and_its_path_is_deterministic():
     cm = modelzoo.load_model()
-    assert cm.name == "rvae-small-photos-v2"
+    assert cm.name == "rvae-coupled-photos-v3" and cm.config.likelihood == "coupled"
     integer.check_params(cm.config, cm.params)
     x = jnp.asarray(imageio.read_image(bundled_images("crops")[1])[None].astype(np.int32))
     m = cm.model
@@ -147,11 +147,10 @@ def test_bundled_model_is_integer_and_its_path_is_deterministic():
         state = m.initial_state(cm.params, x.shape)
         for layer in range(m.num_layers):
             state = m.advance(cm.params, state, m.prior(cm.params, state, layer).loc, layer)
-        lik = m.likelihood(cm.params, state)
-        runs.append((np.asarray(lik.loc), np.asarray(lik.inv_scale)))
-    assert runs[0][0].dtype == np.int32
-    np.testing.assert_array_equal(runs[0][0], runs[1][0])
-    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+        runs.append([np.asarray(a) for a in jax.tree.leaves(m.likelihood(cm.params, state))])
+    assert len(runs[0]) == 4 and all(a.dtype == np.int32 for a in runs[0])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_wide_layers_sum_their_channel_chunks_exactly():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import subprocess
 import sys
@@ -81,31 +80,26 @@ def test_stored_mode_files(case):
     _check(data, img)
 
 
-def test_other_model_folder_with_a_fixed_pixel_scale(tmp_path):
-    """A model folder that is not the bundled one (named in the header by name and
-    hash) with the predict_scale=False head: the bundled weights' loc half of the
-    head and a learned per-channel raw scale."""
-    src = reference.BUNDLED_MODEL_DIR
-    with open(os.path.join(src, "model.json")) as f:
-        meta = json.load(f)
-    with np.load(os.path.join(src, "params.npz")) as npz:
-        params = {k: npz[k] for k in npz.files}
-    c = meta["config"]["image_channels"]
-    meta.update(name="fixed-scale-test")
-    meta["config"]["predict_scale"] = False
-    w = params["head/w"]  # [9 C, 4 (py, px) x 2c (loc, raw)]
-    params["head/w"] = w.reshape(w.shape[0], 4, 2 * c)[:, :, :c].reshape(w.shape[0], 4 * c)
-    for k in ("mant", "shift", "bias"):
-        params[f"head/{k}"] = params[f"head/{k}"][:c]
-    params["head/raw"] = np.array([-512, 0, 700][:c], np.int32)
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "model.json").write_text(json.dumps(meta))
-    np.savez(folder / "params.npz", **params)
-    img = _photo("tulips_crop0_32.png")
-    data = codec.compress(img, model=str(folder), fallback=False)
-    np.testing.assert_array_equal(reference.decode(data, model_dir=str(folder)), img)
-    np.testing.assert_array_equal(codec.decompress(data, model=str(folder)), img)
+@pytest.mark.parametrize("predict_scale", [False, True])
+def test_other_logistic_model_folders(tmp_path, predict_scale):
+    """Model folders that are not the bundled one (named in the header by name
+    and hash) with the logistic head, with a learned per-channel raw scale
+    (predict_scale=False) or a predicted one; RGB and grayscale."""
+    import jax
+
+    from irec_jax import modelzoo
+    from irec_jax.models import RVAE, RVAEConfig, integer
+    cfg = RVAEConfig(num_layers=2, det_channels=8, stoch_channels=4, predict_scale=predict_scale)
+    params = RVAE(cfg).init(jax.random.key(4))
+    if not predict_scale:
+        params["head"]["raw_scale"] = np.array([-0.5, 0.0, 0.7], np.float32)
+    cm = modelzoo.CodecModel("logistic-test", cfg, integer.quantize(cfg, params))
+    folder = modelzoo.export_model(cm, str(tmp_path / "model"))
+    img = _photo("tulips_crop0_32.png")[2:31, :27]
+    for image in (img, img[..., :1]):
+        data = codec.compress(image, model=folder, fallback=False)
+        np.testing.assert_array_equal(reference.decode(data, model_dir=folder), image)
+        np.testing.assert_array_equal(codec.decompress(data, model=folder), image)
     with pytest.raises(FormatError, match="unknown model"):
         reference.decode(data)
 
