@@ -180,3 +180,21 @@ def test_scale_table_mantissa_carry_and_speed():
     # s = 2**15 - 1/4 rounds up to 2**15 at exp 0: must become mant 2**14, exp -1.
     mant, exp, _ = T.scale_table("32767.75", "0", 0, 1, 0)
     assert (mant[0], exp[0]) == (2**14, -1)
+
+
+def test_model_tables_of_coupled_mixtures():
+    """The tanh (coupling coefficients) and exp (mixture weights) tables a
+    coupled model stores: exact roundings of their definitions."""
+    import math
+
+    from irec_jax.exact import tables as T
+    coef = T.tanh_table(-1280, 2560, 6, 14)
+    assert coef[1280] == 0 and coef[0] == -(1 << 14) and coef[-1] == 1 << 14
+    assert np.array_equal(coef[1:1280], -coef[1281:][::-1])  # tanh is odd: entries i and 2560 - i
+    assert np.all(np.diff(coef) >= 0)
+    assert coef[1280 + 64] == round(16384 * math.tanh(1.0))
+    w = T.exp_neg_table(1024, 6, 16)
+    assert w[0] == 1 << 16 and w[-1] == 0 and np.all(np.diff(w) <= 0)
+    assert w[64] == round(65536 * math.exp(-1.0))
+    with pytest.raises(ValueError, match="bits"):
+        T.exp_neg_table(4, 6, 40)

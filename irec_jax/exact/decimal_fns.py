@@ -147,33 +147,32 @@ def scale_table(
     return mant, exps, inv
 
 
-def tanh_table(raw_min: int, count: int, step_bits: int, bits: int) -> np.ndarray:
-    """``round(2**bits * tanh(raw_i))`` at raw_i = (raw_min + i) / 2**step_bits,
-    i < count: int32 [count] (a model's coupling coefficients)."""
-    raw_min, count, step_bits, bits = map(operator.index, (raw_min, count, step_bits, bits))
+def _tabulate(name: str, count: int, step_bits: int, bits: int, fn) -> np.ndarray:
+    """int32 [count]: ``round(2**bits * fn(i / 2**step_bits))`` with ``fn`` a
+    Decimal function evaluated in this module's context."""
+    count, step_bits, bits = map(operator.index, (count, step_bits, bits))
     if count < 0 or step_bits < 0 or not 0 <= bits <= 30:
-        raise ValueError("tanh_table: need count, step_bits >= 0 and bits in [0, 30]")
+        raise ValueError(f"{name}: need count, step_bits >= 0 and bits in [0, 30]")
     out = np.empty(count, dtype=np.int32)
     ctx = _context()
     with decimal.localcontext(ctx):
         for i in range(count):
-            e = ctx.exp(2 * Decimal(raw_min + i) / Decimal(1 << step_bits))
-            out[i] = _round((1 - 2 / (e + 1)) * (1 << bits))
+            out[i] = _round(fn(ctx, Decimal(i) / Decimal(1 << step_bits)) * (1 << bits))
     return out
+
+
+def tanh_table(raw_min: int, count: int, step_bits: int, bits: int) -> np.ndarray:
+    """``round(2**bits * tanh(raw_i))`` at raw_i = (raw_min + i) / 2**step_bits,
+    i < count: int32 [count] (a model's coupling coefficients)."""
+    shift = Decimal(operator.index(raw_min)) / Decimal(1 << operator.index(step_bits))
+    return _tabulate("tanh_table", count, step_bits, bits,
+                     lambda ctx, x: 1 - 2 / (ctx.exp(2 * (x + shift)) + 1))
 
 
 def exp_neg_table(count: int, step_bits: int, bits: int) -> np.ndarray:
     """``round(2**bits * exp(-i / 2**step_bits))`` for i < count: int32 [count]
     (a model's mixture weights from logit gaps)."""
-    count, step_bits, bits = map(operator.index, (count, step_bits, bits))
-    if count < 0 or step_bits < 0 or not 0 <= bits <= 30:
-        raise ValueError("exp_neg_table: need count, step_bits >= 0 and bits in [0, 30]")
-    out = np.empty(count, dtype=np.int32)
-    ctx = _context()
-    with decimal.localcontext(ctx):
-        for i in range(count):
-            out[i] = _round(ctx.exp(-Decimal(i) / Decimal(1 << step_bits)) * (1 << bits))
-    return out
+    return _tabulate("exp_neg_table", count, step_bits, bits, lambda ctx, x: ctx.exp(-x))
 
 
 def num_candidates(omega: float, epsilon: float) -> int:
