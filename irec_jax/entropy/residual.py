@@ -385,17 +385,18 @@ class PixelTables:
     module docstring): the one place pixels meet frequency tables::
 
         t = PixelTables(params)
-        for unit in t.units():                          # int64 [n] flat subpixel indices
-            w1, cdf1 = t.groups(unit, known)            # float32 [n, 17] coder weights
-            w2 = t.offsets(unit, cdf1, group)           # given the unit's groups int [n]
+        for unit in t.units():                          # a slice of the flat subpixels
+            w1, ctx = t.groups(unit, known)             # float32 [n, 17] coder weights
+            w2 = t.offsets(ctx, group)                  # given the unit's groups int [n]
 
     ``known`` is the flat int64 image of the subpixels coded so far (all of it
     on the encoder's side). Independent likelihoods have one unit per
     ``CHUNK`` subpixels in raster order; a coupled ``QuantizedMixture`` has,
-    for each chunk of ``CHUNK // C`` pixels, one unit per channel in order,
-    whose tables depend on the channels before it. Weights are for
-    constriction's ``Categorical(perfect=False)``: symbol i has frequency
-    w_i + 1 (16 symbols plus a never-coded padding symbol 16), summing to 2^24.
+    for each chunk of ``CHUNK // C`` pixels, one unit per channel in order
+    (a slice with step C), whose tables depend on the channels before it.
+    Weights are for constriction's ``Categorical(perfect=False)``: symbol i
+    has frequency w_i + 1 (16 symbols plus a never-coded padding symbol 16),
+    summing to 2^24.
     """
 
     def __init__(self, params: Likelihood):
@@ -408,50 +409,44 @@ class PixelTables:
             self._int = isinstance(params, QuantizedLogistic)
             self._flat = _flatten_int(params) if self._int else _flatten(params)
         self.size = int(np.prod(self.shape))
-        self._current: tuple[int, _MixtureUnit] | None = None
 
-    def units(self) -> Iterator[np.ndarray]:
-        """Flat subpixel indices int64 [n] of every unit, in coding order."""
+    def units(self) -> Iterator[slice]:
+        """The flat subpixels of every unit, in coding order."""
         if not self._mix:
             for start, stop in _chunks(self.size):
-                yield np.arange(start, stop)
+                yield slice(start, stop)
             return
         c = self.shape[2]
-        for start, stop in _chunks(self.size // c if c else 0, max(1, CHUNK // c)):
-            pixels = np.arange(start, stop) * c
+        for start, stop in _chunks(self.size // c, max(1, CHUNK // c)):
             for ch in range(c):
-                yield pixels + ch
+                yield slice(start * c + ch, stop * c, c)
 
-    def _unit(self, unit: np.ndarray, known: np.ndarray) -> _MixtureUnit:
-        c = self.shape[2]
-        pixels, channel = unit // c, int(unit[0] % c)
-        p = _FlatMix(*(a[pixels[0]:pixels[-1] + 1] for a in (self._flat.weight, self._flat.loc,
-                                                           self._flat.inv_scale, self._flat.coef)))
-        prev = known[pixels[:, None] * c + np.arange(channel)[None, :]] if channel else None
-        return _MixtureUnit(p, channel, prev)
-
-    def groups(self, unit: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def groups(self, unit: slice, known: np.ndarray) -> tuple[np.ndarray, object]:
         """Coder weights float32 [n, 17] of the groups x // 16 of a unit's
-        subpixels, and the level-1 CDF [n, 17] that ``offsets`` needs."""
+        subpixels, and what ``offsets`` needs of them (the level-1 CDF)."""
         if self._mix:
-            mu = self._unit(unit, known)
-            self._current = (int(unit[0]), mu)
-            return mu.groups()
-        p = self._flat.rows(int(unit[0]), int(unit[-1]) + 1)
+            c = self.shape[2]
+            start, stop, channel = unit.start // c, (unit.stop - 1) // c + 1, unit.start % c
+            p = _FlatMix(*(a[start:stop] for a in (self._flat.weight, self._flat.loc, self._flat.inv_scale,
+                                                   self._flat.coef)))
+            mu = _MixtureUnit(p, channel, known[start * c:stop * c].reshape(-1, c))
+            w1, cdf1 = mu.groups()
+            return w1, (mu, cdf1)
+        p = self._flat.rows(unit.start, unit.stop)
         if self._int:
             cdf1 = _int_level1(p)
-            return tables.padded_weights_int(cdf1, check=False), cdf1  # monotone by construction
+            return tables.padded_weights_int(cdf1, check=False), (p, cdf1)  # monotone by construction
         cdf1 = _level1_cdf(p)
-        return _weights(cdf1), cdf1
+        return _weights(cdf1), (p, cdf1)
 
-    def offsets(self, unit: np.ndarray, cdf1: np.ndarray, group: np.ndarray, known: np.ndarray) -> np.ndarray:
-        """Coder weights float32 [n, 17] of the offsets x % 16 given the groups int [n]."""
+    def offsets(self, ctx: object, group: np.ndarray) -> np.ndarray:
+        """Coder weights float32 [n, 17] of the offsets x % 16 given the groups
+        int [n] and ``groups``' context of the same unit."""
         group = np.asarray(group, np.int64)
         if self._mix:
-            mu = (self._current[1] if self._current is not None and self._current[0] == int(unit[0])
-                  else self._unit(unit, known))
+            mu, cdf1 = ctx
             return mu.offsets(cdf1, group)
-        p = self._flat.rows(int(unit[0]), int(unit[-1]) + 1)
+        p, cdf1 = ctx
         if self._int:
             return tables.padded_weights_int(_int_level2(p, cdf1, group), check=False)
         return _weights(_level2_cdf(p, cdf1, group))
@@ -479,8 +474,8 @@ def push_pixels(coder, pixels: np.ndarray, params: Likelihood) -> float:
     bits = 0.0
     for unit in (reversed(list(pt.units())) if stack else pt.units()):
         group, offset = np.divmod(x[unit], _GROUP)
-        w1, cdf1 = pt.groups(unit, x)
-        levels = [(group, w1), (offset, pt.offsets(unit, cdf1, group, x))]
+        w1, ctx = pt.groups(unit, x)
+        levels = [(group, w1), (offset, pt.offsets(ctx, group))]
         for symbols, weights in (reversed(levels) if stack else levels):
             _coder.push_categorical(coder, symbols, weights)
             bits += _table_bits(weights, symbols)
@@ -500,9 +495,9 @@ def pop_pixels(coder, params: Likelihood, what: str = "pixels") -> np.ndarray:
     pt = PixelTables(params)
     out = np.zeros(pt.size, np.int64)
     for unit in pt.units():
-        w1, cdf1 = pt.groups(unit, out)
+        w1, ctx = pt.groups(unit, out)
         group = _pop_level(coder, w1, what)
-        offset = _pop_level(coder, pt.offsets(unit, cdf1, group, out), what)
+        offset = _pop_level(coder, pt.offsets(ctx, group), what)
         out[unit] = group * _GROUP + offset
     return out.astype(np.uint8).reshape(pt.shape)
 
@@ -570,8 +565,8 @@ def coded_bits(pixels: np.ndarray, params: Likelihood) -> float:
     total = 0.0
     for unit in pt.units():
         group, offset = np.divmod(x[unit], _GROUP)
-        w1, cdf1 = pt.groups(unit, x)
-        total += _table_bits(w1, group) + _table_bits(pt.offsets(unit, cdf1, group, x), offset)
+        w1, ctx = pt.groups(unit, x)
+        total += _table_bits(w1, group) + _table_bits(pt.offsets(ctx, group), offset)
     return total
 
 
