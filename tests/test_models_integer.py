@@ -11,7 +11,7 @@ from irec_jax import imageio, modelzoo
 from irec_jax.assets import bundled_images
 from irec_jax.exact import intops
 from irec_jax.exact import tables as exact_tables
-from irec_jax.models import RVAE, RVAEConfig, integer
+from irec_jax.models import RVAE, RVAEConfig, integer, rvae
 
 SMALL = RVAEConfig(num_layers=2, det_channels=8, stoch_channels=4, predict_scale=True)
 
@@ -87,7 +87,7 @@ def test_subpixel_deconv_equals_flax_conv_transpose():
     x = rng.integers(-300, 300, (1, 5, 6, 3))
     ref = jax.lax.conv_transpose(jnp.asarray(x, jnp.float32), jnp.asarray(kernel), (2, 2), "SAME",
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    w = jnp.asarray(integer._subpixel_kernel(kernel.astype(np.float64)), jnp.float32)
+    w = jnp.asarray(rvae.subpixel_kernel(kernel.astype(np.float64)), jnp.float32)
     mant, shift = jnp.full(2, 1 << 14, jnp.int32), jnp.full(2, 17, jnp.int32)  # rescale by 1/8
     got = intops.deconv5x5s2(jnp.asarray(x, jnp.int32), w, mant, shift, jnp.zeros(2, jnp.int32))
     np.testing.assert_array_equal(np.asarray(got), (np.asarray(ref).astype(np.int64) + 4) >> 3)

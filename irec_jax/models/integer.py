@@ -113,21 +113,6 @@ def _quantize_dense(w: np.ndarray, b: np.ndarray, extra: float, in_channels: int
     return {"w": w_q.astype(np.int8), "mant": mant, "shift": shift, "bias": bias.astype(np.int32)}
 
 
-def _subpixel_kernel(kernel: np.ndarray) -> np.ndarray:
-    """flax ConvTranspose kernel [5, 5, C, O] -> [9 C, 4 O] for ``intops.deconv5x5s2``."""
-    taps = rvae.deconv_taps(kernel.shape[0])
-    c, o = kernel.shape[2:]
-    out = np.zeros((3, 3, c, 2, 2, o), np.float64)
-    for py in range(2):
-        for px in range(2):
-            for dy in range(3):
-                for dx in range(3):
-                    ky, kx = taps[py, dy], taps[px, dx]
-                    if ky >= 0 and kx >= 0:
-                        out[dy, dx, :, py, px, :] = kernel[ky, kx]
-    return out.reshape(9 * c, 4 * o)
-
-
 def quantize(config: rvae.RVAEConfig, params: Params) -> Params:
     """The integer form of a float RVAE's parameters (deterministic on every machine).
 
@@ -156,7 +141,7 @@ def quantize(config: rvae.RVAEConfig, params: Params) -> Params:
                            kernel.shape[2])
     # Quantize per output channel over the whole 5x5 kernel, then lay the int8
     # taps out in sub-pixel form (a pure rearrangement, zeros where no tap).
-    head["w"] = _subpixel_kernel(head["w"].reshape(kernel.shape).astype(np.float64)).astype(np.int8)
+    head["w"] = rvae.subpixel_kernel(head["w"].reshape(kernel.shape)).astype(np.int8)
     if config.likelihood == "logistic" and not config.predict_scale:
         raw = f64(params["head"]["raw_scale"])
         head["raw"] = np.round(raw * _ACT).astype(np.int32)

@@ -157,12 +157,19 @@ def deconv_taps(kernel_size: int = 5) -> np.ndarray:
     return taps
 
 
-def _subpixel_index(kernel_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gather indices [2, 3] into a kernel padded by one zero tap (index
-    ``kernel_size``) that lay a 5x5 stride-2 transposed conv out as a 3x3 conv
-    to 4 O channels ordered (phase y, phase x, o)."""
-    taps = deconv_taps(kernel_size)
-    return np.where(taps >= 0, taps, kernel_size), taps
+def subpixel_kernel(kernel):
+    """flax ConvTranspose kernel [k, k, C, O] (numpy or JAX) -> [9 C, 4 O]: the
+    5x5 stride-2 SAME transposed conv as a 3x3 conv to 4 O channels, rows
+    ordered (dy, dx, c) and columns (phase y, phase x, o), zeros where no tap.
+    The float head (``_SubpixelDeconv``) and the integer head
+    (``intops.deconv5x5s2``) both use this layout."""
+    k, _, c, o = kernel.shape
+    taps = deconv_taps(k)
+    idx = np.where(taps >= 0, taps, k)  # [2, 3] taps into the kernel padded by one zero tap
+    xp = np if isinstance(kernel, np.ndarray) else jnp
+    padded = xp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+    w = padded[idx[:, :, None, None], idx[None, None, :, :]]  # [py, dy, px, dx, C, O]
+    return w.transpose(1, 3, 4, 0, 2, 5).reshape(9 * c, 4 * o)
 
 
 class _SubpixelDeconv(nn.Module):
@@ -181,10 +188,7 @@ class _SubpixelDeconv(nn.Module):
         k, o = self.kernel_size, self.features
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], o))
         bias = self.param("bias", nn.initializers.zeros_init(), (o,))
-        idx, _ = _subpixel_index(k)
-        padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-        w = padded[idx[:, :, None, None], idx[None, None, :, :]]  # [py, dy, px, dx, C, O]
-        w = w.transpose(1, 3, 4, 0, 2, 5).reshape(3, 3, x.shape[-1], 4 * o)
+        w = subpixel_kernel(kernel).reshape(3, 3, x.shape[-1], 4 * o)
         y = jax.lax.conv_general_dilated(x, w.astype(x.dtype), (1, 1), "SAME",
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         b, h, wd, _ = y.shape
