@@ -46,32 +46,36 @@ def model_dir(tmp_path_factory):
     pytest.fail("could not copy a consistent bundled model")
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, model_dir):
-    out = str(tmp_path_factory.mktemp("ablation"))
-    rc = eval_cli.main(ARGS + ["--model", model_dir, "--out", out])
+def _run(tmp_path_factory, name: str, args: list[str], model_dir: str) -> str:
+    out = str(tmp_path_factory.mktemp(name))
+    rc = eval_cli.main(args + ["--model", model_dir, "--out", out])
     assert rc == 0
     return out
+
+
+def _load(out: str) -> dict:
+    with open(os.path.join(out, "ablation.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, model_dir):
+    return _run(tmp_path_factory, "ablation", ARGS, model_dir)
 
 
 @pytest.fixture(scope="module")
 def doc(run_dir):
-    with open(os.path.join(run_dir, "ablation.json")) as f:
-        return json.load(f)
+    return _load(run_dir)
 
 
 @pytest.fixture(scope="module")
 def knobs_dir(tmp_path_factory, model_dir):
-    out = str(tmp_path_factory.mktemp("ablation_knobs"))
-    rc = eval_cli.main(KNOB_ARGS + ["--model", model_dir, "--out", out])
-    assert rc == 0
-    return out
+    return _run(tmp_path_factory, "ablation_knobs", KNOB_ARGS, model_dir)
 
 
 @pytest.fixture(scope="module")
 def knobs_doc(knobs_dir):
-    with open(os.path.join(knobs_dir, "ablation.json")) as f:
-        return json.load(f)
+    return _load(knobs_dir)
 
 
 def test_json_has_documented_keys_and_types(doc, model_dir):
