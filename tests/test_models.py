@@ -102,7 +102,7 @@ def test_head_deconv_is_flax_conv_transpose():
     import flax.linen as nn
     from irec_jax.models import rvae
     h = jax.random.normal(jax.random.key(0), (2, 5, 7, 6))
-    ref, new = nn.ConvTranspose(4, (5, 5), strides=(2, 2), padding="SAME"), rvae._SubpixelDeconv(4)
+    ref, new = nn.ConvTranspose(4, (5, 5), strides=(2, 2), padding="SAME"), rvae.SubpixelDeconv(4)
     p_ref, p_new = ref.init(jax.random.key(1), h), new.init(jax.random.key(1), h)
     for a, b in zip(jax.tree.leaves(p_ref), jax.tree.leaves(p_new)):
         np.testing.assert_array_equal(a, b)

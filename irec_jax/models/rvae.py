@@ -161,7 +161,7 @@ def subpixel_kernel(kernel):
     """flax ConvTranspose kernel [k, k, C, O] (numpy or JAX) -> [9 C, 4 O]: the
     5x5 stride-2 SAME transposed conv as a 3x3 conv to 4 O channels, rows
     ordered (dy, dx, c) and columns (phase y, phase x, o), zeros where no tap.
-    The float head (``_SubpixelDeconv``) and the integer head
+    The float head (``SubpixelDeconv``) and the integer head
     (``intops.deconv5x5s2``) both use this layout."""
     k, _, c, o = kernel.shape
     taps = deconv_taps(k)
@@ -172,7 +172,7 @@ def subpixel_kernel(kernel):
     return w.transpose(1, 3, 4, 0, 2, 5).reshape(9 * c, 4 * o)
 
 
-class _SubpixelDeconv(nn.Module):
+class SubpixelDeconv(nn.Module):
     """flax's ``ConvTranspose(O, (5, 5), strides=(2, 2), padding="SAME")``,
     with the same parameters (kernel [5, 5, C, O], bias [O]) and initializers,
     computed as a 3x3 conv to 4 O channels and a depth-to-space: the same
@@ -202,7 +202,7 @@ class _Head(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array) -> lik.PixelLikelihood:  # [B,h,w,C] -> [B,2h,2w,C_img(,K)]
         cfg = self.cfg
-        out = _SubpixelDeconv(cfg.head_channels, name="deconv")(nn.elu(h))
+        out = SubpixelDeconv(cfg.head_channels, name="deconv")(nn.elu(h))
         scale_fn = functools.partial(lik.positive_scale, floor=cfg.likelihood_min_scale,
                                      init=cfg.likelihood_init_scale)
         to_levels = lambda r: 127.5 + 127.5 * r  # noqa: E731  network units -> levels
