@@ -37,6 +37,19 @@ def test_png_folder_errors(tmp_path):
         PngFolder(str(tmp_path))
 
 
+def test_png_folder_skips_images_below_min_size(tmp_path):
+    img = skimage.data.astronaut()
+    for name, (h, w) in {"a": (40, 32), "b": (31, 64), "c": (32, 32)}.items():
+        Image.fromarray(img[:h, :w]).save(tmp_path / f"{name}.png")
+    src = PngFolder(str(tmp_path), min_size=32)
+    assert [os.path.basename(f) for f in src.files] == ["a.png", "c.png"]
+    assert [os.path.basename(f) for f in src.skipped] == ["b.png"]
+    assert src[1].shape == (32, 32, 3)
+    assert len(PngFolder(str(tmp_path))) == 3 and PngFolder(str(tmp_path)).skipped == ()
+    with pytest.raises(ValueError, match="all 3 PNGs .* smaller than 41x41"):
+        PngFolder(str(tmp_path), min_size=41)
+
+
 def test_train_batches_are_a_pure_function_of_seed_and_step(png_dir):
     src = PngFolder(png_dir)
     spec = BatchSpec(global_batch=4, crop=16, seed=3)

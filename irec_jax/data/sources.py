@@ -24,17 +24,24 @@ class ImageSource(Protocol):
 class PngFolder:
     """Every ``*.png`` under ``path`` (recursively, sorted), decoded on first use and kept.
 
-    ``channels`` = 3 drops alpha and repeats grayscale; images smaller than the
-    crop the pipeline asks for raise a ValueError then.
+    ``channels`` = 3 drops alpha and repeats grayscale. Images with a side
+    below ``min_size`` are left out (listed in ``skipped``; only their headers
+    are read); others smaller than the crop the pipeline asks for raise a
+    ValueError then.
     """
 
-    def __init__(self, path: str, channels: int = 3):
+    def __init__(self, path: str, channels: int = 3, min_size: int = 0):
         if not path or not os.path.isdir(path):
             raise FileNotFoundError(f"PNG folder {path!r} does not exist or is not a directory")
         files = sorted(os.path.join(root, f) for root, _, names in os.walk(path)
                        for f in names if f.lower().endswith(".png"))
         if not files:
             raise FileNotFoundError(f"no *.png files under {path!r}")
+        skipped = [f for f in files if min_size > 0 and min(_png_size(f)) < min_size]
+        if len(skipped) == len(files):
+            raise ValueError(f"all {len(files)} PNGs under {path!r} are smaller than {min_size}x{min_size}")
+        self.skipped = tuple(skipped)
+        files = [f for f in files if f not in self.skipped]
         self.path, self.files, self.channels = path, files, channels
         self._cache: dict[int, np.ndarray] = {}
 
@@ -53,6 +60,14 @@ class PngFolder:
                 raise ValueError(f"{self.files[index]}: expected 8-bit PNG, got dtype {img.dtype}")
             self._cache[index] = np.ascontiguousarray(img)
         return self._cache[index]
+
+
+def _png_size(path: str) -> tuple[int, int]:
+    """(width, height) from the file's header (nothing decoded)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size
 
 
 class RecordImages:
