@@ -67,9 +67,14 @@ _STATE_LIMIT = 1 << 29  # the top-down state saturates at +-2^29 (units 2^-10)
 
 @struct.dataclass
 class IntState:
-    """The integer top-down stream between stochastic layers."""
+    """The integer top-down stream before stochastic layer ``layer``, with
+    that layer's first conv already applied: ``prior``, ``posterior`` and
+    ``advance`` of the layer all read ``feats`` instead of recomputing it
+    (the conv is a third of the generative path's work)."""
 
     h: jax.Array  # int32 [B, h, w, C], units 2^-ACT_BITS
+    feats: jax.Array  # int32 [B, h, w, 4 Z + C]: conv1 of ``layer`` on h ([B, h, w, 0] after the last layer)
+    layer: int = struct.field(pytree_node=False, default=0)  # the next layer to code (num_layers: done)
 
 
 # ----------------------------------------------------------------------------
@@ -265,10 +270,11 @@ def _scale_lookup(raw: jax.Array, table: jax.Array) -> jax.Array:
     return intops.lookup(raw, table, drop_bits=ACT_BITS - RAW_STEP_BITS, offset=-RAW_MIN)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _features_jit(cfg: rvae.RVAEConfig, params: Params, h: jax.Array, layer: jax.Array,
-                  elu_table: jax.Array) -> jax.Array:
+def _features(params: Params, h: jax.Array, layer: jax.Array, elu_table: jax.Array) -> jax.Array:
     return _conv(_layer(params["down"]["conv1"], layer), h, elu_table)
+
+
+_features_jit = jax.jit(_features)
 
 
 def _prior_from(cfg: rvae.RVAEConfig, params: Params, feats: jax.Array) -> Gaussian:
@@ -280,29 +286,30 @@ def _prior_from(cfg: rvae.RVAEConfig, params: Params, feats: jax.Array) -> Gauss
     return Gaussian(loc.astype(jnp.float32) * (1.0 / _ACT), mant.astype(jnp.float32) * _pow2_neg(shift))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _prior_jit(cfg, params, h, layer, elu_table) -> Gaussian:
-    return _prior_from(cfg, params, _features_jit(cfg, params, h, layer, elu_table))
+_prior_jit = jax.jit(_prior_from, static_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _posterior_jit(cfg, params, h, acts: rvae.BottomUpActs, layer, elu_table) -> Gaussian:
+def _posterior_jit(cfg, feats, acts: rvae.BottomUpActs, layer) -> Gaussian:
     z = cfg.stoch_channels
-    feats = _features_jit(cfg, params, h, layer, elu_table).astype(jnp.float32) * (1.0 / _ACT)
+    feats = feats.astype(jnp.float32) * (1.0 / _ACT)
     q_loc = jax.lax.dynamic_index_in_dim(acts.loc, layer, keepdims=False)
     q_raw = jax.lax.dynamic_index_in_dim(acts.raw_scale, layer, keepdims=False)
     return Gaussian(feats[..., 2 * z:3 * z] + q_loc,
                     lik.positive_scale(feats[..., 3 * z:4 * z] + q_raw, cfg.latent_min_scale))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _advance_jit(cfg, params, h, z, layer, elu_table) -> jax.Array:
-    feats = _features_jit(cfg, params, h, layer, elu_table)
+@functools.partial(jax.jit, static_argnums=(0, 6))
+def _advance_jit(cfg, params, h, feats, z, layer, has_next: bool, elu_table) -> tuple[jax.Array, jax.Array]:
+    """The next state h' and, when another layer follows, its conv1 features (else [B, h, w, 0])."""
     z_int = jnp.round(z.astype(jnp.float32) * _ACT).astype(jnp.int32)
     merged = jnp.concatenate([z_int, feats[..., 4 * cfg.stoch_channels:]], axis=-1)
     # Saturating, so the state is defined for any weights (real states stay below 2^12).
-    return jnp.clip(h + _conv(_layer(params["down"]["conv2"], layer), merged, elu_table), -_STATE_LIMIT,
-                    _STATE_LIMIT)
+    h = jnp.clip(h + _conv(_layer(params["down"]["conv2"], layer), merged, elu_table), -_STATE_LIMIT,
+                 _STATE_LIMIT)
+    if not has_next:
+        return h, jnp.zeros(h.shape[:-1] + (0,), jnp.int32)
+    return h, _features(params, h, layer + 1, elu_table)
 
 
 def _levels(loc: jax.Array) -> jax.Array:
@@ -372,6 +379,9 @@ class IntegerRVAE:
     def _check(self, state: IntState, layer: int | None = None) -> None:
         if layer is not None:
             self._float._check_layer(layer)
+            if layer != state.layer:
+                raise ValueError(f"this state is before layer {state.layer}, not layer {layer} "
+                                 "(layers are coded in order, each advance once)")
         shape = tuple(state.h.shape)
         if len(shape) != 4 or shape[-1] != self.config.det_channels or state.h.dtype != jnp.int32:
             raise ValueError(f"state.h must be int32 [B, h, w, {self.config.det_channels}], "
@@ -384,13 +394,13 @@ class IntegerRVAE:
     def initial_state(self, params: Params, image_shape: Shape) -> IntState:
         """The learned top state, int32 [B, h, w, C]."""
         b, h, w, _ = self.latent_shape(image_shape)
-        return IntState(h=jnp.broadcast_to(jnp.asarray(params["top"]["h"], jnp.int32),
-                                           (b, h, w, self.config.det_channels)))
+        top = jnp.broadcast_to(jnp.asarray(params["top"]["h"], jnp.int32), (b, h, w, self.config.det_channels))
+        return IntState(h=top, feats=_features_jit(params, top, jnp.int32(0), self._elu()), layer=0)
 
     def prior(self, params: Params, state: IntState, layer: int) -> Gaussian:
         """Prior of ``layer``: float32 [B, h, w, Z] equal to loc_int 2^-10 and mant 2^-shift."""
         self._check(state, layer)
-        return _prior_jit(self.config, params, state.h, jnp.int32(layer), self._elu())
+        return _prior_jit(self.config, params, state.feats)
 
     def posterior(self, params: Params, state: IntState, acts: rvae.BottomUpActs, layer: int) -> Gaussian:
         """Encoder only (float): posterior of ``layer``, [B, h, w, Z]."""
@@ -398,7 +408,7 @@ class IntegerRVAE:
         want = (self.config.num_layers, *state.h.shape[:3], self.config.stoch_channels)
         if tuple(acts.loc.shape) != want:
             raise ValueError(f"bottom-up acts must have shape {want}, got {tuple(acts.loc.shape)}")
-        return _posterior_jit(self.config, params, state.h, acts, jnp.int32(layer), self._elu())
+        return _posterior_jit(self.config, state.feats, acts, jnp.int32(layer))
 
     def advance(self, params: Params, state: IntState, z: jax.Array, layer: int) -> IntState:
         """Feed latent z [B, h, w, Z] (float, rounded to the 2^-10 grid) into the stream."""
@@ -406,8 +416,10 @@ class IntegerRVAE:
         want = (*state.h.shape[:3], self.config.stoch_channels)
         if tuple(z.shape) != want:
             raise ValueError(f"z for layer {layer} must have shape {want}, got {tuple(z.shape)}")
-        return IntState(h=_advance_jit(self.config, params, state.h, jnp.asarray(z), jnp.int32(layer),
-                                       self._elu()))
+        has_next = layer + 1 < self.config.num_layers
+        h, feats = _advance_jit(self.config, params, state.h, state.feats, jnp.asarray(z), jnp.int32(layer),
+                                has_next, self._elu())
+        return IntState(h=h, feats=feats, layer=layer + 1)
 
     def likelihood(self, params: Params, state: IntState) -> lik.QuantizedLogistic | lik.QuantizedMixture:
         """Integer pixel likelihood [B, H, W, C_img(, K)]."""
