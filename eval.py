@@ -9,11 +9,16 @@
         # ablation.json, ablation_table.txt, heatmaps
     python eval.py --ablation --omega 2,3 --one-plus-epsilon 1.0,1.2 --beams 1,10 --limit 2
     python eval.py --ablation --omega 3 --beams 20 --block-kl 50,200 --final-choices 1,20 --limit 2
+    python eval.py --lossy --images DIR [--codecs JPEG-420,WebP,JPEG-XL] [--bd-anchor JPEG-420] --out DIR
+        # classical lossy codecs swept over quality: compressai/<codec>.json, lossy_results.json,
+        # lossy_rows.csv, lossy_table.txt, RD plots (PSNR / MS-SSIM dB vs bpp), BD table
+    python eval.py --lossy --suite quick              # bundled 32x32 / 64x64 images: PSNR only
 
 A thin door to ``irec_jax.benchmark.suite.run_suite`` (rows: ``irec_jax.benchmark.rows``;
 measurements: ``.runner``; output files: ``.report``); ``--ablation`` is a door to
 ``irec_jax.benchmark.ablation.ablate`` (default images: the first few bundled
-32x32 crops; --images/--suite/--dataset/--limit pick others).
+32x32 crops; --images/--suite/--dataset/--limit pick others); ``--lossy`` is a door to
+``irec_jax.benchmark.lossy_report.run_lossy_suite``.
 """
 
 from __future__ import annotations
@@ -67,6 +72,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.add_argument("--mc-samples", type=int, default=None,
                    help="posterior samples per image for the Monte Carlo ELBO (default 16)")
     a.add_argument("--seed", type=int, default=0, help="coder seed (shared randomness) and MC seed (default 0)")
+    lo = p.add_argument_group("lossy (--lossy)")
+    lo.add_argument("--lossy", action="store_true",
+                    help="the lossy benchmark instead: classical codecs swept over quality (JPEG 4:2:0 / 4:4:4, WebP, "
+                         "JPEG 2000, AVIF, JPEG XL, HEVC 4:4:4); bpp from real bytes, PSNR and MS-SSIM (images over "
+                         "160 px) of the decoded images, BD figures; --codecs picks among these")
+    lo.add_argument("--bd-anchor", default=None, metavar="CODEC",
+                    help="the curve every other one is compared with in the BD table (default JPEG-420)")
     return p.parse_args(argv)
 
 
@@ -114,6 +126,12 @@ def _ablation(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.lossy and args.ablation:
+        print("eval.py: error: --lossy and --ablation are separate benchmarks: give one", file=sys.stderr)
+        return 2
+    if args.bd_anchor is not None and not args.lossy:
+        print("eval.py: error: --bd-anchor only applies with --lossy", file=sys.stderr)
+        return 2
     if args.ablation:
         return _ablation(args)
     flags = [("--grid", args.grid)] + [("--" + axis.replace("_", "-"), getattr(args, axis)) for axis in AXES]
@@ -121,6 +139,11 @@ def main(argv=None) -> int:
     used = [f for f, v in flags if v is not None]
     if used:
         print(f"eval.py: error: {', '.join(used)} only apply with --ablation", file=sys.stderr)
+        return 2
+    lossless_only = [f for f, used in (("--model", args.model != "default"), ("--batch", args.batch != 32)) if used]
+    if args.lossy and lossless_only:
+        print(f"eval.py: error: --lossy does not use {', '.join(lossless_only)} (lossless benchmark only)",
+              file=sys.stderr)
         return 2
     from irec_jax.benchmark.errors import EvalError
     from irec_jax.benchmark.suite import EvalSpec, run_suite
@@ -136,7 +159,12 @@ def main(argv=None) -> int:
                     progress=not args.no_progress, plots=not args.no_plots,
                     warmup=not args.no_warmup, batch=args.batch)
     try:
-        run_suite(spec)
+        if args.lossy:
+            from irec_jax.benchmark.lossy_report import run_lossy_suite
+
+            run_lossy_suite(spec, anchor=args.bd_anchor or "JPEG-420")
+        else:
+            run_suite(spec)
     except EvalError as e:
         print(f"eval.py: error: {e}", file=sys.stderr)
         return 2

@@ -12,4 +12,8 @@ suite       EvalSpec, build_codecs and run_suite: the wiring of eval.py
 ablation    eval.py --ablation: iREC over Ω, 1+ε, B and the encoder's block_kl, final_choices
             (ablation_grid: grid and records; ablation_report: its outputs)
 synthetic   synthetic posterior/prior pairs for the coder benchmarks
+lossy       eval.py --lossy: LossyCodec (real files or a labelled rate estimate), the classical sweeps
+            (JPEG 4:2:0/4:4:4, WebP, JPEG 2000, AVIF, JPEG XL, HEVC 4:4:4), per-image RD rows, curves
+            (lossy_report: bd_table, CompressAI JSON, RD plots with the published curves of
+            reference_curves.json, run_lossy_suite)
 """
