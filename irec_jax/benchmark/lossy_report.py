@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["BD_METHOD", "MIN_BD_POINTS", "BDRow", "bd_table", "reference_curves", "compressai_entry",
            "format_lossy_table", "plot_rd", "write_lossy_outputs", "run_lossy_suite"]
 
-BD_METHOD = "akima"  # the bjontegaard package's Akima-spline interpolation (the common choice in its README)
+BD_METHOD = "akima"  # bjontegaard's Akima-spline interpolation (its other methods: "pchip", "cubic")
 MIN_BD_POINTS = 4  # Bjøntegaard's original method fits four points
 REFERENCE_FILE = "reference_curves.json"
 
