@@ -205,3 +205,79 @@ def deconv5x5s2(x: jax.Array, w: jax.Array, mant: jax.Array, shift: jax.Array, b
     y = _rescaled_sum(x, w, mant4, shift4).reshape(b, h, ww, 4, o) + bias
     y = y.reshape(b, h, ww, 2, 2, o).transpose(0, 1, 3, 2, 4, 5)
     return y.reshape(b, 2 * h, 2 * ww, o)
+
+
+_ISQRT_MAX = 46340  # floor(sqrt(2^31 - 1))
+
+
+def isqrt(n: jax.Array) -> jax.Array:
+    """floor(sqrt(n)) exactly, for int32 n in [0, 2^31): a float32 estimate
+    (off by at most one: float32(n) and sqrt are within a few ulps on any
+    backend) corrected twice each way in int32, so the result does not
+    depend on how a backend rounds its square root."""
+    n = _i32(n)
+    r = jnp.clip(jnp.floor(jnp.sqrt(n.astype(jnp.float32))).astype(jnp.int32), 0, _ISQRT_MAX)
+    for _ in range(2):
+        r = jnp.where(r * r > n, r - 1, r)
+    for _ in range(2):
+        up = jnp.minimum(r + 1, _ISQRT_MAX)
+        r = jnp.where((r < _ISQRT_MAX) & (up * up <= n), up, r)
+    return r
+
+
+def _byte_digits(a: jax.Array, n: int) -> jax.Array:
+    """int32 [...] in [0, 2^(8 n)) -> float32 [n, ...] base-256 digits, least significant first."""
+    return jnp.stack([jnp.right_shift(a, 8 * k) & 255 for k in range(n)]).astype(jnp.float32)
+
+
+def gdn_norm(sq: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Array:
+    """min(beta + (sq @ gamma) >> (GDN_SQUARE_BITS + GDN_GAMMA_BITS - GDN_NORM_BITS), 2^30 - 1), exactly.
+
+    Args:
+      sq: int32 [N, C] in [0, 2^24) (squares, units 2^-GDN_SQUARE_BITS).
+      gamma: int32 [C, O] in [0, 2^16) (units 2^-GDN_GAMMA_BITS), C <= 258.
+      beta: int32 [O] in [0, 2^30) (units 2^-GDN_NORM_BITS).
+
+    Every operand is non-negative, so the product is summed digit by digit:
+    the 3 base-256 digits of sq times the 2 of gamma in six float32 products,
+    each an integer sum below 255 * 255 * 258 < 2^24 (exact in any order),
+    recombined with nested floor shifts and saturation in int32. Returns
+    int32 [N, O] in [0, 2^30).
+    """
+    from irec_jax.exact.units import GDN_GAMMA_BITS, GDN_NORM_BITS, GDN_SQUARE_BITS
+
+    if gamma.shape[0] > 258:
+        raise ValueError(f"gdn_norm: {gamma.shape[0]} channels > 258: not exact in float32")
+    drop = GDN_SQUARE_BITS + GDN_GAMMA_BITS - GDN_NORM_BITS
+    assert drop == 10, "the recombination below is written for a 10-bit drop"
+    r = jnp.einsum("snc,gco->gsno", _byte_digits(sq, 3), _byte_digits(gamma, 2),
+                   precision=lax.Precision.HIGHEST, preferred_element_type=jnp.float32).astype(jnp.int32)
+    r0, r1, r2, r3 = r[0, 0], r[0, 1] + r[1, 0], r[0, 2] + r[1, 1], r[1, 2]  # weights 2^0, 2^8, 2^16, 2^24
+    top = 1 << 30
+    low = jnp.right_shift(jnp.right_shift(r0, 8) + r1, 2)  # floor((r0 + 2^8 r1) / 2^10), nested floors
+    high = jnp.minimum(r3, 1 << 16) * (1 << 14) + jnp.minimum(r2, 1 << 24) * (1 << 6)  # <= 2^30 + 2^30: fits
+    high = jnp.minimum(high, top)
+    return jnp.minimum(jnp.minimum(low + high, top) + jnp.minimum(_i32(beta), top), top - 1)
+
+
+def inverse_gdn(x: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Array:
+    """Integer inverse GDN, y_i = x_i sqrt(beta_i + sum_j gamma_ji x_j^2).
+
+    Args:
+      x: int32 [B, H, W, C] activations (units 2^-ACT_BITS).
+      gamma: int32 [C, C] (units 2^-GDN_GAMMA_BITS, >= 0); beta: int32 [C] (units 2^-GDN_NORM_BITS).
+
+    x is clipped to |x| < 32 for the squares (x^2 >> 6: units 2^-14), the
+    norm taken by ``gdn_norm``, its square root exactly in units 2^-ACT_BITS
+    (``isqrt``; GDN_NORM_BITS = 2 ACT_BITS), and y = round(x r / 2^ACT_BITS)
+    with x clipped to |x| < 2^23. Returns int32 [B, H, W, C].
+    """
+    from irec_jax.exact.units import GDN_NORM_BITS, GDN_SQUARE_BITS
+
+    assert GDN_NORM_BITS == 2 * ACT_BITS
+    x = _i32(x)
+    b, h, ww, c = x.shape
+    xc = jnp.clip(x, -CONV_INPUT_LIMIT + 1, CONV_INPUT_LIMIT - 1)
+    sq = jnp.right_shift(xc * xc, 2 * ACT_BITS - GDN_SQUARE_BITS)
+    r = isqrt(gdn_norm(sq.reshape(-1, c), _i32(gamma), beta)).reshape(b, h, ww, c)
+    return mul_shift(jnp.clip(x, -(1 << 23), (1 << 23) - 1), r, ACT_BITS, split=8)
