@@ -96,11 +96,11 @@ def test_subpixel_deconv_equals_flax_conv_transpose():
 def test_conversion_is_deterministic_and_validated():
     params = RVAE(SMALL).init(jax.random.key(0))
     a, b = integer.quantize(SMALL, params), integer.quantize(SMALL, params)
-    for (ka, va), (kb, vb) in zip(sorted(integer._flat(a).items()), sorted(integer._flat(b).items())):
+    for (ka, va), (kb, vb) in zip(sorted(integer.flat(a).items()), sorted(integer.flat(b).items())):
         assert ka == kb and np.array_equal(va, vb)
     integer.check_params(SMALL, a)
     assert a["down"]["conv1"]["w"].dtype == np.int8 and np.abs(a["down"]["conv1"]["w"]).max() <= 127
-    bad = integer._flat(a)
+    bad = integer.flat(a)
     bad["top/h"] = bad["top/h"][:-1]
     with pytest.raises(ValueError, match="top/h"):
         integer.check_params(SMALL, modelzoo._unflatten(bad))
@@ -228,12 +228,12 @@ def test_integer_coupled_mixture_tracks_the_float_model():
 def test_coupled_tables_are_validated():
     ip = integer.quantize(COUPLED, _coupled_params())
     assert set(ip["tables"]) == {"latent_mant", "latent_shift", "pixel_inv", "mix_weight", "coef"}
-    bad = integer._flat(ip)
+    bad = integer.flat(ip)
     bad["tables/mix_weight"] = bad["tables/mix_weight"].copy()
     bad["tables/mix_weight"][0] = 5
     with pytest.raises(ValueError, match="mix_weight"):
         integer.check_params(COUPLED, modelzoo._unflatten(bad))
-    bad = integer._flat(ip)
+    bad = integer.flat(ip)
     bad["tables/coef"] = bad["tables/coef"] * 4
     with pytest.raises(ValueError, match="tables/coef"):
         integer.check_params(COUPLED, modelzoo._unflatten(bad))

@@ -104,7 +104,7 @@ def _rescale(scale: np.ndarray, in_channels: int) -> tuple[np.ndarray, np.ndarra
     return mant.astype(np.int32), shift.astype(np.int32)
 
 
-def _quantize_dense(w: np.ndarray, b: np.ndarray, extra: float, in_channels: int
+def quantize_dense(w: np.ndarray, b: np.ndarray, extra: float, in_channels: int
                     ) -> dict[str, np.ndarray]:
     """Weights float [..., K, O] (per output channel over K), bias [..., O] ->
     int8 weights, (mant, shift) and int32 bias so that the float layer
@@ -137,12 +137,12 @@ def quantize(config: rvae.RVAEConfig, params: Params) -> Params:
         k = f64(p["kernel"])  # [L, 3, 3, Cin, O]
         if k.shape[1:3] != (3, 3):
             raise ValueError(f"expected 3x3 kernels, got {k.shape}")
-        return _quantize_dense(k.reshape(num_layers, -1, k.shape[-1]), f64(p["bias"]), extra, k.shape[3])
+        return quantize_dense(k.reshape(num_layers, -1, k.shape[-1]), f64(p["bias"]), extra, k.shape[3])
 
     kernel = f64(params["head"]["deconv"]["kernel"])
     if kernel.shape[:2] != (5, 5):
         raise ValueError(f"expected a 5x5 head kernel, got {kernel.shape}")
-    head = _quantize_dense(kernel.reshape(-1, kernel.shape[-1]), f64(params["head"]["deconv"]["bias"]), 1.0,
+    head = quantize_dense(kernel.reshape(-1, kernel.shape[-1]), f64(params["head"]["deconv"]["bias"]), 1.0,
                            kernel.shape[2])
     # Quantize per output channel over the whole 5x5 kernel, then lay the int8
     # taps out in sub-pixel form (a pure rearrangement, zeros where no tap).
@@ -180,7 +180,7 @@ def param_shapes(config: rvae.RVAEConfig) -> dict:
                                                            for n in ("mant", "shift", "bias")}}
 
     out = {f"encoder/{k}": (tuple(v.shape), "float32")
-           for k, v in _flat(jax.tree.map(lambda a: a, {"stem": enc["stem"], "up": enc["up"]})).items()}
+           for k, v in flat(jax.tree.map(lambda a: a, {"stem": enc["stem"], "up": enc["up"]})).items()}
     out["top/h"] = ((c,), "int32")
     out.update(dense("down/conv1", (n_l,), 9 * c, 4 * z + c))
     out.update(dense("down/conv2", (n_l,), 9 * (z + c), c))
@@ -196,19 +196,20 @@ def param_shapes(config: rvae.RVAEConfig) -> dict:
     return out
 
 
-def _flat(tree: Any, prefix: str = "") -> dict:
+def flat(tree: Any, prefix: str = "") -> dict:
     if isinstance(tree, dict):
         out = {}
         for k, v in tree.items():
-            out.update(_flat(v, f"{prefix}{k}/"))
+            out.update(flat(v, f"{prefix}{k}/"))
         return out
     return {prefix[:-1]: tree}
 
 
-def check_params(config: rvae.RVAEConfig, params: Params) -> None:
-    """ValueError naming the first parameter whose shape or dtype is wrong."""
-    want = param_shapes(config)
-    got = {k: (tuple(np.shape(v)), str(np.asarray(v).dtype)) for k, v in _flat(params).items()}
+def check_shapes(want: dict, params: Params) -> dict:
+    """The flat params ({path: array}) after checking them against ``want``
+    ({path: (shape, dtype)}); ValueError naming the first mismatch."""
+    flat_params = flat(params)
+    got = {k: (tuple(np.shape(v)), str(np.asarray(v).dtype)) for k, v in flat_params.items()}
     if set(got) != set(want):
         missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
         raise ValueError(f"integer parameters do not match the config: missing {missing[:3]}, "
@@ -216,29 +217,44 @@ def check_params(config: rvae.RVAEConfig, params: Params) -> None:
     for k, spec in want.items():
         if got[k] != spec:
             raise ValueError(f"parameter {k}: expected shape/dtype {spec}, got {got[k]}")
-    flat = _flat(params)
+    return flat_params
 
-    def within(name: str, lo: float, hi: float) -> None:
-        v = np.asarray(flat[name])
-        if v.size and (v.min() < lo or v.max() > hi):
-            raise ValueError(f"parameter {name}: values must lie in [{lo}, {hi}], got "
-                             f"[{v.min()}, {v.max()}]")
 
+def check_range(flat_params: dict, name: str, lo: float, hi: float) -> None:
+    """ValueError unless every value of parameter ``name`` lies in [lo, hi]."""
+    v = np.asarray(flat_params[name])
+    if v.size and (v.min() < lo or v.max() > hi):
+        raise ValueError(f"parameter {name}: values must lie in [{lo}, {hi}], got [{v.min()}, {v.max()}]")
+
+
+def check_dense(flat_params: dict, layer: str, in_channels: int) -> None:
+    """The ranges ``quantize_dense`` guarantees for a layer over ``in_channels`` inputs."""
+    check_range(flat_params, f"{layer}/w", -intops.WEIGHT_LIMIT, intops.WEIGHT_LIMIT)
+    check_range(flat_params, f"{layer}/mant", 0, intops.MAX_MANT)
+    check_range(flat_params, f"{layer}/shift", min_shift(in_channels), intops.MAX_SHIFT)
+    check_range(flat_params, f"{layer}/bias", -(1 << 29), 1 << 29)
+
+
+def check_tables(flat_params: dict) -> None:
+    """The latent scale tables' ranges: scales mant 2^-shift in [2^-19, 64), the coder's range."""
+    check_range(flat_params, "tables/latent_mant", 1 << 14, (1 << 15) - 1)
+    check_range(flat_params, "tables/latent_shift", 9, 33)
+
+
+def check_params(config: rvae.RVAEConfig, params: Params) -> None:
+    """ValueError naming the first parameter whose shape, dtype or range is wrong."""
+    flat_params = check_shapes(param_shapes(config), params)
     c, z = config.det_channels, config.stoch_channels
     for layer, cin in (("down/conv1", c), ("down/conv2", z + c), ("head", c)):
-        within(f"{layer}/w", -intops.WEIGHT_LIMIT, intops.WEIGHT_LIMIT)
-        within(f"{layer}/mant", 0, intops.MAX_MANT)
-        within(f"{layer}/shift", min_shift(cin), intops.MAX_SHIFT)
-        within(f"{layer}/bias", -(1 << 29), 1 << 29)
-    within("top/h", -(1 << 29), 1 << 29)
-    within("tables/latent_mant", 1 << 14, (1 << 15) - 1)
-    within("tables/latent_shift", 9, 33)  # scales mant 2^-shift in [2^-19, 64): the coder's range
-    within("tables/pixel_inv", 0, (1 << 31) - 1)
+        check_dense(flat_params, layer, cin)
+    check_range(flat_params, "top/h", -(1 << 29), 1 << 29)
+    check_tables(flat_params)
+    check_range(flat_params, "tables/pixel_inv", 0, (1 << 31) - 1)
     if config.likelihood == "coupled":
-        within("tables/mix_weight", 0, 1 << MIX_WEIGHT_BITS)
-        if int(np.asarray(flat["tables/mix_weight"])[0]) != 1 << MIX_WEIGHT_BITS:
+        check_range(flat_params, "tables/mix_weight", 0, 1 << MIX_WEIGHT_BITS)
+        if int(np.asarray(flat_params["tables/mix_weight"])[0]) != 1 << MIX_WEIGHT_BITS:
             raise ValueError(f"parameter tables/mix_weight: entry 0 must be 2^{MIX_WEIGHT_BITS}")
-        within("tables/coef", -(1 << COEF_BITS), 1 << COEF_BITS)
+        check_range(flat_params, "tables/coef", -(1 << COEF_BITS), 1 << COEF_BITS)
 
 
 # ----------------------------------------------------------------------------
@@ -277,13 +293,19 @@ def _features(params: Params, h: jax.Array, layer: jax.Array, elu_table: jax.Arr
 _features_jit = jax.jit(_features)
 
 
+def prior_gaussian(loc: jax.Array, raw: jax.Array, tables: Params) -> Gaussian:
+    """A latent prior from integer network outputs (units 2^-10): loc clipped to +-1024, the
+    scale from the latent tables at raw rounded to 2^-6; float32 values that are exactly
+    loc 2^-10 and mant 2^-shift (the coder recovers the integers)."""
+    loc = jnp.clip(loc, -_LOC_LIMIT, _LOC_LIMIT)
+    mant = _scale_lookup(raw, tables["latent_mant"])
+    shift = _scale_lookup(raw, tables["latent_shift"])
+    return Gaussian(loc.astype(jnp.float32) * (1.0 / _ACT), mant.astype(jnp.float32) * _pow2_neg(shift))
+
+
 def _prior_from(cfg: rvae.RVAEConfig, params: Params, feats: jax.Array) -> Gaussian:
     z = cfg.stoch_channels
-    loc = jnp.clip(feats[..., :z], -_LOC_LIMIT, _LOC_LIMIT)
-    raw = feats[..., z:2 * z]
-    mant = _scale_lookup(raw, params["tables"]["latent_mant"])
-    shift = _scale_lookup(raw, params["tables"]["latent_shift"])
-    return Gaussian(loc.astype(jnp.float32) * (1.0 / _ACT), mant.astype(jnp.float32) * _pow2_neg(shift))
+    return prior_gaussian(feats[..., :z], feats[..., z:2 * z], params["tables"])
 
 
 _prior_jit = jax.jit(_prior_from, static_argnums=0)
