@@ -44,6 +44,11 @@ def to_network_input(x: jax.Array) -> jax.Array:
     return (x.astype(jnp.float32) - 127.5) / 127.5
 
 
+def to_levels(r: jax.Array) -> jax.Array:
+    """Network units -> 8-bit level units: ``127.5 + 127.5 r`` (the inverse map of :func:`to_network_input`)."""
+    return 127.5 + 127.5 * r
+
+
 @struct.dataclass
 class Logistic:
     """Discretized logistic per subpixel, in 8-bit level units."""

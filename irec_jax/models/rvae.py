@@ -205,23 +205,22 @@ class _Head(nn.Module):
         out = SubpixelDeconv(cfg.head_channels, name="deconv")(nn.elu(h))
         scale_fn = functools.partial(lik.positive_scale, floor=cfg.likelihood_min_scale,
                                      init=cfg.likelihood_init_scale)
-        to_levels = lambda r: 127.5 + 127.5 * r  # noqa: E731  network units -> levels
         if cfg.likelihood in ("mixture", "coupled"):
             c, k = cfg.image_channels, cfg.num_mixtures
             out, coef = out[..., :3 * c * k], out[..., 3 * c * k:]
             out = out.reshape(out.shape[:-1] + (c, 3 * k))
             logits, loc, raw = jnp.split(out, 3, axis=-1)
             if cfg.likelihood == "mixture":
-                return lik.MixtureOfLogistics(logits=logits, loc=to_levels(loc), scale=scale_fn(raw))
+                return lik.MixtureOfLogistics(logits=logits, loc=lik.to_levels(loc), scale=scale_fn(raw))
             coef = jnp.tanh(coef.reshape(coef.shape[:-1] + (c * (c - 1) // 2, k)))
-            return lik.CoupledMixture(logits=logits, loc=to_levels(loc), scale=scale_fn(raw), coef=coef)
+            return lik.CoupledMixture(logits=logits, loc=lik.to_levels(loc), scale=scale_fn(raw), coef=coef)
         if cfg.predict_scale:
             loc, raw = jnp.split(out, 2, axis=-1)
         else:
             loc = out
             raw = jnp.broadcast_to(self.param("raw_scale", nn.initializers.zeros, (cfg.image_channels,)),
                                    loc.shape)
-        return lik.Logistic(loc=to_levels(loc), scale=scale_fn(raw))
+        return lik.Logistic(loc=lik.to_levels(loc), scale=scale_fn(raw))
 
 
 # ----------------------------------------------------------------------------
