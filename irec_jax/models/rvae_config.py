@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from irec_jax.models import hparams
+
 
 @dataclasses.dataclass(frozen=True)
 class RVAEConfig:
@@ -53,13 +55,9 @@ class RVAEConfig:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "RVAEConfig":
-        """From a mapping or ``ml_collections.ConfigDict`` (e.g. ``get_config().model``)."""
-        d = dict(cfg.items()) if hasattr(cfg, "items") else dict(cfg)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown RVAE config fields {unknown}")
-        return cls(**d)
+        """From a mapping or ``ml_collections.ConfigDict`` (e.g. ``get_config().model``);
+        a ``kind`` entry must be ``"rvae"`` (see :func:`irec_jax.models.hparams.from_config`)."""
+        return hparams.from_config(cls, cfg, "rvae")
 
     @property
     def head_channels(self) -> int:
