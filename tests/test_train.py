@@ -23,7 +23,7 @@ from PIL import Image
 
 from irec_jax.configs import small
 from irec_jax.models import RVAE, RVAEConfig
-from irec_jax.train import init_state, make_optimizer, skip_nonfinite, step_key, train_step
+from irec_jax.train import Elbo, init_state, make_optimizer, skip_nonfinite, step_key, train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config.model.num_layers=2", "--config.model.det_channels=8", "--config.model.stoch_channels=4",
@@ -85,7 +85,7 @@ def test_forced_nan_batch_is_skipped_and_reported():
     cfg = small.get_config().train
     tx = make_optimizer(cfg)
     state = init_state(model, tx, 0, (2, 8, 8, 3))
-    step = jax.jit(lambda s, b, r: train_step(model, tx, 0.1, 0.9, s, b, r))
+    step = jax.jit(lambda s, b, r: train_step(Elbo(model, 0.1), tx, 0.9, s, b, r))
     good = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)), jnp.int32)
     bad = good.at[0, 0, 0, 0].set(-1)
 

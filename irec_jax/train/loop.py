@@ -26,8 +26,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from irec_jax import data as data_lib
-from irec_jax.models import RVAE, RVAEConfig
 from irec_jax.train import checkpoint as ckpt
+from irec_jax.train.objectives import make_objective
 from irec_jax.train.step import TrainState, eval_step, init_state, make_optimizer, step_key, train_step
 
 
@@ -39,14 +39,17 @@ class TrainingInterrupted(Exception):
         self.signum, self.step = signum, step
 
 
-def make_sources(data_cfg: Any) -> tuple[data_lib.ImageSource, data_lib.ImageSource]:
-    """(train, eval) sources of ``config.data``: name "folder" (train_dir, eval_dir) or a tfds name."""
+def make_sources(data_cfg: Any, min_size: int = 0) -> tuple[data_lib.ImageSource, data_lib.ImageSource]:
+    """(train, eval) sources of ``config.data``: name "folder" (train_dir, eval_dir) or a tfds name.
+
+    Folders leave out images with a side below ``min_size`` (the crop size).
+    """
     name = data_cfg.name
     if name == "folder":
         if not data_cfg.train_dir:
             raise ValueError("config.data.train_dir must name a folder of PNGs (--config.data.train_dir=DIR)")
-        train = data_lib.PngFolder(data_cfg.train_dir)
-        eval_ = data_lib.PngFolder(data_cfg.eval_dir) if data_cfg.eval_dir else train
+        train = data_lib.PngFolder(data_cfg.train_dir, min_size=min_size)
+        eval_ = data_lib.PngFolder(data_cfg.eval_dir, min_size=min_size) if data_cfg.eval_dir else train
         return train, eval_
     data_dir = data_cfg.get("tfds_data_dir", "") or None
     return (data_lib.tfds_source(name, "train", data_dir), data_lib.tfds_source(name, "test", data_dir))
@@ -143,9 +146,9 @@ def _to_python(metrics: dict) -> dict:
     return out
 
 
-def evaluate(model: RVAE, params: Any, source: data_lib.ImageSource, spec: data_lib.BatchSpec,
+def evaluate(model: Any, params: Any, source: data_lib.ImageSource, spec: data_lib.BatchSpec,
              max_examples: int, eval_fn: Callable, to_global: Callable, key: jax.Array) -> dict:
-    """Mean negative ELBO (bits/dim), recon and per-layer KL over the eval batches."""
+    """Means of ``eval_fn``'s metrics over the eval batches (``model`` is not used)."""
     sums, n = None, 0
     for b, local in enumerate(data_lib.eval_batches(source, spec, max_examples)):
         m = eval_fn(params, to_global(local), jax.random.fold_in(key, b))
@@ -180,9 +183,14 @@ def train_and_evaluate(config: Any, workdir: str) -> dict:
     host, hosts = jax.process_index(), jax.process_count()
     is_main = host == 0
 
-    model = RVAE(RVAEConfig.from_config(config.model))
+    objective = make_objective(config)  # the model and its loss, by config.model.kind
+    model = objective.model
     tx = make_optimizer(tcfg)
-    train_src, eval_src = make_sources(dcfg)
+    train_src, eval_src = make_sources(dcfg, min_size=int(tcfg.crop_size))
+    for src in ((train_src,) if eval_src is train_src else (train_src, eval_src)) if is_main else ():
+        if getattr(src, "skipped", ()):
+            print(f"note: left out {len(src.skipped)} of {len(src.skipped) + len(src)} PNGs under {src.path!r} "
+                  f"(smaller than the {tcfg.crop_size}x{tcfg.crop_size} crop)", file=sys.stderr)
     train_spec = data_lib.BatchSpec(tcfg.batch_size, tcfg.crop_size, bool(dcfg.random_flip),
                                     int(dcfg.get("seed", tcfg.seed)), host, hosts)
     eval_spec = data_lib.BatchSpec(tcfg.get("eval_batch_size", 0) or tcfg.batch_size, tcfg.crop_size,
@@ -197,10 +205,10 @@ def train_and_evaluate(config: Any, workdir: str) -> dict:
 
     init_fn = jax.jit(functools.partial(init_state, model, tx, int(tcfg.seed), image_shape),
                       out_shardings=replicated)
-    step_fn = jax.jit(functools.partial(train_step, model, tx, float(tcfg.free_bits), float(tcfg.ema_decay)),
+    step_fn = jax.jit(functools.partial(train_step, objective, tx, float(tcfg.ema_decay)),
                       in_shardings=(replicated, batch_sharding, replicated),
                       out_shardings=(replicated, replicated), donate_argnums=0)
-    eval_fn = jax.jit(functools.partial(eval_step, model),
+    eval_fn = jax.jit(functools.partial(eval_step, objective),
                       in_shardings=(replicated, batch_sharding, replicated), out_shardings=replicated)
     key_fn = jax.jit(step_key, out_shardings=replicated)
 
@@ -264,7 +272,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict:
                     if log is not None:
                         log.write(m)
                     if bar is not None:
-                        bar.set_postfix(loss=f"{m['loss']:.3f}", bpd=f"{m['nelbo']:.3f}",
+                        bar.set_postfix(loss=f"{m['loss']:.3f}", **{k: f"{m[k]:.3f}" for k in objective.progress},
                                         it_s=f"{m['steps_per_sec']:.2f}", skipped=m["num_skipped"])
                 if bar is not None:
                     bar.update(1)

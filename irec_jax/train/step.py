@@ -1,10 +1,11 @@
 """The pure train step, its optimizer and state.
 
 ``make_optimizer(cfg)``: skip_nonfinite(clip_by_global_norm -> Adam/Adamax
-with the published step schedule). ``train_step(model, tx, free_bits,
-ema_decay, state, batch, rng) -> (state, metrics)``: partial-apply the first
-four (static) arguments and jit; with a batch sharded over devices, jit adds
-the gradient all-reduce.
+with the published step schedule). ``train_step(objective, tx, ema_decay,
+state, batch, rng) -> (state, metrics)``: partial-apply the first three
+(static) arguments and jit; with a batch sharded over devices, jit adds the
+gradient all-reduce. The objective (:mod:`irec_jax.train.objectives`) holds
+the model and its loss.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from irec_jax.models import RVAE, negative_elbo
+from irec_jax.train.objectives import Objective
 
 Params = Any
 
@@ -79,9 +80,10 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
     return skip_nonfinite(optax.chain(*chain))
 
 
-def init_state(model: RVAE, tx: optax.GradientTransformation, seed: int,
+def init_state(model: Any, tx: optax.GradientTransformation, seed: int,
                image_shape: tuple[int, ...]) -> TrainState:
-    """Fresh state from ``seed`` (jittable; ``model``, ``tx``, ``image_shape`` static)."""
+    """Fresh state from ``seed`` (jittable; ``model`` (with ``init(key, image_shape)``), ``tx``,
+    ``image_shape`` static)."""
     key = jax.random.key(seed)
     k_init, k_run = jax.random.split(key)
     params = model.init(k_init, image_shape)
@@ -94,33 +96,26 @@ def step_key(state: TrainState) -> jax.Array:
     return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
 
-def train_step(model: RVAE, tx: optax.GradientTransformation, free_bits: float, ema_decay: float,
+def train_step(objective: Objective, tx: optax.GradientTransformation, ema_decay: float,
                state: TrainState, batch: jax.Array, rng: jax.Array) -> tuple[TrainState, dict]:
     """One optimizer step on integer images ``batch`` [B, H, W, C] with key ``rng``.
 
-    Metrics (bits/dim unless noted): loss (with free bits), nelbo, recon,
-    kl [L], grad_norm, skipped (this step, 0/1), num_skipped (total).
+    Metrics: the objective's (loss and its terms) plus grad_norm, skipped
+    (this step, 0/1) and num_skipped (total).
     """
-
-    def loss_fn(params):
-        terms = negative_elbo(model, params, batch, rng, free_bits)
-        return terms.loss, terms
-
-    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, metrics), grads = jax.value_and_grad(objective.loss, has_aux=True)(state.params, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     if ema_decay > 0:
         ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema_params, params)
     else:
         ema = params
-    metrics = {"loss": terms.loss, "nelbo": terms.nelbo, "recon": terms.recon, "kl": terms.kl,
-               "grad_norm": optax.tree.norm(grads),
-               "skipped": opt_state.last_skipped, "num_skipped": opt_state.num_skipped}
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads), skipped=opt_state.last_skipped,
+                   num_skipped=opt_state.num_skipped)
     new_state = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state)
     return new_state, metrics
 
 
-def eval_step(model: RVAE, params: Params, batch: jax.Array, rng: jax.Array) -> dict:
-    """Negative ELBO terms (bits/dim, batch means, no free bits) of ``batch`` under ``params``."""
-    terms = negative_elbo(model, params, batch, rng, 0.0)
-    return {"nelbo": terms.nelbo, "recon": terms.recon, "kl": terms.kl}
+def eval_step(objective: Objective, params: Params, batch: jax.Array, rng: jax.Array) -> dict:
+    """The objective's evaluation metrics (batch means, no free bits) of ``batch`` under ``params``."""
+    return objective.evaluate(params, batch, rng)
