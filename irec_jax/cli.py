@@ -1,12 +1,15 @@
 """The ``irec`` command line: compress, decompress and inspect ``.irec`` files.
 
     irec compress photo.png photo.irec [--model PATH] [--omega 3 --epsilon 0.2 --beams 20] [--no-fallback]
-    irec decompress photo.irec photo.png
+    irec compress photo.png photo.irec --quality Q      # lossy, with a bundled lossy model
+    irec decompress photo.irec photo.png                # lossless or lossy files
     irec info photo.irec
     irec export-model TRAIN_WORKDIR MODEL_DIR
 
 ``compress`` writes the file in stored mode (PNG-filtered deflate, no
-model) when that is smaller than the model's coding, and says so.
+model) when that is smaller than the model's coding, and says so. With
+``--quality Q`` (or ``--model`` naming a lossy model) it writes a lossy file
+(``irec_jax.lossy``) and prints its bits per pixel and PSNR.
 
 Outputs are written through a temporary file and renamed; an existing output
 is never replaced without ``--force``. Any error prints one line to stderr
@@ -66,10 +69,38 @@ def _check_output(path: str, force: bool) -> None:
         raise ValueError(f"{path}: folder {folder} does not exist")
 
 
+def _cmd_compress_lossy(args: argparse.Namespace, cm) -> None:
+    from irec_jax import codec, imageio, lossy
+
+    if args.no_fallback:
+        raise ValueError("--no-fallback applies to lossless coding only (a lossy file has no stored mode)")
+    pixels = imageio.read_image(args.input)
+    settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed,
+                                    base=lossy.lossy_settings(cm))
+    update, close = _progress_bar(args.quiet, "compress")
+    try:
+        data, report = lossy.compress_report(pixels, model=cm, settings=settings, tile=args.tile, progress=update)
+        if not args.no_verify:
+            decoded = lossy.decompress(data, model=cm)  # checks the CRC of the encoder's own reconstruction
+            if decoded.shape != pixels.shape:
+                raise RuntimeError("verification failed: the file does not decode (nothing was written)")
+    finally:
+        close()
+    imageio.write_atomic(args.output, data, force=args.force)
+    if not args.quiet:
+        h, w, c = report.shape
+        print(f"{args.input} -> {args.output}: {w}x{h}x{c}, lossy ({cm.name}), {report.total_bytes:,} bytes, "
+              f"{report.bpp:.4f} bits/pixel, PSNR {report.psnr:.2f} dB, {report.encode_seconds:.1f} s")
+
+
 def _cmd_compress(args: argparse.Namespace) -> None:
     from irec_jax import codec, imageio, modelzoo
 
     _check_output(args.output, args.force)
+    if args.quality is not None or args.model != "default":
+        cm = modelzoo.lossy_model(args.quality, None if args.model == "default" else args.model)
+        if cm.lossy:
+            return _cmd_compress_lossy(args, cm)
     pixels = imageio.read_image(args.input)
     cm = modelzoo.load_model(args.model)
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed, base=cm.defaults)
@@ -112,7 +143,8 @@ def _cmd_decompress(args: argparse.Namespace) -> None:
     imageio.write_image(args.output, pixels, force=args.force)
     if not args.quiet:
         h, w, c = pixels.shape
-        print(f"{args.input} -> {args.output}: {w}x{h}x{c}, bit-exact (CRC-32 checked)")
+        what = "the encoder's reconstruction" if codec.is_lossy(data) else "bit-exact"
+        print(f"{args.input} -> {args.output}: {w}x{h}x{c}, {what} (CRC-32 checked)")
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -130,7 +162,10 @@ def _cmd_info(args: argparse.Namespace) -> None:
         print("  filters     " + ", ".join(f"{name} {n}" for name, n in zip(
             ("None", "Sub", "Up", "Average", "Paeth"), info["filters"])) + " rows")
         return
-    print("  mode        model (iREC latents, range-coded pixels)")
+    if info["mode"] == "lossy":
+        print(f"  mode        lossy (iREC latents only), {info['bpp']:.4f} bits/pixel")
+    else:
+        print("  mode        model (iREC latents, range-coded pixels)")
     print(f"  model       {info['model']} (params {info['model_hash']})")
     print(f"  coder       omega {info['omega']:g}, epsilon {info['epsilon']:g}, "
           f"seed {info['seed']}, {info['candidates']} candidates/step")
@@ -151,6 +186,19 @@ def _cmd_export(args: argparse.Namespace) -> None:
               f"params {cm.ref.param_hash.hex()}")
 
 
+def _cmd_models(args: argparse.Namespace) -> None:
+    from irec_jax import modelzoo
+
+    for cm in modelzoo.known_models():
+        card = cm.card
+        if cm.lossy:
+            q = cm.name
+            print(f"lossy     {q:28s} {card.get('description', '')}")
+        else:
+            print(f"lossless  {cm.name:28s} {card.get('description', '')}")
+    print("lossy qualities: " + (", ".join(map(str, modelzoo.lossy_qualities())) or "none bundled"))
+
+
 def _float(text: str) -> float:
     try:
         return float(text)
@@ -160,7 +208,7 @@ def _float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="irec", description="Lossless image compression by relative entropy coding (iREC).")
+        prog="irec", description="Lossless and lossy image compression by relative entropy coding (iREC).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser, model_help: str) -> None:
@@ -170,11 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compress", help="image file (PNG, ...) -> .irec")
     c.add_argument("input")
     c.add_argument("output")
-    common(c, "'default' (bundled), a model folder or a train.py workdir (default: default)")
+    common(c, "'default' (bundled), a model folder or a train.py workdir (default: default); "
+              "a lossy model writes a lossy file")
+    c.add_argument("--quality", type=int, default=None,
+                   help="lossy: the bundled lossy model of this quality (see `irec models`); higher: "
+                        "more bits, less distortion")
     c.add_argument("--omega", type=_float, help="nats per iREC step (default 3)")
-    c.add_argument("--epsilon", type=_float, help="candidate oversampling (default 0.2)")
+    c.add_argument("--epsilon", type=_float, help="candidate oversampling (default 0.2; lossy 0)")
     c.add_argument("--beams", type=int,
-                   help="beam width B of the encoder's search (default 20; small latent tensors use at least 64)")
+                   help="beam width B of the encoder's search (default 20, lossy 10; small latent tensors "
+                        "use at least 64)")
     c.add_argument("--seed", type=int, help="shared-randomness seed (default 0)")
     c.add_argument("--tile", type=int, default=1024,
                    help="code the image as independent TILE x TILE tiles (even; default 1024): bounds memory")
@@ -198,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--model", default=None, help="model folder, for files of a non-default model")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=_cmd_info)
+
+    m = sub.add_parser("models", help="the bundled models (lossless default, lossy qualities)")
+    m.set_defaults(func=_cmd_models)
 
     e = sub.add_parser("export-model", help="train.py workdir -> model folder for --model")
     e.add_argument("workdir")

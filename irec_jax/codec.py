@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from irec_jax import entropy, imageio, modelzoo
-from irec_jax.errors import FormatError, ImageError
+from irec_jax.errors import FormatError, ImageError, ModelError
 from irec_jax.modelzoo import CodecModel
 from irec_jax.settings import check_storable
 
@@ -290,13 +290,21 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
     return data, stats.report((h, w, c), data, sum(map(len, streams)), len(grid), time.perf_counter() - t0)
 
 
+def _lossless_model(model: "str | CodecModel") -> CodecModel:
+    cm = modelzoo.load_model(model)
+    if cm.lossy:
+        raise ModelError(f"model {cm.name!r} is a lossy model; the lossless codec needs a lossless one "
+                         "(for lossy coding use irec_jax.lossy, or `irec compress --quality Q`)")
+    return cm
+
+
 def compress_report(image: Any, *, model: "str | CodecModel" = "default",
                     settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
                     progress: Progress | None = None, fallback: bool = True) -> tuple[bytes, CodecReport]:
     """``compress`` plus a ``CodecReport`` of the sizes, KLs and codelengths
     (of the model's coding, and which file was written)."""
     t0 = time.perf_counter()
-    cm = modelzoo.load_model(model)
+    cm = _lossless_model(model)
     pixels = imageio.to_array(image)
     settings = cm.defaults if settings is None else coder_settings(base=settings)
     data, report = _encode(pixels, cm, settings, tile, progress)
@@ -327,7 +335,7 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
       by the number of images.
     """
     t0 = time.perf_counter()
-    cm = modelzoo.load_model(model)
+    cm = _lossless_model(model)
     pixels = [imageio.to_array(im) for im in images]
     if not pixels:
         raise ValueError("compress_batch needs at least one image")
@@ -396,7 +404,8 @@ def _unpack(data: bytes, model: "str | CodecModel | None") -> tuple[entropy.Cont
 
 def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
                progress: Progress | None = None) -> np.ndarray:
-    """The uint8 [H, W, C] pixels of an ``.irec`` file (C = 1 or 3), bit-exact.
+    """The uint8 [H, W, C] pixels of an ``.irec`` file (C = 1 or 3), bit-exact;
+    for a lossy file (``irec_jax.lossy``) the reconstruction its encoder decoded.
 
     ``model``: needed only for files written with a model other than the
     bundled default (the header names the model and a hash of its weights);
@@ -409,6 +418,11 @@ def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
         return _decode_stored(data)
     container, cm = _unpack(data, model)
     header = container.header
+    if header.lossy:
+        from irec_jax import lossy
+        return lossy.decode_container(container, cm, progress)
+    if cm.lossy:
+        raise FormatError(f"a lossless file cannot name the lossy model {cm.name!r} (corrupt file)")
     h, w, c = header.shape
     if c not in (1, cm.image_channels):
         raise FormatError(f"{c}-channel image cannot come from a {cm.image_channels}-channel model")
@@ -419,6 +433,11 @@ def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
         pixels[y:y + th, x:x + tw] = _decode_tile(stream, cm, header.settings, (th, tw, c), f"tile {i}", step)
         step()
     return entropy.check_pixels(container, pixels)
+
+
+def is_lossy(data: bytes) -> bool:
+    """Whether ``data`` is a lossy ``.irec`` file (read from its header; ``unpack`` checks the rest)."""
+    return entropy.is_lossy(bytes(data))
 
 
 def _decode_stored(data: bytes) -> np.ndarray:
@@ -483,6 +502,8 @@ def read_info(data: bytes, *, model: "str | CodecModel | None" = None) -> dict:
         }
     container, cm = _unpack(data, model)
     h = container.header
+    if h.lossy != cm.lossy:
+        raise FormatError(f"the file's lossy flag ({h.lossy}) does not match its model {cm.name!r} (corrupt file)")
     dims = h.height * h.width * h.channels
     streams = sum(len(s) for s in container.sections)
     blocks = np.zeros(cm.model.num_layers, np.int64)
@@ -493,11 +514,11 @@ def read_info(data: bytes, *, model: "str | CodecModel | None" = None) -> dict:
             blocks[layer] += li.steps.shape[0]
             steps[layer] += int(li.steps.sum())
     return {
-        "mode": "model", "model": h.model.name, "model_hash": h.model.param_hash.hex(),
+        "mode": "lossy" if h.lossy else "model", "model": h.model.name, "model_hash": h.model.param_hash.hex(),
         "height": h.height, "width": h.width, "channels": h.channels, "tile": h.tile,
         "tiles": len(container.sections),
         "omega": h.settings.omega, "epsilon": h.settings.epsilon, "seed": h.settings.seed, "candidates": h.settings.num_candidates,
         "total_bytes": len(data), "stream_bytes": streams, "header_bytes": len(data) - streams,
-        "bpd": 8.0 * len(data) / dims,
+        "bpd": 8.0 * len(data) / dims, "bpp": 8.0 * len(data) / (h.height * h.width),
         "blocks_per_layer": blocks.tolist(), "steps_per_layer": steps.tolist(),
     }

@@ -1,13 +1,15 @@
 """Codec models: the bundled default, exported model folders and train.py workdirs.
 
-A *model folder* holds ``model.json`` (name, RVAE config, coder defaults and a
+A *model folder* holds ``model.json`` (name, config -- an RVAE, or with
+``"kind": "gvae"`` the lossy two-level Gaussian VAE -- coder defaults and a
 model card) and ``params.npz`` (one array per parameter, keyed by its path in
 the parameter tree, ``a/b/c``). Version 2 folders hold the model's integer
 form (``irec_jax.models.integer``: int8 weights and integer tables for the
 decoder path, float32 for the encoder-only bottom-up half); version 1
 folders (float parameters) and ``train.py`` workdirs are converted to it when
 loaded (a deterministic conversion). The bundled default lives in
-``irec_jax/assets/models/default``. ``load_model`` also reads a ``train.py``
+``irec_jax/assets/models/default``; bundled lossy models in
+``irec_jax/assets/models/lossy-q<Q>`` (``lossy_qualities``). ``load_model`` also reads a ``train.py``
 workdir directly (its latest checkpoint, EMA parameters if it kept any);
 ``export_model`` turns a workdir into a model folder.
 
@@ -33,6 +35,7 @@ from irec_jax.errors import ModelError
 MODEL_FORMAT = "irec-model"
 MODEL_FORMAT_VERSION = 2  # 2: integer decoder path; 1: float parameters (converted on load)
 DEFAULT_NAME = "default"
+LOSSY_PREFIX = "lossy-q"  # bundled lossy models: assets/models/lossy-q<quality>
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -40,8 +43,9 @@ class CodecModel:
     """A VAE the codec can drive, with the name and defaults written to files.
 
     name: the model's name (written in the header when it is not a known model).
-    config: an ``RVAEConfig``. params: the integer-form parameter pytree
-    (``irec_jax.models.integer.quantize``), numpy arrays.
+    config: an ``RVAEConfig`` (lossless) or a ``GVAEConfig`` (lossy). params:
+    the integer-form parameter pytree (``irec_jax.models.integer.quantize``
+    or ``gvae_integer.quantize``), numpy arrays.
     defaults: the coder settings a file omits when it uses them.
     card: free-form facts about the model (training data, command, bits/dim).
     """
@@ -52,9 +56,17 @@ class CodecModel:
     defaults: CoderSettings = CoderSettings()
     card: dict = dataclasses.field(default_factory=dict)
 
+    @property
+    def lossy(self) -> bool:
+        """Whether this is a lossy model (a two-level Gaussian VAE)."""
+        return _is_gvae(self.config)
+
     @functools.cached_property
     def model(self):
-        """The ``IntegerRVAE`` for ``config`` (exact decoder path)."""
+        """The ``IntegerRVAE`` or ``IntegerGVAE`` for ``config`` (exact decoder path)."""
+        if self.lossy:
+            from irec_jax.models.gvae_integer import IntegerGVAE
+            return IntegerGVAE(self.config)
         from irec_jax.models.integer import IntegerRVAE
         return IntegerRVAE(self.config)
 
@@ -92,24 +104,51 @@ def _unflatten(flat: dict[str, np.ndarray]) -> dict:
     return tree
 
 
+def _is_gvae(config) -> bool:
+    from irec_jax.models.gvae_config import GVAEConfig
+    return isinstance(config, GVAEConfig)
+
+
 def _config_from_dict(d: dict):
+    """An RVAEConfig, or a GVAEConfig when ``d["kind"] == "gvae"``; ModelError otherwise."""
     from irec_jax.models import RVAEConfig
-    fields = {f.name for f in dataclasses.fields(RVAEConfig)}
+    from irec_jax.models.gvae_config import GVAEConfig
+    d = dict(d)
+    kind = d.pop("kind", "rvae")
+    if kind not in ("rvae", "gvae"):
+        raise ModelError(f"model config has unknown kind {kind!r} (expected 'rvae' or 'gvae')")
+    cls = GVAEConfig if kind == "gvae" else RVAEConfig
+    fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - fields
     if unknown:
         raise ModelError(f"model config has unknown fields {sorted(unknown)}")
     try:
-        return RVAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
     except (TypeError, ValueError) as e:
         raise ModelError(f"invalid model config: {e}") from None
+
+
+def _config_to_dict(config) -> dict:
+    d = dataclasses.asdict(config)
+    return {"kind": "gvae", **d} if _is_gvae(config) else d
+
+
+def _float_model(config):
+    from irec_jax.models import GVAE, RVAE
+    return GVAE(config) if _is_gvae(config) else RVAE(config)
+
+
+def _integer_module(config):
+    from irec_jax.models import gvae_integer, integer
+    return gvae_integer if _is_gvae(config) else integer
 
 
 def _check_params(config, params: Any, where: str) -> None:
     """Raises ModelError unless ``params`` has exactly the shapes ``config`` initializes."""
     import jax
-    from irec_jax.models import RVAE
+    side = 64 if _is_gvae(config) else 32
     expected = _flatten(jax.eval_shape(
-        lambda: RVAE(config).init(jax.random.key(0), (1, 32, 32, config.image_channels))))
+        lambda: _float_model(config).init(jax.random.key(0), (1, side, side, config.image_channels))))
     got = _flatten(params)
     if set(expected) != set(got):
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
@@ -123,19 +162,17 @@ def _check_params(config, params: Any, where: str) -> None:
 
 
 def _to_integer(config, params: Any, where: str) -> Any:
-    """Float RVAE parameters -> the integer form; ModelError if it cannot run exactly."""
-    from irec_jax.models import integer
+    """Float parameters -> the integer form; ModelError if it cannot run exactly."""
     _check_params(config, params, where)
     try:
-        return integer.quantize(config, params)
+        return _integer_module(config).quantize(config, params)
     except ValueError as e:
         raise ModelError(f"{where}: {e}") from None
 
 
 def _check_integer_params(config, params: Any, where: str) -> None:
-    from irec_jax.models import integer
     try:
-        integer.check_params(config, params)
+        _integer_module(config).check_params(config, params)
     except ValueError as e:
         raise ModelError(f"{where}: {e}") from None
 
@@ -174,7 +211,6 @@ def _load_folder(path: str) -> CodecModel:
 
 def _load_workdir(workdir: str) -> CodecModel:
     from irec_jax import workdir as layout
-    from irec_jax.models import RVAEConfig
 
     steps = layout.checkpoint_steps(workdir)
     if not steps:
@@ -185,8 +221,7 @@ def _load_workdir(workdir: str) -> CodecModel:
         raise ModelError(f"{workdir}: cannot read checkpoint {steps[-1]}'s metadata: {e}") from None
     if cfg is None:
         raise ModelError(f"{workdir}: checkpoint {steps[-1]} has no stored model config")
-    import ml_collections
-    config = RVAEConfig.from_config(ml_collections.ConfigDict(cfg))
+    config = _config_from_dict(dict(cfg))
     try:
         params = layout.load_params(workdir, steps[-1], ema=True)
     except Exception as e:  # orbax raises many kinds
@@ -224,10 +259,37 @@ def load_model(spec: "str | os.PathLike | CodecModel" = DEFAULT_NAME) -> CodecMo
     return _load_cached(path, stamp)
 
 
+def lossy_qualities() -> list[int]:
+    """The qualities of the bundled lossy models, ascending (folders ``lossy-q<Q>``)."""
+    from irec_jax.assets import asset_path
+    names = os.listdir(asset_path("models"))
+    return sorted(int(n[len(LOSSY_PREFIX):]) for n in names
+                  if n.startswith(LOSSY_PREFIX) and n[len(LOSSY_PREFIX):].isdigit())
+
+
+def lossy_model(quality: int | None = None, model: "str | os.PathLike | CodecModel | None" = None) -> CodecModel:
+    """The bundled lossy model of ``quality`` (None: the middle one), or ``model`` if given.
+    ModelError for a quality that is not bundled (the message lists those that are)."""
+    if model is not None:
+        if quality is not None:
+            raise ModelError("give a quality or a model, not both")
+        return load_model(model)
+    qualities = lossy_qualities()
+    if not qualities:
+        raise ModelError("this installation has no bundled lossy model; pass a lossy model folder")
+    if quality is None:
+        quality = qualities[(len(qualities) - 1) // 2]
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or quality not in qualities:
+        raise ModelError(f"quality must be one of {qualities}, got {quality!r}")
+    from irec_jax.assets import asset_path
+    return load_model(asset_path("models", f"{LOSSY_PREFIX}{int(quality)}"))
+
+
 def known_models(extra: CodecModel | None = None) -> list[CodecModel]:
-    """The models a reader knows, in header order: the bundled default, then ``extra``."""
-    models = [load_model(DEFAULT_NAME)]
-    if extra is not None and extra.ref != models[0].ref:
+    """The models a reader knows, in header order: the bundled default, the bundled lossy
+    models by quality, then ``extra``."""
+    models = [load_model(DEFAULT_NAME)] + [lossy_model(q) for q in lossy_qualities()]
+    if extra is not None and all(extra.ref != m.ref for m in models):
         models.append(extra)
     return models
 
@@ -243,7 +305,7 @@ def export_model(model: CodecModel, out_dir: str, *, name: str | None = None,
     meta = {
         "format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION,
         "name": name or model.name,
-        "config": dataclasses.asdict(model.config),
+        "config": _config_to_dict(model.config),
         "defaults": model.defaults.file_fields(),
         "card": card if card is not None else model.card,
     }

@@ -430,7 +430,7 @@ def real_file(crop32):
 @pytest.mark.parametrize("mutate,message", [
     (lambda d: b"PK" + d[2:], "not an .irec file"),
     (lambda d: d[:2] + b"\x07" + d[3:], "unsupported .irec format version 7"),
-    (lambda d: d[:3] + bytes([d[3] | 0x80]) + d[4:], "unsupported header flags"),
+    (lambda d: d[:3] + bytes([d[3] | 0xC0]) + d[4:], "unsupported header flags"),  # stored and lossy
     (lambda d: d[:4] + b"\x05" + d[5:], "unknown model id 5"),
     (lambda d: d[:3] + bytes([d[3] | 0x20]) + d[4:6] + b"\x02" + d[6:], "truncated file: (tile|256 tiles)"),
     (lambda d: d[:5], "too short"),

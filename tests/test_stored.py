@@ -144,7 +144,7 @@ def test_corrupt_stored_payloads_are_format_errors(payload, match):
 
 def test_stored_flags_and_crc_are_checked():
     data = bytearray(entropy.pack_stored(PIXELS))
-    for extra in (0x01, 0x02, 0x20, 0x80):  # settings, model, tile side, reserved
+    for extra in (0x01, 0x02, 0x20, 0x80):  # settings, model, tile side, lossy
         bad = bytes(data[:3]) + bytes([data[3] | extra]) + bytes(data[4:])
         with pytest.raises(FormatError, match="unsupported header flags"):
             entropy.unpack(bad, [])

@@ -23,7 +23,7 @@ from irec_jax.entropy._coder import (finish as finish_queue, new_decoder as open
                                      push_categorical, push_uniform)
 from irec_jax.entropy.container import (
     DEFAULT_TILE, MAGIC, VERSION, Container, Header, ModelRef, StoredImage, check_pixels, check_tile,
-    is_stored, pack, pack_stored, param_hash, pixel_crc, tile_grid, unpack)
+    is_lossy, is_stored, pack, pack_stored, param_hash, pixel_crc, tile_grid, unpack)
 from irec_jax.entropy.stored import unfilter
 from irec_jax.entropy.indices import (
     AdaptiveIndexModel, IndexModel, LayerIndices, TableIndexModel, UniformIndexModel,
@@ -43,7 +43,7 @@ __all__ = [
     "UniformIndexModel", "check_pixels", "check_tile", "layer_bits", "max_indices", "pop_count", "pop_layer",
     "push_count", "push_layer", "tile_grid", "decode_indices", "decode_residual", "encode_indices",
     "encode_residual", "finish_queue", "freqs_from_cdf", "freqs_from_pmf", "new_queue", "new_stack",
-    "is_stored", "open_queue", "pack", "pack_stored",
+    "is_lossy", "is_stored", "open_queue", "pack", "pack_stored",
     "param_hash", "pixel_crc", "pop_categorical", "pop_pixels", "pop_uniform", "push_categorical",
     "push_pixels", "push_uniform", "rescale_params", "residual_bits", "table_bits", "unfilter", "unpack",
 ]

@@ -8,7 +8,7 @@ has the full specification):
   1 byte   flags: bit 0 explicit settings, bit 1 explicit model,
            bit 2 width != height, bits 3-4 channel code (0: 3, 1: 1, 2: 4,
            3: explicit varint), bit 5 explicit tile side, bit 6 stored mode,
-           bit 7 reserved (0)
+           bit 7 lossy (the streams hold latents only; ``irec_jax.lossy``)
   model    varint index into the reader's model list, or (flag) varint name
            length, UTF-8 name, 4-byte parameter hash
   settings (flag) 1 byte field mask, then each differing field
@@ -26,6 +26,10 @@ model, settings or tiles: after the height, [width] and [channels] comes
 the zlib stream of the PNG-filtered scanlines (``irec_jax.entropy.stored``),
 running up to the CRC. The codec writes it when the model's coding would be
 larger.
+
+A **lossy** file (flag bit 7; ``Header.lossy``) has the same layout; each
+tile's stream holds only the latent layers, and the CRC is of the
+reconstruction the encoder itself decoded.
 """
 
 from __future__ import annotations
@@ -52,9 +56,8 @@ MAX_NAME_BYTES = 255
 HASH_BYTES = 4
 _CHANNEL_CODE = {3: 0, 1: 1, 4: 2}
 _CHANNELS = {v: k for k, v in _CHANNEL_CODE.items()}
-_F_SETTINGS, _F_MODEL, _F_WIDTH, _F_TILE, _F_STORED = 1, 2, 4, 32, 64
-_F_RESERVED = 0x80
-_F_NOT_STORED = _F_SETTINGS | _F_MODEL | _F_TILE  # fields a stored-mode file never has
+_F_SETTINGS, _F_MODEL, _F_WIDTH, _F_TILE, _F_STORED, _F_LOSSY = 1, 2, 4, 32, 64, 128
+_F_NOT_STORED = _F_SETTINGS | _F_MODEL | _F_TILE | _F_LOSSY  # fields a stored-mode file never has
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +74,8 @@ class ModelRef:
 
 @dataclasses.dataclass(frozen=True)
 class Header:
-    """What a reader needs before decoding: model, settings, image shape."""
+    """What a reader needs before decoding: model, settings, image shape,
+    tile side, and whether the file is lossy (latents only)."""
 
     model: ModelRef
     settings: CoderSettings
@@ -79,6 +83,7 @@ class Header:
     width: int
     channels: int
     tile: int = DEFAULT_TILE
+    lossy: bool = False
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -246,6 +251,11 @@ def is_stored(data: bytes) -> bool:
     return len(data) >= 4 and bytes(data[:2]) == MAGIC and data[2] == VERSION and bool(data[3] & _F_STORED)
 
 
+def is_lossy(data: bytes) -> bool:
+    """Whether ``data`` starts like a lossy file of this format version (``unpack`` checks the rest)."""
+    return len(data) >= 4 and bytes(data[:2]) == MAGIC and data[2] == VERSION and bool(data[3] & _F_LOSSY)
+
+
 def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
     """Serializes a container.
 
@@ -270,6 +280,7 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
     defaults = known[0].defaults if known else h.model.defaults
     flags = _shape_flags(h.shape) | (_F_TILE if h.tile != DEFAULT_TILE else 0)
     flags |= _F_MODEL if not known else 0
+    flags |= _F_LOSSY if h.lossy else 0
     stored, default_fields = h.settings.file_fields(), defaults.file_fields()
     flags |= _F_SETTINGS if stored != default_fields else 0
     out = bytearray(MAGIC)
@@ -327,7 +338,7 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
         raise FormatError(f"unsupported .irec format version {data[2]}{old}; this reader "
                           f"supports version {VERSION}")
     flags = data[3]
-    if flags & _F_RESERVED or (flags & _F_STORED and flags & _F_NOT_STORED):
+    if flags & _F_STORED and flags & _F_NOT_STORED:
         raise FormatError(f"unsupported header flags {flags:#04x}")
     r = _bytes.Reader(data[4:-4], "header")
     crc = struct.unpack(">I", data[-4:])[0]
@@ -386,5 +397,5 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
         lengths.append(n)
     sections = [r.take(n, f"tile {i}") for i, n in enumerate(lengths)]
     sections.append(r.rest())
-    header = Header(model, settings, height, width, channels, tile)
+    header = Header(model, settings, height, width, channels, tile, bool(flags & _F_LOSSY))
     return Container(header, tuple(sections), crc)

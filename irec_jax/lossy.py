@@ -1,0 +1,249 @@
+"""The lossy image codec: a two-level Gaussian VAE's latents by iREC, nothing else.
+
+``compress(image, quality=Q) -> bytes`` codes an RGB image with a lossy
+model (a :class:`~irec_jax.models.gvae_integer.IntegerGVAE`): per tile, the
+hyper-latent z2 is iREC-coded against the learned top prior, then z1 against
+the prior the decoder computes from z2, and the decoder's integer synthesis
+turns z1 into pixels. The file is the ``.irec`` container with the lossy flag
+(``docs/format.md``): per tile one range-coded stream of both layers' step
+counts and indices, and the CRC-32 of the reconstruction -- the encoder
+decodes its own choice with the same integer arithmetic, so a reader on any
+machine gets exactly those pixels and can check them.
+
+Rate: the file's real bytes. Distortion: of the reconstruction the file
+decodes to. The encoder knows the image, so among the final beams of z1's
+search (each costs the same index bits) it keeps the one whose decoded
+tile is closest in squared error (``settings.final_choices`` of them).
+
+Sizes: any H x W with both sides >= 64 (``MIN_SIDE``); tiles
+(``tile``, 1024 by default, a multiple of 64) bound memory. An edge tile
+narrower than 64 pixels is edge-padded to 64 before coding and cropped after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from irec_jax import entropy, imageio, modelzoo
+from irec_jax.errors import FormatError, ImageError, ModelError
+from irec_jax.modelzoo import CodecModel
+
+Progress = Callable[[int, int], None]
+MIN_SIDE = 64  # the model's total downsampling: smaller images are refused
+
+
+@dataclasses.dataclass(frozen=True)
+class LossyReport:
+    """What one lossy ``compress`` call wrote and what it cost.
+
+    ``total_bytes`` (the file), ``bpp`` (8 total_bytes / (H W)), ``psnr``
+    (dB, RGB, of the reconstruction the file decodes to, 0..255),
+    ``mse``, ``index_bits`` (the streams' exact codelength of step counts and
+    indices), ``kl_nats`` per layer (KL(q||p) summed over tiles: what an
+    ideal coder would spend, an estimate of the rate), ``encode_seconds``.
+    """
+
+    shape: tuple[int, int, int]
+    total_bytes: int
+    header_bytes: int
+    index_bits: float
+    kl_nats: tuple[float, ...]
+    mse: float
+    psnr: float
+    tiles: int
+    encode_seconds: float
+    model: str
+
+    @property
+    def bpp(self) -> float:
+        return 8.0 * self.total_bytes / (self.shape[0] * self.shape[1])
+
+    @property
+    def kl_bpp(self) -> float:
+        """KL in bits per pixel: the rate an ideal relative entropy coder would reach (an estimate)."""
+        return float(sum(self.kl_nats)) / np.log(2.0) / (self.shape[0] * self.shape[1])
+
+
+DEFAULT_BEAMS = 10  # the paper's lossy beam width; the encoder compares all final beams by distortion
+
+
+def lossy_settings(cm: CodecModel, settings: entropy.CoderSettings | None = None) -> entropy.CoderSettings:
+    """``settings`` checked, or the model's file defaults (bundled lossy models: Omega 3, epsilon 0)
+    searched with ``DEFAULT_BEAMS`` beams, all of them compared by distortion at the end."""
+    from irec_jax.codec import coder_settings
+    if settings is None:
+        return coder_settings(base=dataclasses.replace(cm.defaults, beams=DEFAULT_BEAMS, final_choices=DEFAULT_BEAMS))
+    return coder_settings(base=settings)
+
+
+def check_lossy_model(cm: CodecModel) -> CodecModel:
+    """``cm`` if it is a lossy model, else ModelError saying what it is."""
+    if not cm.lossy:
+        raise ModelError(f"model {cm.name!r} is a lossless model; lossy coding needs a lossy model "
+                         "(--quality Q, or a model trained with a lossy config)")
+    return cm
+
+
+def _pad_tile(tile: np.ndarray) -> np.ndarray:
+    """uint8 [h, w, 3] edge-padded to at least MIN_SIDE on each side."""
+    h, w, _ = tile.shape
+    return np.pad(tile, ((0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w)), (0, 0)), mode="edge")
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.square(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def _encode_tile(tile: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings, kl: np.ndarray,
+                 step: Callable[[], None]) -> tuple[bytes, np.ndarray, float]:
+    """(stream, reconstruction uint8 [h, w, 3], index bits) of one tile."""
+    import jax.numpy as jnp
+
+    from irec_jax import rec
+
+    model, params = cm.model, cm.params
+    h, w, _ = tile.shape
+    padded = _pad_tile(tile)
+    x = jnp.asarray(padded[None])
+    acts = model.bottom_up(params, x)
+    state = model.initial_state(params, x.shape)
+    queue = entropy.new_queue()
+    num, bits = settings.num_candidates, 0.0
+    recon = None
+    for layer in range(model.num_layers):
+        p = model.prior(params, state, layer)
+        q = model.posterior(params, state, acts, layer)
+        dists = [np.asarray(a)[0] for a in (q.loc, q.scale, p.loc, p.scale)]
+        last = layer == model.num_layers - 1
+        codes, zs, info = rec.encode_choices(*dists, settings, stream=layer,
+                                             choices=settings.final_choices if last else 1)
+        best = None
+        for code, z in zip(codes, zs):
+            after = model.advance(params, state, jnp.asarray(z)[None], layer)
+            if not last:
+                best = (0.0, code, after, None)
+                break
+            out = np.asarray(model.reconstruct(params, after))[0, :h, :w]
+            err = _mse(out, tile)
+            if best is None or err < best[0]:
+                best = (err, code, after, out)
+        _, code, state, recon = best
+        li = entropy.LayerIndices(code.steps, code.indices)
+        entropy.push_layer(queue, li, num, index=layer)
+        bits += entropy.layer_bits(li, num)
+        kl[layer] += info.kl
+        step()
+    return entropy.finish_queue(queue), recon, bits
+
+
+def compress_report(image: Any, *, quality: int | None = None, model: "str | CodecModel | None" = None,
+                    settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
+                    progress: Progress | None = None) -> tuple[bytes, LossyReport]:
+    """``compress`` plus a ``LossyReport`` (bytes, bpp, PSNR of the decoded image, KL)."""
+    t0 = time.perf_counter()
+    cm = check_lossy_model(modelzoo.lossy_model(quality, model))
+    pixels = imageio.to_array(image)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ImageError(f"lossy coding takes RGB images; this one has shape {pixels.shape} "
+                         "(grayscale is not supported by the lossy models)")
+    h, w, c = pixels.shape
+    if min(h, w) < MIN_SIDE:
+        raise ImageError(f"lossy coding needs both sides >= {MIN_SIDE} pixels; this image is {h} x {w}")
+    if entropy.check_tile(tile) % MIN_SIDE:
+        raise ValueError(f"lossy tiles must be a multiple of {MIN_SIDE} pixels, got {tile}")
+    settings = lossy_settings(cm, settings)
+    header = entropy.Header(cm.ref, settings, h, w, c, tile, lossy=True)
+    grid = header.tiles()
+    from irec_jax.codec import _steps_counter
+    step = _steps_counter(len(grid) * cm.model.num_layers, progress)
+    kl = np.zeros(cm.model.num_layers)
+    recon = np.empty_like(pixels)
+    streams, bits = [], 0.0
+    for y, x, th, tw in grid:
+        stream, out, b = _encode_tile(pixels[y:y + th, x:x + tw], cm, settings, kl, step)
+        recon[y:y + th, x:x + tw] = out
+        streams.append(stream)
+        bits += b
+    container = entropy.Container(header, tuple(streams), entropy.pixel_crc(recon))
+    data = entropy.pack(container, [m.ref for m in modelzoo.known_models()])
+    mse = _mse(recon, pixels)
+    psnr = float("inf") if mse == 0 else 10.0 * np.log10(255.0 ** 2 / mse)
+    stream_bytes = sum(map(len, streams))
+    return data, LossyReport((h, w, c), len(data), len(data) - stream_bytes, bits, tuple(map(float, kl)), mse,
+                             psnr, len(grid), time.perf_counter() - t0, cm.name)
+
+
+def compress(image: Any, *, quality: int | None = None, model: "str | CodecModel | None" = None,
+             settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
+             progress: Progress | None = None) -> bytes:
+    """Lossy-compresses an RGB image (both sides >= 64) to the bytes of an ``.irec`` file.
+
+    Args:
+      image: uint8 [H, W, 3] array, a PIL image or a path (``irec_jax.imageio``).
+      quality: which bundled lossy model (``modelzoo.lossy_qualities()``; higher: more bytes, less
+        distortion); None with no ``model``: the middle one.
+      model: a lossy model folder, train.py workdir or ``CodecModel`` instead of ``quality``.
+      settings: iREC settings; None: the model's defaults (epsilon 0, 10 beams, the best of the
+        final beams by squared error).
+      tile: tile side (a multiple of 64; 1024 by default).
+      progress: called with (done, total) after each latent layer of each tile.
+
+    Raises:
+      ImageError for unsupported images, ModelError for unusable models or qualities,
+      ValueError for invalid settings.
+    """
+    return compress_report(image, quality=quality, model=model, settings=settings, tile=tile,
+                           progress=progress)[0]
+
+
+def decode_container(container: entropy.Container, cm: CodecModel, progress: Progress | None = None
+                     ) -> np.ndarray:
+    """uint8 [H, W, 3] reconstruction of a parsed lossy container, CRC checked."""
+    import jax.numpy as jnp
+
+    from irec_jax import rec
+    from irec_jax.codec import _decode_layers, _steps_counter
+
+    header = container.header
+    if not cm.lossy:
+        raise FormatError(f"the file is flagged lossy but names the lossless model {cm.name!r} (corrupt file)")
+    h, w, c = header.shape
+    if c != 3:
+        raise FormatError(f"a lossy file must have 3 channels, this one declares {c}")
+    grid = header.tiles()
+    step = _steps_counter(len(grid) * cm.model.num_layers, progress)
+    model, params, settings = cm.model, cm.params, header.settings
+    out = np.empty((h, w, c), np.uint8)
+    for i, ((y, x, th, tw), stream) in enumerate(zip(grid, container.sections)):
+        what = f"tile {i}"
+        queue = entropy.open_queue(stream, what)
+        layers = _decode_layers(queue, stream, cm, settings, what)
+        state = model.initial_state(params, (1, max(th, MIN_SIDE), max(tw, MIN_SIDE), 3))
+        for layer, li in enumerate(layers):
+            p = model.prior(params, state, layer)
+            code = rec.RecCode(li.steps, li.indices, settings.num_candidates)
+            try:
+                z = rec.decode(code, np.asarray(p.loc[0]), np.asarray(p.scale[0]), settings, stream=layer)
+            except ValueError as e:
+                raise FormatError(f"{what}: corrupt latent code in layer {layer} (corrupt or truncated "
+                                  f"file): {e}") from None
+            state = model.advance(params, state, jnp.asarray(z)[None], layer)
+            step()
+        out[y:y + th, x:x + tw] = np.asarray(model.reconstruct(params, state))[0, :th, :tw]
+    return entropy.check_pixels(container, out)
+
+
+def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
+               progress: Progress | None = None) -> np.ndarray:
+    """The uint8 [H, W, 3] reconstruction stored in a lossy ``.irec`` file, exactly as the encoder
+    decoded it (CRC checked). ``irec_jax.codec.decompress`` reads lossy files too."""
+    from irec_jax.codec import _unpack
+
+    container, cm = _unpack(bytes(data), model)
+    if not container.header.lossy:
+        raise FormatError("not a lossy file (use irec_jax.codec.decompress)")
+    return decode_container(container, cm, progress)
