@@ -69,14 +69,18 @@ class LossyReport:
 
 
 DEFAULT_BEAMS = 10  # the paper's lossy beam width; the encoder compares all final beams by distortion
+BLOCK_KL = 200.0  # nats per block, also for large tensors: fewer step counts and less rounding per nat
 
 
 def lossy_settings(cm: CodecModel, settings: entropy.CoderSettings | None = None) -> entropy.CoderSettings:
-    """``settings`` checked, or the model's file defaults (bundled lossy models: Omega 3, epsilon 0)
-    searched with ``DEFAULT_BEAMS`` beams, all of them compared by distortion at the end."""
+    """``settings`` checked, or the model's file defaults (lossy models: Omega 3, epsilon 0) searched
+    with ``DEFAULT_BEAMS`` beams, all compared by distortion at the end, in blocks of ``BLOCK_KL``
+    nats. Measured on kodim23 (768x512) with a mid-rate model: 50-nat blocks cost 1.066x the KL,
+    100: 1.034x, 200: 1.019x, 400: 1.010x but 0.23 dB more distortion than 200."""
     from irec_jax.codec import coder_settings
     if settings is None:
-        return coder_settings(base=dataclasses.replace(cm.defaults, beams=DEFAULT_BEAMS, final_choices=DEFAULT_BEAMS))
+        settings = dataclasses.replace(cm.defaults, beams=DEFAULT_BEAMS, final_choices=DEFAULT_BEAMS,
+                                       block_kl=BLOCK_KL, min_block_kl=BLOCK_KL)
     return coder_settings(base=settings)
 
 
@@ -92,6 +96,21 @@ def _pad_tile(tile: np.ndarray) -> np.ndarray:
     """uint8 [h, w, 3] edge-padded to at least MIN_SIDE on each side."""
     h, w, _ = tile.shape
     return np.pad(tile, ((0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w)), (0, 0)), mode="edge")
+
+
+def _lossy_pixels(image: Any, tile: int) -> np.ndarray:
+    """``image`` as uint8 [H, W, 3]; ImageError unless RGB with both sides >= MIN_SIDE, ValueError for a
+    tile side the lossy models cannot take."""
+    pixels = imageio.to_array(image)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ImageError(f"lossy coding takes RGB images; this one has shape {pixels.shape} "
+                         "(grayscale is not supported by the lossy models)")
+    h, w, _ = pixels.shape
+    if min(h, w) < MIN_SIDE:
+        raise ImageError(f"lossy coding needs both sides >= {MIN_SIDE} pixels; this image is {h} x {w}")
+    if entropy.check_tile(tile) % MIN_SIDE:
+        raise ValueError(f"lossy tiles must be a multiple of {MIN_SIDE} pixels, got {tile}")
+    return pixels
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> float:
@@ -121,17 +140,15 @@ def _encode_tile(tile: np.ndarray, cm: CodecModel, settings: entropy.CoderSettin
         last = layer == model.num_layers - 1
         codes, zs, info = rec.encode_choices(*dists, settings, stream=layer,
                                              choices=settings.final_choices if last else 1)
-        best = None
-        for code, z in zip(codes, zs):
-            after = model.advance(params, state, jnp.asarray(z)[None], layer)
-            if not last:
-                best = (0.0, code, after, None)
-                break
-            out = np.asarray(model.reconstruct(params, after))[0, :h, :w]
-            err = _mse(out, tile)
-            if best is None or err < best[0]:
-                best = (err, code, after, out)
-        _, code, state, recon = best
+        pick = 0
+        if len(codes) > 1:  # rank the final beams by the float preview's squared error, decode one exactly
+            z_int = np.clip(np.round(np.asarray(zs, np.float32) * 1024), -(1 << 15) + 1, (1 << 15) - 1)
+            preview = np.asarray(model.preview(params, z_int.astype(np.int32), padded.shape[:2]))[:, :h, :w]
+            pick = int(np.argmin(np.mean(np.square(preview - tile[None].astype(np.float32)), axis=(1, 2, 3))))
+        code = codes[pick]
+        state = model.advance(params, state, jnp.asarray(zs[pick])[None], layer)
+        if last:
+            recon = np.asarray(model.reconstruct(params, state))[0, :h, :w]
         li = entropy.LayerIndices(code.steps, code.indices)
         entropy.push_layer(queue, li, num, index=layer)
         bits += entropy.layer_bits(li, num)
@@ -146,15 +163,8 @@ def compress_report(image: Any, *, quality: int | None = None, model: "str | Cod
     """``compress`` plus a ``LossyReport`` (bytes, bpp, PSNR of the decoded image, KL)."""
     t0 = time.perf_counter()
     cm = check_lossy_model(modelzoo.lossy_model(quality, model))
-    pixels = imageio.to_array(image)
-    if pixels.ndim != 3 or pixels.shape[2] != 3:
-        raise ImageError(f"lossy coding takes RGB images; this one has shape {pixels.shape} "
-                         "(grayscale is not supported by the lossy models)")
+    pixels = _lossy_pixels(image, tile)
     h, w, c = pixels.shape
-    if min(h, w) < MIN_SIDE:
-        raise ImageError(f"lossy coding needs both sides >= {MIN_SIDE} pixels; this image is {h} x {w}")
-    if entropy.check_tile(tile) % MIN_SIDE:
-        raise ValueError(f"lossy tiles must be a multiple of {MIN_SIDE} pixels, got {tile}")
     settings = lossy_settings(cm, settings)
     header = entropy.Header(cm.ref, settings, h, w, c, tile, lossy=True)
     grid = header.tiles()
@@ -198,6 +208,43 @@ def compress(image: Any, *, quality: int | None = None, model: "str | CodecModel
     """
     return compress_report(image, quality=quality, model=model, settings=settings, tile=tile,
                            progress=progress)[0]
+
+
+IDEAL_KEY = 0  # the fixed key of ``ideal_report``'s posterior sample
+
+
+def ideal_report(image: Any, *, quality: int | None = None, model: "str | CodecModel | None" = None,
+                 tile: int = entropy.DEFAULT_TILE) -> tuple[float, np.ndarray]:
+    """What an ideal relative entropy coder would give (an estimate; no file): (bits, decoded uint8 [H, W, 3]).
+
+    Per tile (the codec's tiling and edge padding), bits = KL(q(z2)||p(z2)) + KL(q(z1|z2)||p(z1|z2)) in bits,
+    the model's float posteriors against its *integer* priors, and the decoded tile is the integer synthesis
+    (``reconstruct``) of one posterior sample drawn layer by layer (z2 first, then z1 given that sample's
+    prior) with ``sample_gaussian(jax.random.key(IDEAL_KEY), q, layer)``: the same key in every tile.
+    ``compress_report``'s arguments and errors; the rate is ``bits / (H W)`` bits per pixel.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from irec_jax.models.interface import gaussian_kl, sample_gaussian
+
+    cm = check_lossy_model(modelzoo.lossy_model(quality, model))
+    pixels = _lossy_pixels(image, tile)
+    h, w, _ = pixels.shape
+    model_, params = cm.model, cm.params
+    key = jax.random.key(IDEAL_KEY)
+    nats, out = 0.0, np.empty_like(pixels)
+    for y, x, th, tw in entropy.tile_grid(h, w, tile):
+        padded = jnp.asarray(_pad_tile(pixels[y:y + th, x:x + tw])[None])
+        acts = model_.bottom_up(params, padded)
+        state = model_.initial_state(params, padded.shape)
+        for layer in range(model_.num_layers):
+            p = model_.prior(params, state, layer)
+            q = model_.posterior(params, state, acts, layer)
+            nats += float(np.sum(np.asarray(gaussian_kl(q, p), np.float64)))
+            state = model_.advance(params, state, sample_gaussian(key, q, layer), layer)
+        out[y:y + th, x:x + tw] = np.asarray(model_.reconstruct(params, state))[0, :th, :tw]
+    return nats / np.log(2.0), out
 
 
 def decode_container(container: entropy.Container, cm: CodecModel, progress: Progress | None = None

@@ -36,6 +36,7 @@ MODEL_FORMAT = "irec-model"
 MODEL_FORMAT_VERSION = 2  # 2: integer decoder path; 1: float parameters (converted on load)
 DEFAULT_NAME = "default"
 LOSSY_PREFIX = "lossy-q"  # bundled lossy models: assets/models/lossy-q<quality>
+LOSSY_DEFAULTS = CoderSettings(omega=3.0, epsilon=0.0, seed=0)  # the paper's lossy coder (files store differences)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -229,7 +230,8 @@ def _load_workdir(workdir: str) -> CodecModel:
     import jax
     params = _to_integer(config, jax.tree.map(lambda a: np.asarray(a, np.float32), params), workdir)
     name = f"{os.path.basename(os.path.abspath(workdir))}@{steps[-1]}"
-    return CodecModel(name, config, params, CoderSettings(), {"workdir": os.path.abspath(workdir),
+    defaults = LOSSY_DEFAULTS if _is_gvae(config) else CoderSettings()
+    return CodecModel(name, config, params, defaults, {"workdir": os.path.abspath(workdir),
                                                               "step": steps[-1]})
 
 

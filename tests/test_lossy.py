@@ -8,30 +8,15 @@ import os
 import subprocess
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from irec_jax import cli, codec, entropy, lossy, metrics, modelzoo
+from irec_jax import cli, codec, lossy, metrics, modelzoo
 from irec_jax.errors import FormatError, ImageError, ModelError
 from irec_jax.models import gvae, gvae_integer
-from irec_jax.models.gvae_config import GVAEConfig
 
-CFG = GVAEConfig(transform_channels=16, latent_channels=12, hyper_channels=8, hyper_latent_channels=6)
-
-
-@pytest.fixture(scope="module")
-def float_params():
-    return gvae.GVAE(CFG).init(jax.random.key(1))
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, float_params) -> str:
-    """A tiny random-weight lossy model folder (what `irec export-model` writes)."""
-    cm = modelzoo.CodecModel("gvae-tiny-test", CFG, gvae_integer.quantize(CFG, float_params),
-                             entropy.CoderSettings(omega=3.0, epsilon=0.0))
-    return modelzoo.export_model(cm, str(tmp_path_factory.mktemp("lossy") / "model"))
+# The tiny random-weight lossy model: conftest.py's tiny_gvae_config, tiny_gvae_params and lossy_model_dir.
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +25,11 @@ def photo() -> np.ndarray:
     return np.ascontiguousarray(data.astronaut()[100:196, 180:310])  # 96 x 130: not a multiple of 64
 
 
-def test_integer_path_follows_the_float_model(float_params, photo):
-    fm, im = gvae.GVAE(CFG), gvae_integer.IntegerGVAE(CFG)
-    ip = gvae_integer.quantize(CFG, float_params)
-    gvae_integer.check_params(CFG, ip)
+def test_integer_path_follows_the_float_model(tiny_gvae_config, tiny_gvae_params, photo):
+    cfg, float_params = tiny_gvae_config, tiny_gvae_params
+    fm, im = gvae.GVAE(cfg), gvae_integer.IntegerGVAE(cfg)
+    ip = gvae_integer.quantize(cfg, float_params)
+    gvae_integer.check_params(cfg, ip)
     x = jnp.asarray(photo[None])
     acts = im.bottom_up(ip, x)
     si, sf = im.initial_state(ip, x.shape), fm.initial_state(float_params, x.shape)
@@ -60,9 +46,10 @@ def test_integer_path_follows_the_float_model(float_params, photo):
     assert np.mean(np.abs(out - np.round(ref))) < 0.5 and np.max(np.abs(out - ref)) < 3
 
 
-def test_integer_state_is_coded_in_order(float_params, photo):
-    im = gvae_integer.IntegerGVAE(CFG)
-    ip = gvae_integer.quantize(CFG, float_params)
+def test_integer_state_is_coded_in_order(tiny_gvae_config, tiny_gvae_params, photo):
+    cfg, float_params = tiny_gvae_config, tiny_gvae_params
+    im = gvae_integer.IntegerGVAE(cfg)
+    ip = gvae_integer.quantize(cfg, float_params)
     state = im.initial_state(ip, (1, *photo.shape))
     with pytest.raises(ValueError, match="before layer 0, not layer 1"):
         im.prior(ip, state, 1)
@@ -70,87 +57,89 @@ def test_integer_state_is_coded_in_order(float_params, photo):
         im.reconstruct(ip, state)
 
 
-def test_roundtrip_decodes_to_the_encoders_reconstruction(model_dir, photo):
-    data, report = lossy.compress_report(photo, model=model_dir)
-    out = codec.decompress(data, model=model_dir)  # checks the CRC of the encoder's reconstruction
-    np.testing.assert_array_equal(out, lossy.decompress(data, model=model_dir))
+def test_roundtrip_decodes_to_the_encoders_reconstruction(lossy_model_dir, photo):
+    data, report = lossy.compress_report(photo, model=lossy_model_dir)
+    out = codec.decompress(data, model=lossy_model_dir)  # checks the CRC of the encoder's reconstruction
+    np.testing.assert_array_equal(out, lossy.decompress(data, model=lossy_model_dir))
     assert out.shape == photo.shape and out.dtype == np.uint8
     assert report.total_bytes == len(data) and report.bpp == pytest.approx(8 * len(data) / (96 * 130))
     assert report.psnr == pytest.approx(metrics.psnr(photo, out), abs=1e-9)
     assert 0 < report.header_bytes < 40 and report.index_bits <= 8 * (len(data) - report.header_bytes)
-    info = codec.read_info(data, model=model_dir)
+    info = codec.read_info(data, model=lossy_model_dir)
     assert info["mode"] == "lossy" and info["epsilon"] == 0.0 and info["bpp"] == pytest.approx(report.bpp)
     # Deterministic: the same bytes again.
-    assert lossy.compress(photo, model=model_dir) == data
+    assert lossy.compress(photo, model=lossy_model_dir) == data
 
 
-def test_distortion_aware_final_choice_never_loses(model_dir, photo):
-    cm = modelzoo.load_model(model_dir)
+def test_distortion_aware_final_choice_never_loses(lossy_model_dir, photo):
+    cm = modelzoo.load_model(lossy_model_dir)
     base = lossy.lossy_settings(cm)
     _, first = lossy.compress_report(photo, model=cm, settings=dataclasses.replace(base, final_choices=1))
     _, best = lossy.compress_report(photo, model=cm, settings=base)
     assert best.mse <= first.mse
 
 
-def test_tiles_code_independently_and_cover_the_image(model_dir):
+def test_tiles_code_independently_and_cover_the_image(lossy_model_dir):
     from skimage import data
     img = np.ascontiguousarray(data.astronaut()[:150, :200])
-    data_, report = lossy.compress_report(img, model=model_dir, tile=128)
+    data_, report = lossy.compress_report(img, model=lossy_model_dir, tile=128)
     assert report.tiles == 4  # 2 x 2 tiles; the edge tiles (22 and 72 px) are padded to 64
-    assert codec.decompress(data_, model=model_dir).shape == img.shape
+    assert codec.decompress(data_, model=lossy_model_dir).shape == img.shape
 
 
-def test_decodes_in_a_fresh_process_on_the_sse42_code_path(model_dir, photo, tmp_path):
-    data = lossy.compress(photo, model=model_dir)
+def test_decodes_in_a_fresh_process_on_the_sse42_code_path(lossy_model_dir, photo, tmp_path):
+    data = lossy.compress(photo, model=lossy_model_dir)
     path = tmp_path / "x.irec"
     path.write_bytes(data)
     out_path = tmp_path / "x.npy"
     script = ("import numpy as np, sys; from irec_jax import codec; "
-              f"np.save({str(out_path)!r}, codec.decompress(open({str(path)!r}, 'rb').read(), model={model_dir!r}))")
+              f"np.save({str(out_path)!r}, codec.decompress(open({str(path)!r}, 'rb').read(), "
+              f"model={lossy_model_dir!r}))")
     env = dict(os.environ, XLA_FLAGS="--xla_cpu_max_isa=SSE4_2", JAX_PLATFORMS="cpu")
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
-    np.testing.assert_array_equal(np.load(out_path), codec.decompress(data, model=model_dir))
+    np.testing.assert_array_equal(np.load(out_path), codec.decompress(data, model=lossy_model_dir))
 
 
-def test_bad_inputs_get_clear_errors(model_dir, photo):
+def test_bad_inputs_get_clear_errors(lossy_model_dir, photo):
     with pytest.raises(ImageError, match="RGB"):
-        lossy.compress(photo[..., 0], model=model_dir)
+        lossy.compress(photo[..., 0], model=lossy_model_dir)
     with pytest.raises(ImageError, match=">= 64 pixels; this image is 60 x 130"):
-        lossy.compress(photo[:60], model=model_dir)
+        lossy.compress(photo[:60], model=lossy_model_dir)
     with pytest.raises(ValueError, match="multiple of 64"):
-        lossy.compress(photo, model=model_dir, tile=96)
+        lossy.compress(photo, model=lossy_model_dir, tile=96)
     with pytest.raises(ModelError, match="lossless model"):
         lossy.compress(photo, model="default")
     with pytest.raises(ModelError, match="is a lossy model"):
-        codec.compress(photo, model=model_dir)
+        codec.compress(photo, model=lossy_model_dir)
     with pytest.raises(ModelError, match="quality must be one of|no bundled lossy model"):
         lossy.compress(photo, quality=999)
     lossless = codec.compress(photo[:32, :32])
     with pytest.raises(FormatError, match="not a lossy file"):
         lossy.decompress(lossless)
-    data = lossy.compress(photo, model=model_dir)
+    data = lossy.compress(photo, model=lossy_model_dir)
     with pytest.raises(FormatError):
         codec.decompress(data)  # the reader does not know the model
     corrupt = bytearray(data)
     corrupt[len(corrupt) // 2] ^= 0x55
     with pytest.raises(FormatError):
-        codec.decompress(bytes(corrupt), model=model_dir)
+        codec.decompress(bytes(corrupt), model=lossy_model_dir)
     with pytest.raises(FormatError):
-        codec.decompress(data[:-7], model=model_dir)
+        codec.decompress(data[:-7], model=lossy_model_dir)
 
 
-def test_cli_lossy_compress_decompress_info(model_dir, photo, tmp_path, capsys):
+def test_cli_lossy_compress_decompress_info(lossy_model_dir, photo, tmp_path, capsys):
     from PIL import Image
     src, dst, back = tmp_path / "p.png", tmp_path / "p.irec", tmp_path / "back.png"
     Image.fromarray(photo).save(src)
-    assert cli.main(["compress", str(src), str(dst), "--model", model_dir]) == 0
+    assert cli.main(["compress", str(src), str(dst), "--model", lossy_model_dir]) == 0
     assert "lossy (gvae-tiny-test)" in capsys.readouterr().out
-    assert cli.main(["decompress", str(dst), str(back), "--model", model_dir]) == 0
+    assert cli.main(["decompress", str(dst), str(back), "--model", lossy_model_dir]) == 0
     assert "the encoder's reconstruction" in capsys.readouterr().out
-    np.testing.assert_array_equal(np.asarray(Image.open(back)), codec.decompress(dst.read_bytes(), model=model_dir))
-    assert cli.main(["info", str(dst), "--model", model_dir]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(back)),
+                                  codec.decompress(dst.read_bytes(), model=lossy_model_dir))
+    assert cli.main(["info", str(dst), "--model", lossy_model_dir]) == 0
     assert "lossy (iREC latents only)" in capsys.readouterr().out
-    assert cli.main(["compress", str(src), str(tmp_path / "q.irec"), "--model", model_dir, "--no-fallback"]) == 1
+    assert cli.main(["compress", str(src), str(tmp_path / "q.irec"), "--model", lossy_model_dir, "--no-fallback"]) == 1
     assert "--no-fallback applies to lossless coding only" in capsys.readouterr().err
     assert cli.main(["compress", str(src), str(tmp_path / "q.irec"), "--quality", "999"]) == 1
     err = capsys.readouterr().err

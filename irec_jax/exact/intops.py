@@ -250,9 +250,12 @@ def gdn_norm(sq: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Array:
         raise ValueError(f"gdn_norm: {gamma.shape[0]} channels > 258: not exact in float32")
     drop = GDN_SQUARE_BITS + GDN_GAMMA_BITS - GDN_NORM_BITS
     assert drop == 10, "the recombination below is written for a 10-bit drop"
-    r = jnp.einsum("snc,gco->gsno", _byte_digits(sq, 3), _byte_digits(gamma, 2),
-                   precision=lax.Precision.HIGHEST, preferred_element_type=jnp.float32).astype(jnp.int32)
-    r0, r1, r2, r3 = r[0, 0], r[0, 1] + r[1, 0], r[0, 2] + r[1, 1], r[1, 2]  # weights 2^0, 2^8, 2^16, 2^24
+    n, o = sq.shape[0], gamma.shape[1]
+    g = _byte_digits(gamma, 2)  # [2, C, O]
+    r = jnp.matmul(_byte_digits(sq, 3).reshape(3 * n, -1), jnp.concatenate([g[0], g[1]], axis=1),
+                   precision=lax.Precision.HIGHEST, preferred_element_type=jnp.float32)
+    r = r.astype(jnp.int32).reshape(3, n, 2, o)  # [sq digit, N, gamma digit, O]
+    r0, r1, r2, r3 = r[0, :, 0], r[1, :, 0] + r[0, :, 1], r[2, :, 0] + r[1, :, 1], r[2, :, 1]  # 2^0, 2^8, 2^16, 2^24
     top = 1 << 30
     low = jnp.right_shift(jnp.right_shift(r0, 8) + r1, 2)  # floor((r0 + 2^8 r1) / 2^10), nested floors
     high = jnp.minimum(r3, 1 << 16) * (1 << 14) + jnp.minimum(r2, 1 << 24) * (1 << 6)  # <= 2^30 + 2^30: fits
