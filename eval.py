@@ -13,12 +13,22 @@
         # classical lossy codecs swept over quality: compressai/<codec>.json, lossy_results.json,
         # lossy_rows.csv, lossy_table.txt, RD plots (PSNR / MS-SSIM dB vs bpp), BD table
     python eval.py --lossy --suite quick              # bundled 32x32 / 64x64 images: PSNR only
+    python eval.py --lossy --lossy-model PATH [--lossy-model PATH2 ...] --images DIR --out DIR
+        # plus iREC's curves, one rate point per lossy model (default: the bundled qualities):
+        # "iREC" (real .irec files) and "iREC ideal" (an estimate: KL rate, one posterior sample),
+        # BD of iREC against every classical codec, coded-vs-ideal gap per model; images under 64 px
+        # on a side are left out of the iREC curves (the bundled 32x32 crops)
+    python eval.py --ablation --lossy [--lossy-model PATH] [--grid default|small] [--images DIR] --out DIR
+        # lossy iREC over omega x (1+epsilon) x beams x final pick (1 or B): lossy_ablation.json,
+        # lossy_ablation_table.txt (bpp, PSNR, dB gap to the ideal, seconds); default images: the
+        # bundled 64x64 photos
 
 A thin door to ``irec_jax.benchmark.suite.run_suite`` (rows: ``irec_jax.benchmark.rows``;
 measurements: ``.runner``; output files: ``.report``); ``--ablation`` is a door to
 ``irec_jax.benchmark.ablation.ablate`` (default images: the first few bundled
 32x32 crops; --images/--suite/--dataset/--limit pick others); ``--lossy`` is a door to
-``irec_jax.benchmark.lossy_report.run_lossy_suite``.
+``irec_jax.benchmark.lossy_report.run_lossy_suite``; ``--ablation --lossy`` to
+``irec_jax.benchmark.lossy_ablation.ablate``.
 """
 
 from __future__ import annotations
@@ -53,12 +63,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.add_argument("--ablation", action="store_true",
                    help="run the iREC ablation over omega, 1+epsilon, beams, block_kl and final_choices "
                         "instead of the codec benchmark")
-    a.add_argument("--grid", choices=["default", "full", "coder"], default=None,
+    a.add_argument("--grid", choices=["default", "full", "coder", "small"], default=None,
                    help="default: omega 2,3,4 x 1+eps 1.0,1.2 x B 1,10,20 on 4 crops (~4 min on 2 CPU cores); "
                         "full: the paper's omega 2..6 x 1+eps 1.0,1.1,1.2,1.5 x B 1,10,50 on 8 crops (~1 h); "
                         "coder: the encoder's knobs at omega 3, B 20: 1+eps 1.0,1.1,1.2 x block_kl 50,200 x "
                         "final_choices 1,20 on 4 crops (~1 min). block_kl and final_choices default to the "
-                        "coder's (200, 1) where a grid does not vary them")
+                        "coder's (200, 1) where a grid does not vary them. With --lossy: default: omega 2,3,4 x "
+                        "1+eps 1.0,1.1,1.2 x B 1,10,20, each B with final_choices 1 and B (45 points); small: "
+                        "omega 3 x 1+eps 1.0,1.2 x B 4 x final_choices 1,4 (4 points)")
     a.add_argument("--omega", default=None, metavar="LIST", help="override the grid's omegas, e.g. 2,3,4")
     a.add_argument("--one-plus-epsilon", default=None, metavar="LIST",
                    help="override the grid's 1+epsilon values, e.g. 1.0,1.2")
@@ -76,7 +88,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     lo.add_argument("--lossy", action="store_true",
                     help="the lossy benchmark instead: classical codecs swept over quality (JPEG 4:2:0 / 4:4:4, WebP, "
                          "JPEG 2000, AVIF, JPEG XL, HEVC 4:4:4); bpp from real bytes, PSNR and MS-SSIM (images over "
-                         "160 px) of the decoded images, BD figures; --codecs picks among these")
+                         "160 px) of the decoded images, BD figures; --codecs picks among these; plus iREC's curves "
+                         "over the lossy models (--lossy-model). With --ablation: the lossy iREC ablation")
+    lo.add_argument("--lossy-model", action="append", default=[], metavar="PATH",
+                    help="a lossy model folder or train.py workdir for iREC's curves, one rate point each (points "
+                         "ordered by measured bpp); repeatable (default: the bundled lossy qualities). With "
+                         "--ablation: the one model to ablate")
     lo.add_argument("--bd-anchor", default=None, metavar="CODEC",
                     help="the curve every other one is compared with in the BD table (default JPEG-420)")
     return p.parse_args(argv)
@@ -86,38 +103,58 @@ def parse_args(argv=None) -> argparse.Namespace:
 AXES = ("omega", "one_plus_epsilon", "beams", "block_kl", "final_choices")
 
 
+# The lossy ablation's axes (it pairs every B with final_choices 1 and B itself).
+LOSSY_AXES = ("omega", "one_plus_epsilon", "beams")
+
+
 def _ablation(args: argparse.Namespace) -> int:
-    from irec_jax.benchmark import ablation
+    from irec_jax.benchmark import ablation, lossy_ablation
     from irec_jax.benchmark.errors import EvalError
     from irec_jax.benchmark.sets import load_sets
 
     try:
         if args.codecs is not None:
             raise EvalError("--codecs does not apply to --ablation (it codes with iREC only)")
+        if not 0 <= args.seed < 2**32:
+            raise EvalError(f"--seed must be in [0, 2^32), got {args.seed}")
+        if args.lossy:
+            refused = [f for f, v in (("--block-kl", args.block_kl), ("--final-choices", args.final_choices),
+                                      ("--mc-samples", args.mc_samples), ("--bd-anchor", args.bd_anchor))
+                       if v is not None]
+            if refused:
+                raise EvalError(f"{', '.join(refused)} do(es) not apply to the lossy ablation (it compares "
+                                "final_choices 1 and B itself)")
+            if len(args.lossy_model) > 1:
+                raise EvalError(f"the lossy ablation takes one --lossy-model, got {len(args.lossy_model)}")
+        study, names = (lossy_ablation, LOSSY_AXES) if args.lossy else (ablation, AXES)
         grid_name = args.grid or "default"
-        axes = dict(ablation.GRIDS[grid_name])
-        for axis in AXES:
+        if grid_name not in study.GRIDS:
+            raise EvalError(f"--grid {grid_name} is not a {'lossy' if args.lossy else 'lossless'} ablation grid "
+                            f"(known: {', '.join(study.GRIDS)})")
+        axes = dict(study.GRIDS[grid_name])
+        for axis in names:
             text = getattr(args, axis)
             if text is not None:
                 axes[axis] = ablation.parse_axis(text, axis)
-        custom = any(getattr(args, a) is not None for a in AXES)
-        grid = ablation.make_grid(**axes, name=f"{grid_name} (modified)" if custom else grid_name,
-                                  seed=args.seed)
+        custom = any(getattr(args, a) is not None for a in names)
+        make = lossy_ablation.make_lossy_grid if args.lossy else ablation.make_grid
+        grid = make(**axes, name=f"{grid_name} (modified)" if custom else grid_name, seed=args.seed)
         mc = ablation.DEFAULT_MC_SAMPLES if args.mc_samples is None else args.mc_samples
         if mc < 2:
             raise EvalError(f"--mc-samples must be at least 2, got {mc}")
-        if not 0 <= args.seed < 2**32:
-            raise EvalError(f"--seed must be in [0, 2^32), got {args.seed}")
         if args.suite or args.images or args.dataset:
             sets = load_sets(args.suite, tuple(args.images), args.dataset, args.split, args.limit, args.data_dir,
                              progress=not args.no_progress)
         else:
-            limit = ablation.DEFAULT_LIMIT[grid_name] if args.limit is None else args.limit
-            if limit < 1:
+            limit = args.limit if args.lossy or args.limit is not None else ablation.DEFAULT_LIMIT[grid_name]
+            if limit is not None and limit < 1:
                 raise EvalError(f"--limit must be at least 1, got {limit}")
-            sets = ablation.default_sets(limit)
-        ablation.ablate(grid, sets, args.model, args.out, seed=args.seed, mc_samples=mc,
-                        progress=not args.no_progress, plots=not args.no_plots, warmup=not args.no_warmup)
+            sets = study.default_sets(limit)
+        common = dict(seed=args.seed, progress=not args.no_progress, warmup=not args.no_warmup)
+        if args.lossy:
+            lossy_ablation.ablate(grid, sets, args.lossy_model[0] if args.lossy_model else None, args.out, **common)
+        else:
+            ablation.ablate(grid, sets, args.model, args.out, mc_samples=mc, plots=not args.no_plots, **common)
     except EvalError as e:
         print(f"eval.py: error: {e}", file=sys.stderr)
         return 2
@@ -126,12 +163,10 @@ def _ablation(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.lossy and args.ablation:
-        print("eval.py: error: --lossy and --ablation are separate benchmarks: give one", file=sys.stderr)
-        return 2
-    if args.bd_anchor is not None and not args.lossy:
-        print("eval.py: error: --bd-anchor only applies with --lossy", file=sys.stderr)
-        return 2
+    for flag, given in (("--bd-anchor", args.bd_anchor is not None), ("--lossy-model", bool(args.lossy_model))):
+        if given and not args.lossy:
+            print(f"eval.py: error: {flag} only applies with --lossy", file=sys.stderr)
+            return 2
     if args.ablation:
         return _ablation(args)
     flags = [("--grid", args.grid)] + [("--" + axis.replace("_", "-"), getattr(args, axis)) for axis in AXES]
@@ -162,7 +197,7 @@ def main(argv=None) -> int:
         if args.lossy:
             from irec_jax.benchmark.lossy_report import run_lossy_suite
 
-            run_lossy_suite(spec, anchor=args.bd_anchor or "JPEG-420")
+            run_lossy_suite(spec, anchor=args.bd_anchor or "JPEG-420", lossy_models=tuple(args.lossy_model))
         else:
             run_suite(spec)
     except EvalError as e:

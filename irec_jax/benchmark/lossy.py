@@ -16,7 +16,13 @@ and either
 decoded uint8 image); ``curves`` averages the rows the way CompressAI does
 (per setting: mean bpp, mean per-image metric) into :class:`Curve` records.
 ``classical_lossy_codecs`` are the classical sweeps (module table below);
-their reports, BD figures and plots live in ``irec_jax.benchmark.lossy_report``.
+``irec_lossy_codecs`` iREC's two curves over lossy models, one rate point per
+model: ``iREC`` (real ``.irec`` files of ``irec_jax.lossy``, decoded by
+``irec_jax.codec.decompress``, which checks the CRC of the encoder's own
+reconstruction) and ``iREC ideal`` (an estimate: ``irec_jax.lossy.ideal_report``,
+the KL an ideal relative entropy coder would spend and the decode of one
+posterior sample); images under 64 px on a side are left out of both, with a
+note. Reports, BD figures and plots live in ``irec_jax.benchmark.lossy_report``.
 
 Classical sweeps (chosen to span about 0.1–2.5 bpp on 500×500 photos):
 
@@ -38,7 +44,7 @@ import dataclasses
 import datetime
 import io
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -47,8 +53,8 @@ from irec_jax.benchmark.rows import row_description
 from irec_jax.benchmark.runner import timed
 from irec_jax.benchmark.sets import ImageSet, progress_bar
 
-__all__ = ["Estimate", "LossyCodec", "LossyRow", "LossyResults", "Curve", "LOSSY_NAMES",
-           "classical_lossy_codecs", "unavailable_reason", "run_lossy", "curves"]
+__all__ = ["Estimate", "LossyCodec", "LossyRow", "LossyResults", "Curve", "LOSSY_NAMES", "IREC", "IREC_IDEAL",
+           "classical_lossy_codecs", "irec_lossy_codecs", "unavailable_reason", "run_lossy", "curves"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +73,10 @@ class LossyCodec:
     ``setting_name`` says what a setting is ("quality", "ratio", "distance",
     "model"); ``reason`` is why the codec cannot run here when known up front
     (else ``unavailable_reason`` probes it); ``library() -> str`` names the library.
+    ``skip(img) -> str | None``: why an image is left out (not coded, not a
+    failure; ``run_lossy`` notes it once), None to code it. ``order_by_bpp``:
+    the curve lists its points by measured bpp, not in settings order (settings
+    that are models, whose rates are not known before the run).
     """
 
     name: str
@@ -78,6 +88,8 @@ class LossyCodec:
     setting_name: str = "quality"
     reason: str | None = None
     library: Callable[[], str] | None = dataclasses.field(default=None, compare=False)
+    skip: Callable[[np.ndarray], str | None] | None = dataclasses.field(default=None, compare=False)
+    order_by_bpp: bool = False
 
     def __post_init__(self):
         if not self.settings:
@@ -97,6 +109,10 @@ class LossyCodec:
     def decode(self, data: bytes) -> np.ndarray:
         return self.decode_fn(data)
 
+    def left_out(self, img: np.ndarray) -> str | None:
+        """Why ``img`` is not coded by this codec, or None."""
+        return self.skip(img) if self.skip is not None else None
+
     @property
     def version(self) -> str:
         """The library's name and version (asked only of codecs that run: ``unavailable_reason`` is None)."""
@@ -104,9 +120,9 @@ class LossyCodec:
 
 
 def _probe_image() -> np.ndarray:
-    """A smooth 40×48 RGB gradient with seeded noise (uint8 [40, 48, 3])."""
-    yy, xx = np.mgrid[0:40, 0:48]
-    base = np.stack([yy * 6, xx * 5, (yy + xx) * 3], -1)
+    """A smooth 64×72 RGB gradient with seeded noise (uint8 [64, 72, 3]; the lossy models' minimum side)."""
+    yy, xx = np.mgrid[0:64, 0:72]
+    base = np.stack([yy * 4, xx * 3, (yy + xx) * 2], -1)
     noise = np.random.default_rng(2024).integers(-8, 9, base.shape)
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
@@ -298,6 +314,91 @@ def classical_lossy_codecs(names: Sequence[str] | None = None) -> list[LossyCode
     return [by_name[n.lower()] for n in dict.fromkeys(names)]
 
 
+# --- iREC ---------------------------------------------------------------------------------------------
+
+IREC, IREC_IDEAL = "iREC", "iREC ideal"
+
+
+def _load_lossy_models(models: Sequence[str]) -> list:
+    """``CodecModel``s of ``models`` (lossy model folders or train.py workdirs), or of the bundled qualities
+    when ``models`` is empty; EvalError naming a model that cannot be loaded or is not lossy."""
+    from irec_jax import lossy, modelzoo
+
+    if not models:
+        try:
+            return [modelzoo.lossy_model(q) for q in modelzoo.lossy_qualities()]
+        except ValueError as e:  # ModelError
+            raise EvalError(f"bundled lossy model: {e}") from None
+    out = []
+    for spec in models:
+        try:
+            out.append(lossy.check_lossy_model(modelzoo.load_model(spec)))
+        except ValueError as e:
+            raise EvalError(f"--lossy-model {spec}: {e}") from None
+    return out
+
+
+def _labels(models: Sequence) -> dict:
+    """{label: CodecModel}: each model's name, "-2", "-3", ... after a repeated one."""
+    out: dict = {}
+    for cm in models:
+        label, k = cm.name, 2
+        while label in out:
+            label, k = f"{cm.name}-{k}", k + 1
+        out[label] = cm
+    return out
+
+
+def _too_small(img: np.ndarray) -> str | None:
+    from irec_jax.lossy import MIN_SIDE
+
+    if min(img.shape[:2]) < MIN_SIDE:
+        return f"smaller than {MIN_SIDE} px on a side: the lossy models need both sides >= {MIN_SIDE}"
+    return None
+
+
+def irec_lossy_codecs(models: Sequence[str] = ()) -> tuple[list[LossyCodec], str | None]:
+    """``([iREC, iREC ideal], None)`` over ``models`` (lossy model folders or train.py workdirs; none: the
+    bundled qualities), one rate point per model (settings: the models' names, points ordered by measured
+    bpp), or ``([], why)`` when there is no lossy model. EvalError for a model that cannot be used.
+
+    ``iREC``: ``irec_jax.lossy.compress`` with the model's default settings; the decoder finds the model
+    the file's header names among these and decodes with ``irec_jax.codec.decompress`` (CRC of the
+    encoder's reconstruction checked). ``iREC ideal``: ``irec_jax.lossy.ideal_report`` (an estimate).
+    """
+    from irec_jax import codec, entropy, lossy, modelzoo
+
+    loaded = _load_lossy_models(models)
+    if not loaded:
+        return [], "iREC curves skipped: this installation has no bundled lossy model and no --lossy-model was given"
+    by_label = _labels(loaded)
+    by_ref = {cm.ref: cm for cm in loaded}
+
+    def decode(data: bytes) -> np.ndarray:
+        refs = [m.ref for m in modelzoo.known_models()] + list(by_ref)
+        named = entropy.unpack(data, refs).header.model  # which of the models wrote it
+        return codec.decompress(data, model=by_ref.get(named))
+
+    settings = lossy.lossy_settings(loaded[0])
+    models_text = ", ".join(f"{label} ({cm.ref.param_hash.hex()})" for label, cm in by_label.items())
+    common = dict(settings=tuple(by_label), setting_name="model", skip=_too_small, order_by_bpp=True)
+    coded = LossyCodec(IREC, encode_fn=lambda img, label: lossy.compress(img, model=by_label[label]),
+                       decode_fn=decode,
+                       description=(f"iREC lossy .irec files (irec_jax.lossy: each model's default settings, "
+                                    f"e.g. omega {settings.omega:g}, epsilon {settings.epsilon:g}, "
+                                    f"{settings.beams} beams, best of {settings.final_choices} final beams by "
+                                    f"squared error), decoded by irec_jax.codec.decompress; models {models_text}"),
+                       **common)
+    ideal = LossyCodec(IREC_IDEAL,
+                       estimate_fn=lambda img, label: Estimate(*lossy.ideal_report(img, model=by_label[label])),
+                       description=("iREC ideal: rate = KL(q||p) of both latent layers against the model's integer "
+                                    "priors (what an ideal relative entropy coder would spend), distortion of the "
+                                    "integer synthesis of one posterior sample (fixed key; irec_jax.lossy."
+                                    f"ideal_report); models {models_text}"),
+                       **common)
+    return [coded, ideal], None
+
+
 # --- measuring --------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -389,6 +490,28 @@ def _rgb_only(sets: Sequence[ImageSet]) -> None:
                                 "(uint8 [H, W, 3]) only: convert it to RGB or leave it out")
 
 
+def _left_out(sets: Sequence[ImageSet], codecs: Sequence[LossyCodec], total: int) -> tuple[dict, list[str]]:
+    """({codec name: {(set, image id)} it leaves out}, one note per reason naming the codecs and images)."""
+    out: dict = {c.name: set() for c in codecs}
+    by_reason: dict = {}  # reason -> {codec names: None}, [(set, id)]
+    for c in codecs:
+        for s in sets:
+            for img, image_id in zip(s.images, s.ids):
+                why = c.left_out(img)
+                if why is not None:
+                    out[c.name].add((s.name, image_id))
+                    names, images = by_reason.setdefault(why, ({}, {}))
+                    names[c.name] = None
+                    images[(s.name, image_id)] = None
+    notes = []
+    for why, (names, images) in by_reason.items():
+        first = [f"{s}/{i}" for s, i in list(images)[:3]]
+        more = ", ..." if len(images) > 3 else ""
+        notes.append(f"{' and '.join(names)}: left out {len(images)} of {total} images, {why} "
+                     f"({', '.join(first)}{more})")
+    return out, notes
+
+
 def run_lossy(sets: Sequence[ImageSet], codecs: Sequence[LossyCodec], progress: bool = True,
               warmup: bool = True) -> LossyResults:
     """Every image of every set through every codec at every setting; one failure never stops the run.
@@ -396,7 +519,9 @@ def run_lossy(sets: Sequence[ImageSet], codecs: Sequence[LossyCodec], progress: 
     Images must be uint8 [H, W, 3] (EvalError naming the first that is not).
     ``warmup``: one untimed round trip of the first image per codec (imports,
     library start-up) before timing. Codecs that cannot run here are
-    recorded in ``unavailable`` with their reason, not run.
+    recorded in ``unavailable`` with their reason, not run. Images a codec
+    leaves out (``LossyCodec.skip``) get no row and one note per reason; a
+    codec that leaves out every image is unavailable.
     """
     if not sets or not any(len(s) for s in sets):
         raise EvalError("no images to evaluate")
@@ -408,13 +533,19 @@ def run_lossy(sets: Sequence[ImageSet], codecs: Sequence[LossyCodec], progress: 
     _rgb_only(sets)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    unavailable = {c.name: r for c in codecs for r in [unavailable_reason(c)] if r}
+    total = sum(len(s) for s in sets)
+    left_out, skip_notes = _left_out(sets, codecs, total)
+    first = next(img for s in sets for img in s.images)
+    unavailable = {c.name: f"every image left out ({c.left_out(first)})" for c in codecs
+                   if len(left_out[c.name]) == total}
+    unavailable.update({c.name: r for c in codecs if c.name not in unavailable for r in [unavailable_reason(c)] if r})
     runnable = [c for c in codecs if c.name not in unavailable]
     tasks = [(c, s, img, image_id, setting) for c in runnable for s in sets
-             for img, image_id in zip(s.images, s.ids) for setting in c.settings]
+             for img, image_id in zip(s.images, s.ids) if (s.name, image_id) not in left_out[c.name]
+             for setting in c.settings]
     if warmup:
-        first = next(img for s in sets for img in s.images)
         for c in runnable:
+            first = next(img for s in sets for img, i in zip(s.images, s.ids) if (s.name, i) not in left_out[c.name])
             timed(lambda: _measure(c, first, c.settings[len(c.settings) // 2]))
     rows, no_ms_ssim = [], {}
     for c, s, img, image_id, setting in progress_bar(tasks, progress, desc="lossy", leave=False):
@@ -422,10 +553,9 @@ def run_lossy(sets: Sequence[ImageSet], codecs: Sequence[LossyCodec], progress: 
         if why is not None:
             no_ms_ssim.setdefault((s.name, image_id), why)
         rows.append(LossyRow(image_id, s.name, c.name, setting, img.shape[0], img.shape[1], c.estimate, **fields))
-    total = sum(len(s) for s in sets)
-    notes = () if not no_ms_ssim else (
+    notes = tuple(skip_notes) + (() if not no_ms_ssim else (
         f"MS-SSIM is null for {len(no_ms_ssim)} of {total} images, scored by PSNR only (irec_jax.metrics: "
-        f"{next(iter(no_ms_ssim.values()))})",)
+        f"{next(iter(no_ms_ssim.values()))})",))
     return LossyResults(tuple((s.name, len(s), s.source) for s in sets), tuple(codecs), tuple(rows),
                         unavailable, notes, started, time.perf_counter() - t0)
 
@@ -469,22 +599,25 @@ def _db(ms_ssim: float | None) -> float | None:
     return float(metrics.ms_ssim_db(ms_ssim))
 
 
-def curves(results: LossyResults) -> list[Curve]:
-    """One ``Curve`` per codec that ran, in run order, pooling every image of every set."""
+def curves(results: LossyResults, images: Collection | None = None) -> list[Curve]:
+    """One ``Curve`` per codec that ran, in run order, pooling every image of every set (or only ``images``,
+    (set, image id) pairs: a curve over the images another codec coded). Points in settings order, or by
+    bpp (unfinished points last) for a codec that asks for it (``order_by_bpp``)."""
     out = []
     for c in results.codecs:
         if c.name in results.unavailable:
             continue
-        mine = [r for r in results.rows if r.codec == c.name]
+        mine = [r for r in results.rows if r.codec == c.name and (images is None or (r.set, r.image) in images)]
         points = []
         for setting in c.settings:
             rows = [r for r in mine if r.setting == setting]
             ok = [r for r in rows if r.error is None]
             ms = _mean([r.ms_ssim for r in ok])
-            points.append((_mean([r.bpp for r in ok]), _mean([r.psnr for r in ok]), ms, _db(ms),
+            points.append((setting, _mean([r.bpp for r in ok]), _mean([r.psnr for r in ok]), ms, _db(ms),
                            _mean([r.encode_s for r in ok]), None if c.estimate else _mean([r.decode_s for r in ok]),
                            len(ok), len(rows) - len(ok)))
+        if c.order_by_bpp:
+            points.sort(key=lambda p: (p[1] is None, p[1] or 0.0))
         cols = list(zip(*points))
-        out.append(Curve(c.name, row_description(c), c.setting_name,
-                         tuple(c.settings), *map(tuple, cols), estimate=c.estimate))
+        out.append(Curve(c.name, row_description(c), c.setting_name, *map(tuple, cols), estimate=c.estimate))
     return out

@@ -5,7 +5,9 @@ test curve against anchors (the PyPI ``bjontegaard`` package, Akima
 interpolation by default): BD-rate at equal PSNR, BD-PSNR at equal rate and
 BD-rate at equal MS-SSIM (dB). A curve with too few points, points that do
 not rise in both rate and quality, or no overlap gives a row error, not an
-exception. ``write_lossy_outputs`` writes ``compressai/<codec>.json`` (one
+exception. ``gap_table`` pairs iREC's coded curve with its ideal (an estimate)
+model by model: the dB its files lose to the ideal coder's sample and the bpp
+ratio of the files to the ideal KL rate. ``write_lossy_outputs`` writes ``compressai/<codec>.json`` (one
 CompressAI file per curve), ``lossy_results.json``, ``lossy_rows.csv``,
 ``lossy_table.txt`` and four plots (PSNR and MS-SSIM dB against bpp, linear
 and log x); ``reference_curves()`` are published curves shipped in
@@ -25,15 +27,16 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from irec_jax.benchmark.errors import EvalError, error_text
-from irec_jax.benchmark.lossy import (LOSSY_NAMES, Curve, LossyResults, LossyRow, classical_lossy_codecs, curves,
-                                      run_lossy)
+from irec_jax.benchmark.lossy import (IREC, IREC_IDEAL, LOSSY_NAMES, Curve, LossyResults, LossyRow,
+                                      classical_lossy_codecs, curves, irec_lossy_codecs, run_lossy)
 from irec_jax.benchmark.report import _slug, environment, finite, text_table
 from irec_jax.benchmark.sets import load_sets
 
 if TYPE_CHECKING:
     from irec_jax.benchmark.suite import EvalSpec
 
-__all__ = ["BD_METHOD", "MIN_BD_POINTS", "BDRow", "bd_table", "reference_curves", "compressai_entry",
+__all__ = ["BD_METHOD", "MIN_BD_POINTS", "BDRow", "bd_table", "GapRow", "gap_table", "reference_curves",
+           "compressai_entry",
            "format_lossy_table", "plot_rd", "write_lossy_outputs", "run_lossy_suite"]
 
 BD_METHOD = "akima"  # bjontegaard's Akima-spline interpolation (its other methods: "pchip", "cubic")
@@ -139,6 +142,42 @@ def bd_table(curve_list: Sequence[Curve], anchor_names: Sequence[str], test_name
     return rows
 
 
+# --- coded against ideal ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class GapRow:
+    """One rate point (model) of a coded curve against its ideal estimate, means over the images:
+    ``psnr_gap_db`` = PSNR of the decoded files minus PSNR of the ideal's decode (negative: the coder loses),
+    ``bpp_ratio`` = bpp of the files / the ideal KL bpp (1 = no rate overhead). None where a side failed."""
+
+    setting: str
+    bpp: float | None
+    bpp_ideal: float | None
+    bpp_ratio: float | None
+    psnr: float | None
+    psnr_ideal: float | None
+    psnr_gap_db: float | None
+    num_images: int
+    num_images_ideal: int
+
+
+def gap_table(curve_list: Sequence[Curve], coded: str = IREC, ideal: str = IREC_IDEAL) -> list[GapRow]:
+    """``coded`` against ``ideal`` at each of ``coded``'s settings (its point order); [] unless both ran."""
+    by_name = {c.name: c for c in curve_list}
+    if coded not in by_name or ideal not in by_name:
+        return []
+    c, i = by_name[coded], by_name[ideal]
+    at = {s: k for k, s in enumerate(i.settings)}
+    rows = []
+    for k, setting in enumerate(c.settings):
+        j = at.get(setting)
+        bi, pi, ni = (None, None, 0) if j is None else (i.bpp[j], i.psnr[j], i.num_images[j])
+        b, p = c.bpp[k], c.psnr[k]
+        rows.append(GapRow(str(setting), b, bi, b / bi if b is not None and bi else None, p, pi,
+                           p - pi if p is not None and pi is not None else None, c.num_images[k], ni))
+    return rows
+
+
 # --- published reference curves -------------------------------------------------------------------
 
 def reference_curves(path: str | None = None) -> list[Curve]:
@@ -165,9 +204,31 @@ def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def format_lossy_table(results: LossyResults, curve_list: Sequence[Curve], bd_rows: Sequence[BDRow] = ()) -> str:
+def _format_gaps(gaps: Sequence[GapRow]) -> str:
+    body = [[g.setting, _num(g.bpp, ".4f"), _num(g.bpp_ideal, ".4f"), _num(g.bpp_ratio, ".3f"), _num(g.psnr, ".2f"),
+             _num(g.psnr_ideal, ".2f"), _num(g.psnr_gap_db, "+.2f"), f"{g.num_images}/{g.num_images_ideal}"]
+            for g in gaps]
+    return text_table(["model", "bpp", "ideal bpp", "bpp ratio", "PSNR dB", "ideal PSNR", "gap dB", "images"], body,
+                      f"{IREC} coded vs {IREC_IDEAL} (an estimate: KL bits of both layers; decode of one posterior "
+                      "sample), per model: bpp ratio = file bpp / ideal bpp, gap = PSNR of the files - PSNR "
+                      "of the ideal", left=1)
+
+
+def _bd_problems(bd_rows: Sequence[BDRow]) -> list[str]:
+    """One line per (test, error) with the anchors it holds for, then the partial-overlap notes."""
+    errors: dict = {}
+    for r in bd_rows:
+        if r.error:
+            errors.setdefault((r.test, r.error), []).append(r.anchor)
+    lines = [f"BD {test} vs {', '.join(anchors)}: {error}" for (test, error), anchors in errors.items()]
+    return lines + [f"BD {r.test} vs {r.anchor}: {r.note}" for r in bd_rows if r.note]
+
+
+def format_lossy_table(results: LossyResults, curve_list: Sequence[Curve], bd_rows: Sequence[BDRow] = (),
+                       gaps: Sequence[GapRow] = ()) -> str:
     """The readable summary: one block of rows per codec (setting, mean bpp, PSNR, MS-SSIM, MS-SSIM dB,
-    ms per image), then the BD table, then unavailable codecs, failures and notes, once each."""
+    ms per image), then the BD table, the coded-vs-ideal gaps, then unavailable codecs, failures and notes,
+    once each."""
     n = sum(k for _, k, _ in results.sets)
     body = []
     for c in curve_list:
@@ -188,8 +249,9 @@ def format_lossy_table(results: LossyResults, curve_list: Sequence[Curve], bd_ro
         parts.append(text_table(["test", "anchor", "BD-rate % (PSNR)", "BD-PSNR dB", "BD-rate % (MS-SSIM dB)"],
                                 bd_body, f"Bjontegaard deltas ({bd_rows[0].method} interpolation; negative BD-rate "
                                 "= fewer bits at equal quality)", left=2))
-        parts += [f"BD {r.test} vs {r.anchor}: {r.error}" for r in bd_rows if r.error]
-        parts += [f"BD {r.test} vs {r.anchor}: {r.note}" for r in bd_rows if r.note]
+        parts += _bd_problems(bd_rows)
+    if gaps:
+        parts.append(_format_gaps(gaps))
     parts += [f"skipped: {name}: {reason}" for name, reason in results.unavailable.items()]
     seen = set()
     for r in results.rows:
@@ -217,7 +279,7 @@ def compressai_entry(curve: Curve) -> dict:
 
 
 def _to_json(results: LossyResults, curve_list: Sequence[Curve], bd_rows: Sequence[BDRow],
-             references: Sequence[Curve]) -> dict:
+             references: Sequence[Curve], gaps: Sequence[GapRow] = ()) -> dict:
     return finite({
         "name": "irec_jax lossy benchmark",
         "description": ("Lossy compression of 8-bit RGB images. bpp = 8 * whole-file bytes / (H*W) (estimates "
@@ -226,6 +288,10 @@ def _to_json(results: LossyResults, curve_list: Sequence[Curve], bd_rows: Sequen
                         f"Started {results.started} UTC, {results.wall_s:.1f} s."),
         "curves": {c.name: compressai_entry(c) for c in curve_list},
         "bd": [dataclasses.asdict(r) for r in bd_rows],
+        "gap": {"coded": IREC, "ideal": IREC_IDEAL,
+                "description": ("per model (setting), means over images: psnr_gap_db = PSNR of the decoded files - "
+                                "PSNR of the ideal's decode; bpp_ratio = file bpp / ideal KL bpp (an estimate)"),
+                "rows": [dataclasses.asdict(g) for g in gaps]},
         "references": [{"name": c.name, "source": c.source} for c in references],
         "sets": [{"name": n, "num_images": k, "source": s} for n, k, s in results.sets],
         "unavailable": dict(results.unavailable),
@@ -281,7 +347,8 @@ def plot_rd(curve_list: Sequence[Curve], path: str, metric: str = "psnr", log_x:
 
 
 def write_lossy_outputs(results: LossyResults, curve_list: Sequence[Curve], bd_rows: Sequence[BDRow], out_dir: str,
-                        plots: bool = True, references: Sequence[Curve] = ()) -> dict[str, str]:
+                        plots: bool = True, references: Sequence[Curve] = (),
+                        gaps: Sequence[GapRow] = ()) -> dict[str, str]:
     """Write compressai/<codec>.json, lossy_results.json, lossy_rows.csv, lossy_table.txt and the four plots
     into ``out_dir``; return ``{what: path}``."""
     os.makedirs(os.path.join(out_dir, "compressai"), exist_ok=True)
@@ -292,13 +359,13 @@ def write_lossy_outputs(results: LossyResults, curve_list: Sequence[Curve], bd_r
         with open(p, "w") as f:
             json.dump(compressai_entry(c), f, indent=2, default=str)
     with open(paths["results"], "w") as f:
-        json.dump(_to_json(results, curve_list, bd_rows, references), f, indent=2, default=str)
+        json.dump(_to_json(results, curve_list, bd_rows, references, gaps), f, indent=2, default=str)
     with open(paths["rows"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[fl.name for fl in dataclasses.fields(LossyRow)])
         writer.writeheader()
         writer.writerows(dataclasses.asdict(r) for r in results.rows)
     with open(paths["table"], "w") as f:
-        f.write(format_lossy_table(results, curve_list, bd_rows) + "\n")
+        f.write(format_lossy_table(results, curve_list, bd_rows, gaps) + "\n")
     if plots:
         for metric in ("psnr", "ms_ssim_db"):
             for log_x in (False, True):
@@ -310,22 +377,45 @@ def write_lossy_outputs(results: LossyResults, curve_list: Sequence[Curve], bd_r
 
 # --- eval.py --lossy ------------------------------------------------------------------------------
 
-def run_lossy_suite(spec: EvalSpec, anchor: str = "JPEG-420",
-                    echo: Callable[[str], None] = print) -> tuple[LossyResults, dict[str, str]]:
+def _bd_rows(results: LossyResults, curve_list: Sequence[Curve], anchor: str) -> tuple[list[BDRow], str | None]:
+    """Every classical curve against ``anchor``; iREC and iREC ideal against every classical curve, over the
+    images iREC coded (the classical curves recomputed on them when iREC left some out), and a note then."""
+    classical = [c.name for c in curve_list if c.name not in (IREC, IREC_IDEAL)]
+    rows = [row for name in classical if name != anchor for row in bd_table(curve_list, [anchor], name)]
+    tests = [c.name for c in curve_list if c.name in (IREC, IREC_IDEAL)]
+    if not tests:
+        return rows, None
+    coded = {(r.set, r.image) for r in results.rows if r.codec in tests}
+    everything = {(r.set, r.image) for r in results.rows}
+    same = curve_list if coded == everything else curves(results, coded)
+    rows += [row for test in tests for row in bd_table(same, classical, test)]
+    note = None if same is curve_list else (f"BD of {' and '.join(tests)}: against the classical curves over the "
+                                            f"{len(coded)} images iREC coded, not all {len(everything)}")
+    return rows, note
+
+
+def run_lossy_suite(spec: EvalSpec, anchor: str = "JPEG-420", echo: Callable[[str], None] = print,
+                    lossy_models: Sequence[str] = ()) -> tuple[LossyResults, dict[str, str]]:
     """``eval.py --lossy``: load ``spec``'s sets, sweep its codecs (``spec.codecs`` names classical lossy
-    codecs; None: all), write the outputs to ``spec.out`` (BD of every curve against ``anchor``; published
-    references in the plots) and echo the table. ``spec.model`` and ``spec.batch`` are not used."""
+    codecs; None: all) and iREC's two curves over ``lossy_models`` (model folders or train.py workdirs;
+    none: the bundled qualities; no model at all: skipped with a note), write the outputs to ``spec.out``
+    (BD of every classical curve against ``anchor`` and of iREC against every classical curve; iREC's
+    coded-vs-ideal gaps; published references in the plots) and echo the table. ``spec.model`` and
+    ``spec.batch`` are not used."""
     codecs = classical_lossy_codecs(spec.codecs)  # before loading: an unknown codec fails fast
     if anchor.lower() not in {n.lower() for n in LOSSY_NAMES}:
         raise EvalError(f"unknown BD anchor {anchor!r}; known: {', '.join(LOSSY_NAMES)}")
+    irec, why_not = irec_lossy_codecs(lossy_models)  # why_not: one note in the table
     sets = load_sets(spec.suite, spec.images, spec.dataset, spec.split, spec.limit, spec.data_dir, spec.progress)
-    results = run_lossy(sets, codecs, progress=spec.progress, warmup=spec.warmup)
+    results = run_lossy(sets, codecs + irec, progress=spec.progress, warmup=spec.warmup)
     curve_list = curves(results)
     anchor = next((c.name for c in curve_list if c.name.lower() == anchor.lower()), anchor)
-    bd_rows = [row for c in curve_list if c.name != anchor for row in bd_table(curve_list, [anchor], c.name)]
+    bd_rows, bd_note = _bd_rows(results, curve_list, anchor)
+    results = dataclasses.replace(results, notes=results.notes + tuple(n for n in (why_not, bd_note) if n))
+    gaps = gap_table(curve_list)
     paths = write_lossy_outputs(results, curve_list, bd_rows, spec.out, plots=spec.plots,
-                                references=reference_curves())
-    echo(format_lossy_table(results, curve_list, bd_rows))
+                                references=reference_curves(), gaps=gaps)
+    echo(format_lossy_table(results, curve_list, bd_rows, gaps))
     echo(f"{sum(len(s) for s in sets)} images x {len(curve_list)} codecs ({sum(len(c.settings) for c in curve_list)}"
          f" settings) in {results.wall_s:.1f} s; wrote {os.path.abspath(spec.out)}/ (compressai/, lossy_results.json,"
          f" lossy_rows.csv, lossy_table.txt{', rd_*.png' if spec.plots else ''})")
