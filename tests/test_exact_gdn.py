@@ -40,7 +40,7 @@ def test_inverse_gdn_matches_python_integers(scale):
     c = 24
     x = rng.integers(-scale, scale, (2, 3, 5, c)).astype(np.int32)
     x[0, 0, 0] = 0
-    gamma = rng.integers(0, 1 << 16, (c, c)).astype(np.int32)
+    gamma = rng.integers(0, 1 << 24 if scale == 1 << 10 else 1 << 17, (c, c)).astype(np.int32)
     gamma[:, :4] = rng.integers(0, 64, (c, 4))  # small gammas: the beta-dominated regime
     beta = rng.integers(0, 1 << 24, c).astype(np.int32)
     got = np.asarray(intops.inverse_gdn(jnp.asarray(x), jnp.asarray(gamma), jnp.asarray(beta)))
@@ -64,3 +64,13 @@ def test_inverse_gdn_approximates_the_float_formula():
 def test_gdn_norm_refuses_too_many_channels():
     with pytest.raises(ValueError, match="259 channels"):
         intops.gdn_norm(jnp.zeros((1, 259), jnp.int32), jnp.zeros((259, 2), jnp.int32), jnp.zeros(2, jnp.int32))
+
+
+@pytest.mark.parametrize("a,b", [(1 << 16, 1 << 14), ((1 << 16) - 1, 1 << 14), (1 << 20, 1 << 10),
+                                 ((1 << 24) - 1, (1 << 24) - 1), (3, 5)])
+@pytest.mark.parametrize("beta", [0, 5, (1 << 30) - 1])
+def test_gdn_norm_saturates_exactly_at_the_edges(a, b, beta):
+    """Sums around 2^40 (the norm's 2^30 after the 10-bit drop), where a digit's term alone saturates."""
+    got = intops.gdn_norm(jnp.asarray([[a, 7]], jnp.int32), jnp.asarray([[b], [1]], jnp.int32),
+                          jnp.asarray([beta], jnp.int32))
+    assert int(np.asarray(got)[0, 0]) == min(min((a * b + 7) >> 10, 2**30) + beta, 2**30 - 1)

@@ -235,14 +235,14 @@ def gdn_norm(sq: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Array:
 
     Args:
       sq: int32 [N, C] in [0, 2^24) (squares, units 2^-GDN_SQUARE_BITS).
-      gamma: int32 [C, O] in [0, 2^16) (units 2^-GDN_GAMMA_BITS), C <= 258.
+      gamma: int32 [C, O] in [0, 2^24) (units 2^-GDN_GAMMA_BITS: gamma below 256), C <= 258.
       beta: int32 [O] in [0, 2^30) (units 2^-GDN_NORM_BITS).
 
     Every operand is non-negative, so the product is summed digit by digit:
-    the 3 base-256 digits of sq times the 2 of gamma in six float32 products,
-    each an integer sum below 255 * 255 * 258 < 2^24 (exact in any order),
-    recombined with nested floor shifts and saturation in int32. Returns
-    int32 [N, O] in [0, 2^30).
+    the 3 base-256 digits of sq times the 3 of gamma in one float32 matrix
+    product, each entry an integer sum below 255 * 255 * 258 < 2^24 (exact in
+    any order), recombined by digit weight 2^(8k) with nested floor shifts and
+    saturation in int32. Returns int32 [N, O] in [0, 2^30).
     """
     from irec_jax.exact.units import GDN_GAMMA_BITS, GDN_NORM_BITS, GDN_SQUARE_BITS
 
@@ -251,16 +251,17 @@ def gdn_norm(sq: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Array:
     drop = GDN_SQUARE_BITS + GDN_GAMMA_BITS - GDN_NORM_BITS
     assert drop == 10, "the recombination below is written for a 10-bit drop"
     n, o = sq.shape[0], gamma.shape[1]
-    g = _byte_digits(gamma, 2)  # [2, C, O]
-    r = jnp.matmul(_byte_digits(sq, 3).reshape(3 * n, -1), jnp.concatenate([g[0], g[1]], axis=1),
+    g = _byte_digits(gamma, 3)  # [3, C, O]
+    r = jnp.matmul(_byte_digits(sq, 3).reshape(3 * n, -1), jnp.concatenate(list(g), axis=1),
                    precision=lax.Precision.HIGHEST, preferred_element_type=jnp.float32)
-    r = r.astype(jnp.int32).reshape(3, n, 2, o)  # [sq digit, N, gamma digit, O]
-    r0, r1, r2, r3 = r[0, :, 0], r[1, :, 0] + r[0, :, 1], r[2, :, 0] + r[1, :, 1], r[2, :, 1]  # 2^0, 2^8, 2^16, 2^24
-    top = 1 << 30
-    low = jnp.right_shift(jnp.right_shift(r0, 8) + r1, 2)  # floor((r0 + 2^8 r1) / 2^10), nested floors
-    high = jnp.minimum(r3, 1 << 16) * (1 << 14) + jnp.minimum(r2, 1 << 24) * (1 << 6)  # <= 2^30 + 2^30: fits
-    high = jnp.minimum(high, top)
-    return jnp.minimum(jnp.minimum(low + high, top) + jnp.minimum(_i32(beta), top), top - 1)
+    r = r.astype(jnp.int32).reshape(3, n, 3, o)  # [sq digit a, N, gamma digit b, O], weight 2^(8 (a + b))
+    weight = [sum(r[a, :, k - a] for a in range(3) if 0 <= k - a < 3) for k in range(5)]  # each < 2^26
+    top = (1 << 30) - 1  # the saturation value; two of them still add up below 2^31
+    out = jnp.right_shift(jnp.right_shift(weight[0], 8) + weight[1], 2)  # floor((w0 + 2^8 w1) / 2^10)
+    for k in range(2, 5):  # + 2^(8k - 10) w_k, saturated (all terms are >= 0, so saturation is exact)
+        up = 8 * k - 10
+        out = jnp.minimum(out + jnp.minimum(weight[k], (top >> up) + 1) * (1 << up), top)  # <= 2^31 - 1
+    return jnp.minimum(out + jnp.minimum(_i32(beta), top), top)
 
 
 def inverse_gdn(x: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Array:

@@ -43,7 +43,7 @@ GDN_SQUARE_BITS = 14
 """Inverse GDN squares its inputs (clipped to |x| < 32) into integers in units of 2^-14 (below 2^24)."""
 
 GDN_GAMMA_BITS = 16
-"""Inverse GDN's gamma (>= 0, below 1) and beta are integers in units of 2^-16 and 2^-20."""
+"""Inverse GDN's gamma (>= 0, below 256) and beta are integers in units of 2^-16 and 2^-20."""
 
 GDN_NORM_BITS = 20
 """Inverse GDN's norm beta + sum gamma x^2 is an integer in units of 2^-20, saturating below 2^30 (1024)."""

@@ -15,7 +15,7 @@ tables):
   sub-pixel layout, and the hyper-synthesis' 3x3 head: int8 weights per
   output channel with a (mant, shift) rescale and an integer bias
   (``integer.quantize_dense``);
-* IGDN: gamma in units 2^-16 (below 1), beta in units 2^-20
+* IGDN: gamma in units 2^-16 (below 256), beta in units 2^-20
   (``intops.inverse_gdn``);
 * the top prior's location rounded to 2^-10, every scale by the latent scale
   tables indexed by the raw output rounded to 2^-6 (the RVAE's
@@ -92,8 +92,8 @@ def _igdn(p: dict) -> dict[str, np.ndarray]:
     from irec_jax.models.gdn import gdn_coefficients
     beta, gamma = (np.asarray(a, np.float64) for a in gdn_coefficients(jnp.asarray(p["beta"], jnp.float32),
                                                                         jnp.asarray(p["gamma"], jnp.float32)))
-    if gamma.max(initial=0.0) >= 1.0 or beta.max(initial=0.0) >= 1 << (30 - GDN_NORM_BITS):
-        raise ValueError(f"IGDN coefficients out of the integer range (max gamma {gamma.max():.3g} must be < 1, "
+    if gamma.max(initial=0.0) >= 256.0 or beta.max(initial=0.0) >= 1 << (30 - GDN_NORM_BITS):
+        raise ValueError(f"IGDN coefficients out of the integer range (max gamma {gamma.max():.3g} must be < 256, "
                          f"max beta {beta.max():.3g} < {1 << (30 - GDN_NORM_BITS)})")
     return {"gamma": np.round(gamma.T * (1 << GDN_GAMMA_BITS)).astype(np.int32),  # [j, i]: input j, output i
             "beta": np.round(beta * (1 << GDN_NORM_BITS)).astype(np.int32)}
@@ -155,7 +155,7 @@ def check_params(config: GVAEConfig, params: Params) -> None:
     for name, cin in layers:
         integer.check_dense(flat, name, cin)
     for i in range(3):
-        integer.check_range(flat, f"synthesis/igdn{i}/gamma", 0, (1 << GDN_GAMMA_BITS) - 1)
+        integer.check_range(flat, f"synthesis/igdn{i}/gamma", 0, (1 << 24) - 1)
         integer.check_range(flat, f"synthesis/igdn{i}/beta", 0, (1 << 30) - 1)
     if n > 258:
         raise ValueError(f"IGDN over {n} channels is not exact (at most 258)")
