@@ -154,3 +154,44 @@ def test_a_lossless_file_flagged_lossy_is_refused_as_corrupt():
         codec.decompress(bytes(lossless))
     with pytest.raises(FormatError, match="does not match its model"):
         codec.read_info(bytes(lossless))
+
+
+# ---------------------------------------------------------------------------
+# The bundled lossy models.
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "data", "codec")
+REGEN = os.environ.get("IREC_REGEN_GOLDEN") == "1"
+
+
+def test_bundled_lossy_models_are_listed_in_rate_order():
+    qualities = modelzoo.lossy_qualities()
+    assert len(qualities) >= 4
+    models = [modelzoo.lossy_model(q) for q in qualities]
+    assert all(cm.lossy and cm.defaults.epsilon == 0.0 for cm in models)
+    known = [m.ref for m in modelzoo.known_models()]
+    assert known[0] == modelzoo.load_model().ref and known[1:] == [cm.ref for cm in models]
+    from irec_jax import imageio
+    from irec_jax.assets import bundled_images
+    img = imageio.read_image(next(p for p in bundled_images("photos") if p.endswith("monarch_64.png")))
+    reports = [lossy.compress_report(img, quality=q)[1] for q in qualities]
+    assert [r.bpp for r in reports] == sorted(r.bpp for r in reports)  # higher quality: more bits
+    assert reports[-1].psnr > reports[0].psnr
+
+
+def test_golden_lossy_file_of_a_bundled_model():
+    """A change to the format, the coder or a bundled lossy model must fail here visibly.
+    Regenerate deliberately with IREC_REGEN_GOLDEN=1 (and bump the format or model version)."""
+    from irec_jax import imageio
+    from irec_jax.assets import bundled_images
+    img = imageio.read_image(next(p for p in bundled_images("photos") if p.endswith("kodim23_64.png")))
+    quality = modelzoo.lossy_qualities()[1]
+    path = os.path.join(GOLDEN, f"kodim23_64_lossy_q{quality}.irec")
+    data = lossy.compress(img, quality=quality)
+    if REGEN:
+        with open(path, "wb") as f:
+            f.write(data)
+    with open(path, "rb") as f:
+        golden = f.read()
+    assert data == golden, "compressed bytes changed: format, coder or bundled lossy model changed"
+    out = codec.decompress(golden)  # the header names the bundled model by position; CRC checked
+    assert out.shape == img.shape and metrics.psnr(img, out) > 20.0
