@@ -457,18 +457,20 @@ def _decode_layers(queue, stream: bytes, cm: CodecModel, settings: entropy.Coder
     return out
 
 
-def _decode_tile(stream: bytes, cm: CodecModel, settings: entropy.CoderSettings,
-                 shape: tuple[int, int, int], what: str, step: Callable[[], None]) -> np.ndarray:
-    """uint8 [th, tw, c] pixels of one tile's coded stream (``_encode_tile``)."""
+def decode_latents(stream: bytes, cm: CodecModel, settings: entropy.CoderSettings, image_shape: tuple[int, ...],
+                   what: str, step: Callable[[], None]) -> tuple[Any, Any]:
+    """Pops a tile's latent layers off its stream and runs the model's decoder
+    path through them: (the range decoder, positioned after the layers; the
+    model state after the last layer). ``image_shape`` [1, H, W, C] is what
+    the encoder gave ``initial_state``. The lossless and lossy codecs share it."""
     import jax.numpy as jnp
 
     from irec_jax import rec
 
     model, params = cm.model, cm.params
-    th, tw, c = shape
     queue = entropy.open_queue(stream, what)
     layers = _decode_layers(queue, stream, cm, settings, what)  # the stream holds them first
-    state = model.initial_state(params, (1, th + th % 2, tw + tw % 2, cm.image_channels))
+    state = model.initial_state(params, image_shape)
     for layer, li in enumerate(layers):
         p = model.prior(params, state, layer)
         code = rec.RecCode(li.steps, li.indices, settings.num_candidates)
@@ -479,7 +481,16 @@ def _decode_tile(stream: bytes, cm: CodecModel, settings: entropy.CoderSettings,
                               f"file): {e}") from None
         state = model.advance(params, state, jnp.asarray(z)[None], layer)
         step()
-    lik = pixel_params(model.likelihood(params, state), shape)
+    return queue, state
+
+
+def _decode_tile(stream: bytes, cm: CodecModel, settings: entropy.CoderSettings,
+                 shape: tuple[int, int, int], what: str, step: Callable[[], None]) -> np.ndarray:
+    """uint8 [th, tw, c] pixels of one tile's coded stream (``_encode_tile``)."""
+    th, tw, c = shape
+    queue, state = decode_latents(stream, cm, settings, (1, th + th % 2, tw + tw % 2, cm.image_channels), what,
+                                  step)
+    lik = pixel_params(cm.model.likelihood(cm.params, state), shape)
     return np.asarray(entropy.pop_pixels(queue, lik, what), np.uint8).reshape(shape)
 
 

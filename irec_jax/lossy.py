@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -250,10 +250,7 @@ def ideal_report(image: Any, *, quality: int | None = None, model: "str | CodecM
 def decode_container(container: entropy.Container, cm: CodecModel, progress: Progress | None = None
                      ) -> np.ndarray:
     """uint8 [H, W, 3] reconstruction of a parsed lossy container, CRC checked."""
-    import jax.numpy as jnp
-
-    from irec_jax import rec
-    from irec_jax.codec import _decode_layers, _steps_counter
+    from irec_jax.codec import _steps_counter, decode_latents
 
     header = container.header
     if not cm.lossy:
@@ -266,20 +263,8 @@ def decode_container(container: entropy.Container, cm: CodecModel, progress: Pro
     model, params, settings = cm.model, cm.params, header.settings
     out = np.empty((h, w, c), np.uint8)
     for i, ((y, x, th, tw), stream) in enumerate(zip(grid, container.sections)):
-        what = f"tile {i}"
-        queue = entropy.open_queue(stream, what)
-        layers = _decode_layers(queue, stream, cm, settings, what)
-        state = model.initial_state(params, (1, max(th, MIN_SIDE), max(tw, MIN_SIDE), 3))
-        for layer, li in enumerate(layers):
-            p = model.prior(params, state, layer)
-            code = rec.RecCode(li.steps, li.indices, settings.num_candidates)
-            try:
-                z = rec.decode(code, np.asarray(p.loc[0]), np.asarray(p.scale[0]), settings, stream=layer)
-            except ValueError as e:
-                raise FormatError(f"{what}: corrupt latent code in layer {layer} (corrupt or truncated "
-                                  f"file): {e}") from None
-            state = model.advance(params, state, jnp.asarray(z)[None], layer)
-            step()
+        _, state = decode_latents(stream, cm, settings, (1, max(th, MIN_SIDE), max(tw, MIN_SIDE), 3), f"tile {i}",
+                                  step)
         out[y:y + th, x:x + tw] = np.asarray(model.reconstruct(params, state))[0, :th, :tw]
     return entropy.check_pixels(container, out)
 

@@ -376,6 +376,9 @@ def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
     FormatError for malformed or corrupt files, ValueError for models this
     decoder does not implement.
     """
+    if entropy.is_lossy(bytes(data)):
+        raise ValueError("this reference decoder implements the lossless format only; decode lossy files "
+                         "with irec_jax.codec.decompress")
     # 1. Container. The reader's model list: the bundled default first, then model_dir.
     models = [load_model(BUNDLED_MODEL_DIR)]
     if model_dir is not None:

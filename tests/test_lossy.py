@@ -195,3 +195,9 @@ def test_golden_lossy_file_of_a_bundled_model():
     assert data == golden, "compressed bytes changed: format, coder or bundled lossy model changed"
     out = codec.decompress(golden)  # the header names the bundled model by position; CRC checked
     assert out.shape == img.shape and metrics.psnr(img, out) > 20.0
+
+
+def test_the_reference_decoder_says_it_reads_lossless_files_only(lossy_model_dir, photo):
+    from irec_jax import reference
+    with pytest.raises(ValueError, match="lossless format only"):
+        reference.decode(lossy.compress(photo, model=lossy_model_dir))
