@@ -36,7 +36,7 @@ MODEL_FORMAT = "irec-model"
 MODEL_FORMAT_VERSION = 2  # 2: integer decoder path; 1: float parameters (converted on load)
 DEFAULT_NAME = "default"
 LOSSY_PREFIX = "lossy-q"  # bundled lossy models: assets/models/lossy-q<quality>
-LOSSY_DEFAULTS = CoderSettings(omega=3.0, epsilon=0.0, seed=0)  # the paper's lossy coder (files store differences)
+LOSSY_DEFAULTS = CoderSettings(omega=4.0, epsilon=0.0, seed=0)  # lossy coder defaults (files store differences)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -2,8 +2,8 @@
 
 Each ``--model Q=WORKDIR`` becomes quality Q (higher: more bits, less
 distortion): its latest checkpoint's EMA weights in integer form
-(``modelzoo.export_model``), with the coder defaults of the paper's lossy
-setting (Omega 3, epsilon 0) and a model card built from the workdir itself
+(``modelzoo.export_model``), with the lossy coder defaults (``modelzoo.LOSSY_DEFAULTS``:
+Omega 4, epsilon 0) and a model card built from the workdir itself
 (config, beta, steps, wall-clock training time from ``metrics.jsonl``, the
 last logged training rate and PSNR) plus what ``--card KEY=VALUE`` adds.
 Usage (the commands that made the bundled models are in ``docs/models.md``)::
