@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from irec_jax.benchmark.rows import CodecRow
+from irec_jax.benchmark.rows import CodecRow, select_by_name
 
 __all__ = ["classical_row", "CLASSICAL_NAMES", "classical_codecs", "available_codecs", "as_hwc"]
 
@@ -216,13 +216,7 @@ def classical_codecs(names: list[str] | tuple[str, ...] | None = None) -> list[C
 
     Unavailable rows are included: check ``codec.unavailable`` (or use ``available_codecs``).
     """
-    if names is None:
-        return list(_CODECS)
-    by_name = {c.name.lower(): c for c in _CODECS}
-    unknown = [n for n in names if n.lower() not in by_name]
-    if unknown:
-        raise ValueError(f"unknown classical codec(s) {unknown}; known: {list(CLASSICAL_NAMES)}")
-    return [by_name[n.lower()] for n in names]
+    return select_by_name(_CODECS, names, "classical")
 
 
 def available_codecs() -> dict[str, str | None]:

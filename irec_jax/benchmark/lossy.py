@@ -49,7 +49,7 @@ from typing import Any, Callable, Collection, Sequence
 import numpy as np
 
 from irec_jax.benchmark.errors import EvalError, error_text
-from irec_jax.benchmark.rows import row_description
+from irec_jax.benchmark.rows import row_description, select_by_name
 from irec_jax.benchmark.runner import timed
 from irec_jax.benchmark.sets import ImageSet, progress_bar
 
@@ -304,14 +304,7 @@ LOSSY_NAMES = ("JPEG-420", "JPEG-444", "WebP", "JPEG2000", "AVIF-444", "JPEG-XL"
 
 def classical_lossy_codecs(names: Sequence[str] | None = None) -> list[LossyCodec]:
     """The classical lossy sweeps (all, or ``names`` in that order, case-insensitive; EvalError for unknown)."""
-    codecs = _all_lossy_codecs()
-    if names is None:
-        return list(codecs)
-    by_name = {c.name.lower(): c for c in codecs}
-    unknown = [n for n in names if n.lower() not in by_name]
-    if unknown:
-        raise EvalError(f"unknown lossy codec(s) {', '.join(unknown)}; known: {', '.join(LOSSY_NAMES)}")
-    return [by_name[n.lower()] for n in dict.fromkeys(names)]
+    return select_by_name(_all_lossy_codecs(), names, "lossy", EvalError)
 
 
 # --- iREC ---------------------------------------------------------------------------------------------

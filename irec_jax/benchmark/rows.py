@@ -30,7 +30,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 __all__ = ["Coded", "ImageCodec", "SetCodec", "CodecRow", "SetCodecRow", "codec_row", "set_codec_row", "row_kind",
-           "row_description"]
+           "row_description", "select_by_name"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,3 +159,16 @@ def row_description(codec: Any) -> str:
     if version and not callable(version):
         parts.append(str(version))
     return "; ".join(p for p in parts if p)
+
+
+def select_by_name(codecs: Sequence[Any], names: Sequence[str] | None, what: str,
+                   error: type[Exception] = ValueError) -> list:
+    """``codecs`` (anything with a ``name``), all of them or those of ``names`` in that order, matched
+    case-insensitively, each once; ``error`` ("unknown <what> codec(s) ...") naming the unknown and known ones."""
+    if names is None:
+        return list(codecs)
+    by_name = {c.name.lower(): c for c in codecs}
+    unknown = [n for n in names if n.lower() not in by_name]
+    if unknown:
+        raise error(f"unknown {what} codec(s) {', '.join(unknown)}; known: {', '.join(c.name for c in codecs)}")
+    return [by_name[n.lower()] for n in dict.fromkeys(names)]
