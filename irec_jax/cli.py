@@ -97,12 +97,13 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     from irec_jax import codec, imageio, modelzoo
 
     _check_output(args.output, args.force)
-    if args.quality is not None or args.model != "default":
+    if args.quality is not None:  # a bundled lossy model; --model with it is refused there
         cm = modelzoo.lossy_model(args.quality, None if args.model == "default" else args.model)
-        if cm.lossy:
-            return _cmd_compress_lossy(args, cm)
+    else:
+        cm = modelzoo.load_model(args.model)
+    if cm.lossy:
+        return _cmd_compress_lossy(args, cm)
     pixels = imageio.read_image(args.input)
-    cm = modelzoo.load_model(args.model)
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed, base=cm.defaults)
     update, close = _progress_bar(args.quiet, "compress")
     try:
@@ -131,7 +132,7 @@ def _cmd_compress(args: argparse.Namespace) -> None:
 
 
 def _cmd_decompress(args: argparse.Namespace) -> None:
-    from irec_jax import codec, imageio
+    from irec_jax import codec, entropy, imageio
 
     _check_output(args.output, args.force)
     data = _read_bytes(args.input)
@@ -143,7 +144,7 @@ def _cmd_decompress(args: argparse.Namespace) -> None:
     imageio.write_image(args.output, pixels, force=args.force)
     if not args.quiet:
         h, w, c = pixels.shape
-        what = "the encoder's reconstruction" if codec.is_lossy(data) else "bit-exact"
+        what = "the encoder's reconstruction" if entropy.is_lossy(data) else "bit-exact"
         print(f"{args.input} -> {args.output}: {w}x{h}x{c}, {what} (CRC-32 checked)")
 
 

@@ -435,11 +435,6 @@ def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
     return entropy.check_pixels(container, pixels)
 
 
-def is_lossy(data: bytes) -> bool:
-    """Whether ``data`` is a lossy ``.irec`` file (read from its header; ``unpack`` checks the rest)."""
-    return entropy.is_lossy(bytes(data))
-
-
 def _decode_stored(data: bytes) -> np.ndarray:
     """uint8 [H, W, C] pixels of a stored-mode file, CRC checked."""
     stored = entropy.unpack(data, [])

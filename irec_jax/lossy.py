@@ -144,8 +144,7 @@ def _encode_tile(tile: np.ndarray, cm: CodecModel, settings: entropy.CoderSettin
                                              choices=settings.final_choices if last else 1)
         pick = 0
         if len(codes) > 1:  # rank the final beams by the float preview's squared error, decode one exactly
-            z_int = np.clip(np.round(np.asarray(zs, np.float32) * 1024), -(1 << 15) + 1, (1 << 15) - 1)
-            preview = np.asarray(model.preview(params, z_int.astype(np.int32), padded.shape[:2]))[:, :h, :w]
+            preview = np.asarray(model.preview(params, jnp.asarray(zs), padded.shape[:2]))[:, :h, :w]
             pick = int(np.argmin(np.mean(np.square(preview - tile[None].astype(np.float32)), axis=(1, 2, 3))))
         code = codes[pick]
         state = model.advance(params, state, jnp.asarray(zs[pick])[None], layer)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from irec_jax.exact.units import ACT_BITS  # noqa: F401  (re-exported)
+from irec_jax.exact.units import ACT_BITS, GDN_GAMMA_BITS, GDN_NORM_BITS, GDN_SQUARE_BITS
 
 CONV_INPUT_LIMIT = 1 << 15  # conv inputs are clipped to [-2^15, 2^15 - 1] (two 8-bit digits)
 WEIGHT_LIMIT = 127  # |integer weight| <= 127
@@ -244,8 +244,6 @@ def gdn_norm(sq: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Array:
     any order), recombined by digit weight 2^(8k) with nested floor shifts and
     saturation in int32. Returns int32 [N, O] in [0, 2^30).
     """
-    from irec_jax.exact.units import GDN_GAMMA_BITS, GDN_NORM_BITS, GDN_SQUARE_BITS
-
     if gamma.shape[0] > 258:
         raise ValueError(f"gdn_norm: {gamma.shape[0]} channels > 258: not exact in float32")
     drop = GDN_SQUARE_BITS + GDN_GAMMA_BITS - GDN_NORM_BITS
@@ -276,8 +274,6 @@ def inverse_gdn(x: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Array:
     (``isqrt``; GDN_NORM_BITS = 2 ACT_BITS), and y = round(x r / 2^ACT_BITS)
     with x clipped to |x| < 2^23. Returns int32 [B, H, W, C].
     """
-    from irec_jax.exact.units import GDN_NORM_BITS, GDN_SQUARE_BITS
-
     assert GDN_NORM_BITS == 2 * ACT_BITS
     x = _i32(x)
     b, h, ww, c = x.shape

@@ -49,7 +49,7 @@ from flax import struct
 
 from irec_jax.exact import intops
 from irec_jax.exact.units import ACT_BITS, GDN_GAMMA_BITS, GDN_NORM_BITS, RAW_COUNT, RAW_MIN, RAW_STEP_BITS
-from irec_jax.models import gvae, integer
+from irec_jax.models import gvae, integer, rvae
 from irec_jax.models.gvae_config import GVAEConfig
 from irec_jax.models.interface import Gaussian, Shape
 
@@ -77,7 +77,7 @@ def _deconv(p: dict) -> dict[str, np.ndarray]:
     if kernel.shape[:2] != (5, 5):
         raise ValueError(f"expected a 5x5 transposed-conv kernel, got {kernel.shape}")
     out = integer.quantize_dense(kernel.reshape(-1, kernel.shape[-1]), p["bias"], 1.0, kernel.shape[2])
-    out["w"] = integer.rvae.subpixel_kernel(out["w"].reshape(kernel.shape)).astype(np.int8)
+    out["w"] = rvae.subpixel_kernel(out["w"].reshape(kernel.shape)).astype(np.int8)
     return out
 
 
@@ -203,15 +203,16 @@ def _reconstruct_jit(cfg: GVAEConfig, params: Params, z1: jax.Array, image_hw: t
     return jnp.clip(intops.round_shift(levels, ACT_BITS + 1), 0, 255).astype(jnp.uint8)
 
 
+def _to_grid(z: jax.Array) -> jax.Array:
+    """Float latents -> int32 on the 2^-10 grid, clipped to +-(2^15 - 1): what the network is fed."""
+    return jnp.clip(jnp.round(jnp.asarray(z, jnp.float32) * _ACT), -_Z_LIMIT, _Z_LIMIT).astype(jnp.int32)
+
+
 def _dequantized_deconv(p: Params, x: jax.Array) -> jax.Array:
     """Float 5x5 stride-2 transposed conv with the integer layer's weights, in real units."""
     scale = p["mant"].astype(jnp.float32) * jnp.exp2(-p["shift"].astype(jnp.float32))  # [O]
-    c, o = x.shape[-1], p["bias"].shape[0]
-    w = p["w"].astype(jnp.float32).reshape(3, 3, c, 4 * o) * jnp.tile(scale, 4)
-    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    b, h, ww, _ = y.shape
-    y = y.reshape(b, h, ww, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * ww, o)
-    return y + p["bias"].astype(jnp.float32) / _ACT
+    w = p["w"].astype(jnp.float32) * jnp.tile(scale, 4)  # [9 C, 4 O], columns (py, px, o)
+    return rvae.subpixel_conv(x, w, p["bias"].astype(jnp.float32) / _ACT)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -292,14 +293,15 @@ class IntegerGVAE:
         want = tuple(getattr(state, name).shape)
         if tuple(z.shape) != want:
             raise ValueError(f"z for layer {layer} must have shape {want}, got {tuple(z.shape)}")
-        z_int = jnp.clip(jnp.round(jnp.asarray(z, jnp.float32) * _ACT), -_Z_LIMIT, _Z_LIMIT).astype(jnp.int32)
-        return state.replace(**{name: z_int, "layer": layer + 1})
+        return state.replace(**{name: _to_grid(z), "layer": layer + 1})
 
     def preview(self, params: Params, z1: jax.Array, image_hw: tuple[int, int]) -> jax.Array:
-        """Encoder only: the synthesis of integer latents z1 int32 [K, h1, w1, M] in float32 with the
-        integer weights, float [K, H, W, C] levels -- within a level or so of ``reconstruct``, many
-        times faster; for ranking candidates, never for what a file decodes to."""
-        return _preview_jit(self.config, params, jnp.asarray(z1, jnp.int32), tuple(image_hw))
+        """Encoder only: the synthesis of candidate latents z1 [K, h1, w1, M] (float, put on the grid
+        as ``advance`` does; or int32 already on it) in float32 with the integer weights: float
+        [K, H, W, C] levels, within a level or so of ``reconstruct`` and many times faster; for
+        ranking candidates, never for what a file decodes to."""
+        z1 = jnp.asarray(z1)
+        return _preview_jit(self.config, params, z1 if z1.dtype == jnp.int32 else _to_grid(z1), tuple(image_hw))
 
     def reconstruct(self, params: Params, state: IntGVAEState) -> jax.Array:
         """The decoded image after both layers: uint8 [B, H, W, C]."""

@@ -188,12 +188,18 @@ class SubpixelDeconv(nn.Module):
         k, o = self.kernel_size, self.features
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], o))
         bias = self.param("bias", nn.initializers.zeros_init(), (o,))
-        w = subpixel_kernel(kernel).reshape(3, 3, x.shape[-1], 4 * o)
-        y = jax.lax.conv_general_dilated(x, w.astype(x.dtype), (1, 1), "SAME",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        b, h, wd, _ = y.shape
-        y = y.reshape(b, h, wd, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * wd, o)
-        return y + bias
+        return subpixel_conv(x, subpixel_kernel(kernel).astype(x.dtype), bias)
+
+
+def subpixel_conv(x: jax.Array, w: jax.Array, bias: jax.Array) -> jax.Array:
+    """The 5x5 stride-2 transposed conv in float from its sub-pixel kernel: x [B, h, w, C],
+    w [9 C, 4 O] (``subpixel_kernel``'s layout), bias [O] -> [B, 2h, 2w, O]."""
+    c, o = x.shape[-1], bias.shape[0]
+    y = jax.lax.conv_general_dilated(x, w.reshape(3, 3, c, 4 * o), (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    b, h, wd, _ = y.shape
+    y = y.reshape(b, h, wd, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * wd, o)
+    return y + bias
 
 
 class _Head(nn.Module):
