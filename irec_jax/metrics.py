@@ -129,6 +129,23 @@ def _ms_ssim_jax(x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.prod(jnp.stack(terms) ** weights, axis=0)
 
 
+DISTORTIONS = ("mse", "ms-ssim")
+
+
+def distortion(kind: str, x: jax.Array, y: jax.Array) -> jax.Array:
+    """The distortion the lossy models train for (traceable): ``"mse"``, the mean squared error of
+    float images x, y [B, H, W, C] on the 0..255 scale, or ``"ms-ssim"``, 255 (1 - MS-SSIM) with
+    MS-SSIM averaged over images and channels (both sides > ``MS_SSIM_MIN_SIDE``, else ValueError)."""
+    if kind == "mse":
+        return jnp.mean(jnp.square(y - x))
+    if kind != "ms-ssim":
+        raise ValueError(f"distortion must be one of {DISTORTIONS}, got {kind!r}")
+    if min(x.shape[1:3]) <= MS_SSIM_MIN_SIDE:
+        raise ValueError(f"ms-ssim distortion needs images larger than {MS_SSIM_MIN_SIDE} px, "
+                         f"got shape {tuple(x.shape)}")
+    return 255.0 * (1.0 - jnp.mean(_ms_ssim_jax(x, y)))
+
+
 def _image_pair(x: ArrayLike, y: ArrayLike, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     """x, y as ``dtype`` arrays of one shape, [H, W] or [H, W, C]; ValueError otherwise."""
     a, b = np.asarray(x, dtype), np.asarray(y, dtype)

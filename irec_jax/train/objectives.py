@@ -22,10 +22,10 @@ from typing import Any, ClassVar, Protocol
 import jax
 import jax.numpy as jnp
 
+from irec_jax.metrics import DISTORTIONS, distortion
 from irec_jax.models import GVAE, RVAE, GVAEConfig, RVAEConfig, negative_elbo
 
 Params = Any
-DISTORTIONS = ("mse", "ms-ssim")
 
 
 class Objective(Protocol):
@@ -81,20 +81,11 @@ class RateDistortion:
         if not self.beta > 0:
             raise ValueError(f"config.train.beta must be > 0, got {self.beta}")
 
-    def _distortion(self, x: jax.Array, recon: jax.Array) -> jax.Array:
-        if self.distortion == "mse":
-            return jnp.mean(jnp.square(recon - x))
-        from irec_jax import metrics  # the owner of MS-SSIM (CompressAI's definition)
-        if min(x.shape[1:3]) <= metrics.MS_SSIM_MIN_SIDE:
-            raise ValueError(f"ms-ssim distortion needs crops larger than {metrics.MS_SSIM_MIN_SIDE} px, "
-                             f"got images of shape {tuple(x.shape)}")
-        return 255.0 * (1.0 - jnp.mean(metrics._ms_ssim_jax(x, recon)))  # [B, C] -> []
-
     def terms(self, params: Params, batch: jax.Array, rng: jax.Array) -> dict:
         out = self.model.forward(params, batch, rng)
         x = batch.astype(jnp.float32)
         kl = jnp.mean(out.kl, axis=1) / (batch.shape[1] * batch.shape[2] * math.log(2.0))  # [2] bits/pixel
-        d = self._distortion(x, out.reconstruction)
+        d = distortion(self.distortion, x, out.reconstruction)
         decoded = jnp.round(jnp.clip(out.reconstruction, 0.0, 255.0))
         mse = jnp.mean(jnp.square(decoded - x), axis=(1, 2, 3))  # [B]
         bpp = jnp.sum(kl)
