@@ -18,7 +18,7 @@
         # "iREC" (real .irec files) and "iREC ideal" (an estimate: KL rate, one posterior sample),
         # BD of iREC against every classical codec, coded-vs-ideal gap per model; images under 64 px
         # on a side are left out of the iREC curves (the bundled 32x32 crops)
-    python eval.py --ablation --lossy [--lossy-model PATH] [--grid default|small] [--images DIR] --out DIR
+    python eval.py --ablation --lossy [--lossy-model PATH] [--grid default|small] [--refine N] [--images DIR] --out DIR
         # lossy iREC over omega x (1+epsilon) x beams x final pick (1 or B): lossy_ablation.json,
         # lossy_ablation_table.txt (bpp, PSNR, dB gap to the ideal, seconds); default images: the
         # bundled 64x64 photos
@@ -96,6 +96,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "--ablation: the one model to ablate")
     lo.add_argument("--bd-anchor", default=None, metavar="CODEC",
                     help="the curve every other one is compared with in the BD table (default JPEG-420)")
+    lo.add_argument("--refine", type=int, default=None, metavar="N",
+                    help="posterior refinement steps per tile for iREC's files and ideal (default: the codec's, "
+                         "25 for models whose card names their beta; 0: off)")
     return p.parse_args(argv)
 
 
@@ -152,7 +155,8 @@ def _ablation(args: argparse.Namespace) -> int:
             sets = study.default_sets(limit)
         common = dict(seed=args.seed, progress=not args.no_progress, warmup=not args.no_warmup)
         if args.lossy:
-            lossy_ablation.ablate(grid, sets, args.lossy_model[0] if args.lossy_model else None, args.out, **common)
+            lossy_ablation.ablate(grid, sets, args.lossy_model[0] if args.lossy_model else None, args.out,
+                                  refine=args.refine, **common)
         else:
             ablation.ablate(grid, sets, args.model, args.out, mc_samples=mc, plots=not args.no_plots, **common)
     except EvalError as e:
@@ -163,7 +167,8 @@ def _ablation(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    for flag, given in (("--bd-anchor", args.bd_anchor is not None), ("--lossy-model", bool(args.lossy_model))):
+    for flag, given in (("--bd-anchor", args.bd_anchor is not None), ("--lossy-model", bool(args.lossy_model)),
+                        ("--refine", args.refine is not None)):
         if given and not args.lossy:
             print(f"eval.py: error: {flag} only applies with --lossy", file=sys.stderr)
             return 2
@@ -197,7 +202,8 @@ def main(argv=None) -> int:
         if args.lossy:
             from irec_jax.benchmark.lossy_report import run_lossy_suite
 
-            run_lossy_suite(spec, anchor=args.bd_anchor or "JPEG-420", lossy_models=tuple(args.lossy_model))
+            run_lossy_suite(spec, anchor=args.bd_anchor or "JPEG-420", lossy_models=tuple(args.lossy_model),
+                            refine=args.refine)
         else:
             run_suite(spec)
     except EvalError as e:

@@ -74,12 +74,14 @@ def _cmd_compress_lossy(args: argparse.Namespace, cm) -> None:
 
     if args.no_fallback:
         raise ValueError("--no-fallback applies to lossless coding only (a lossy file has no stored mode)")
+    refine = lossy.refine_steps(cm, args.refine)
     pixels = imageio.read_image(args.input)
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed,
                                     base=lossy.lossy_settings(cm))
     update, close = _progress_bar(args.quiet, "compress")
     try:
-        data, report = lossy.compress_report(pixels, model=cm, settings=settings, tile=args.tile, progress=update)
+        data, report = lossy.compress_report(pixels, model=cm, settings=settings, tile=args.tile, refine=refine,
+                                             progress=update)
         if not args.no_verify:
             decoded = lossy.decompress(data, model=cm)  # checks the CRC of the encoder's own reconstruction
             if decoded.shape != pixels.shape:
@@ -90,7 +92,8 @@ def _cmd_compress_lossy(args: argparse.Namespace, cm) -> None:
     if not args.quiet:
         h, w, c = report.shape
         print(f"{args.input} -> {args.output}: {w}x{h}x{c}, lossy ({cm.name}), {report.total_bytes:,} bytes, "
-              f"{report.bpp:.4f} bits/pixel, PSNR {report.psnr:.2f} dB, {report.encode_seconds:.1f} s")
+              f"{report.bpp:.4f} bits/pixel, PSNR {report.psnr:.2f} dB, {report.encode_seconds:.1f} s"
+              + (f" (posteriors refined, {report.refine_steps} steps)" if report.refine_steps else ""))
 
 
 def _cmd_compress(args: argparse.Namespace) -> None:
@@ -103,6 +106,8 @@ def _cmd_compress(args: argparse.Namespace) -> None:
         cm = modelzoo.load_model(args.model)
     if cm.lossy:
         return _cmd_compress_lossy(args, cm)
+    if args.refine is not None:
+        raise ValueError("--refine applies to lossy coding only (--quality Q or a lossy --model)")
     pixels = imageio.read_image(args.input)
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed, base=cm.defaults)
     update, close = _progress_bar(args.quiet, "compress")
@@ -230,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="beam width B of the encoder's search (default 20, lossy 10; small latent tensors "
                         "use at least 64)")
     c.add_argument("--seed", type=int, help="shared-randomness seed (default 0)")
+    c.add_argument("--refine", type=int, default=None,
+                   help="lossy: Adam steps refining each tile's posteriors for this image before coding "
+                        "(default 25; 0: off; more: smaller files, slower encode)")
     c.add_argument("--tile", type=int, default=1024,
                    help="code the image as independent TILE x TILE tiles (even; default 1024): bounds memory")
     c.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")

@@ -11,9 +11,15 @@ decodes its own choice with the same integer arithmetic, so a reader on any
 machine gets exactly those pixels and can check them.
 
 Rate: the file's real bytes. Distortion: of the reconstruction the file
-decodes to. The encoder knows the image, so among the final beams of z1's
-search (each costs the same index bits) it keeps the one whose decoded
-tile is closest in squared error (``settings.final_choices`` of them).
+decodes to. The encoder knows the image, and uses it twice, neither of
+which the decoder sees:
+
+* before coding, it refines the amortized posteriors for this tile
+  (``refine`` Adam steps on their means and log scales against the model's
+  own loss, beta D + KL: ``IntegerGVAE.refine``; the card's beta);
+* among the final beams of z1's search (each costs the same index bits) it
+  keeps the one whose decoded tile is closest in squared error
+  (``settings.final_choices`` of them).
 
 Sizes: any H x W with both sides >= 64 (``MIN_SIDE``); tiles
 (``tile``, 1024 by default, a multiple of 64) bound memory. An edge tile
@@ -43,8 +49,10 @@ class LossyReport:
     ``total_bytes`` (the file), ``bpp`` (8 total_bytes / (H W)), ``psnr``
     (dB, RGB, of the reconstruction the file decodes to, 0..255),
     ``mse``, ``index_bits`` (the streams' exact codelength of step counts and
-    indices), ``kl_nats`` per layer (KL(q||p) summed over tiles: what an
-    ideal coder would spend, an estimate of the rate), ``encode_seconds``.
+    indices), ``kl_nats`` per layer (KL(q||p) of the posteriors coded, after
+    any refinement, summed over tiles: what an ideal coder would spend, an
+    estimate of the rate), ``encode_seconds``, ``refine_steps`` (the posterior
+    refinement's Adam steps per tile; 0: the encoder's posteriors as they are).
     """
 
     shape: tuple[int, int, int]
@@ -57,6 +65,7 @@ class LossyReport:
     tiles: int
     encode_seconds: float
     model: str
+    refine_steps: int = 0
 
     @property
     def bpp(self) -> float:
@@ -69,6 +78,9 @@ class LossyReport:
 
 
 DEFAULT_BEAMS = 10  # the paper's lossy beam width; the encoder compares all final beams by distortion
+# Posterior refinement per tile (Adam steps): on 4 training photos (not the held-out ones) it cut the
+# coded BD-rate by 22% at 25 steps, about 1.5 s more per 768x512 photo.
+REFINE_STEPS = 25
 BLOCK_KL = 200.0  # nats per block, also for large tensors: fewer step counts and less rounding per nat
 
 
@@ -92,6 +104,36 @@ def check_lossy_model(cm: CodecModel) -> CodecModel:
         raise ModelError(f"model {cm.name!r} is a lossless model; lossy coding needs a lossy model "
                          "(--quality Q, or a model trained with a lossy config)")
     return cm
+
+
+def refine_steps(cm: CodecModel, refine: int | None) -> int:
+    """The posterior refinement steps per tile: ``refine`` checked (an int >= 0), or with None
+    ``REFINE_STEPS`` for models whose card names the beta they were trained with, else 0.
+    ModelError when steps are asked of a model without one."""
+    if refine is None:
+        return REFINE_STEPS if cm.rate_distortion is not None else 0
+    if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or not 0 <= refine <= 10_000:
+        raise ValueError(f"refine must be an integer number of steps in 0..10000, got {refine!r}")
+    if refine and cm.rate_distortion is None:
+        raise ModelError(f"model {cm.name!r} does not say the beta it was trained with (its card has no "
+                         "'beta'), so its posteriors cannot be refined; use refine=0 (--refine 0)")
+    return int(refine)
+
+
+def _refined(cm: CodecModel, tile: np.ndarray, acts: Any, steps: int, index: int) -> tuple | None:
+    """The refined posteriors (q(z2), q(z1)) of one tile (uint8 [h, w, 3]), or None: no steps, or a
+    distortion this tile is too small to measure (MS-SSIM needs both sides > 160)."""
+    import jax
+
+    from irec_jax import metrics
+
+    if not steps:
+        return None
+    beta, distortion = cm.rate_distortion
+    if distortion == "ms-ssim" and min(tile.shape[:2]) <= metrics.MS_SSIM_MIN_SIDE:
+        return None
+    key = jax.random.fold_in(jax.random.key(REFINE_KEY), index)
+    return cm.model.refine(cm.params, tile[None], acts, beta=beta, distortion=distortion, steps=steps, key=key)
 
 
 def _pad_tile(tile: np.ndarray) -> np.ndarray:
@@ -120,8 +162,8 @@ def _mse(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _encode_tile(tile: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings, kl: np.ndarray,
-                 step: Callable[[], None]) -> tuple[bytes, np.ndarray, float]:
-    """(stream, reconstruction uint8 [h, w, 3], index bits) of one tile."""
+                 step: Callable[[], None], refine: int = 0, index: int = 0) -> tuple[bytes, np.ndarray, float]:
+    """(stream, reconstruction uint8 [h, w, 3], index bits) of tile number ``index``."""
     import jax.numpy as jnp
 
     from irec_jax import rec
@@ -131,13 +173,14 @@ def _encode_tile(tile: np.ndarray, cm: CodecModel, settings: entropy.CoderSettin
     padded = _pad_tile(tile)
     x = jnp.asarray(padded[None])
     acts = model.bottom_up(params, x)
+    refined = _refined(cm, tile, acts, refine, index)
     state = model.initial_state(params, x.shape)
     queue = entropy.new_queue()
     num, bits = settings.num_candidates, 0.0
     recon = None
     for layer in range(model.num_layers):
         p = model.prior(params, state, layer)
-        q = model.posterior(params, state, acts, layer)
+        q = refined[layer] if refined else model.posterior(params, state, acts, layer)
         dists = [np.asarray(a)[0] for a in (q.loc, q.scale, p.loc, p.scale)]
         last = layer == model.num_layers - 1
         codes, zs, info = rec.encode_choices(*dists, settings, stream=layer,
@@ -160,10 +203,11 @@ def _encode_tile(tile: np.ndarray, cm: CodecModel, settings: entropy.CoderSettin
 
 def compress_report(image: Any, *, quality: int | None = None, model: "str | CodecModel | None" = None,
                     settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
-                    progress: Progress | None = None) -> tuple[bytes, LossyReport]:
+                    refine: int | None = None, progress: Progress | None = None) -> tuple[bytes, LossyReport]:
     """``compress`` plus a ``LossyReport`` (bytes, bpp, PSNR of the decoded image, KL)."""
     t0 = time.perf_counter()
     cm = check_lossy_model(modelzoo.lossy_model(quality, model))
+    refine = refine_steps(cm, refine)
     pixels = _lossy_pixels(image, tile)
     h, w, c = pixels.shape
     settings = lossy_settings(cm, settings)
@@ -174,8 +218,8 @@ def compress_report(image: Any, *, quality: int | None = None, model: "str | Cod
     kl = np.zeros(cm.model.num_layers)
     recon = np.empty_like(pixels)
     streams, bits = [], 0.0
-    for y, x, th, tw in grid:
-        stream, out, b = _encode_tile(pixels[y:y + th, x:x + tw], cm, settings, kl, step)
+    for i, (y, x, th, tw) in enumerate(grid):
+        stream, out, b = _encode_tile(pixels[y:y + th, x:x + tw], cm, settings, kl, step, refine, i)
         recon[y:y + th, x:x + tw] = out
         streams.append(stream)
         bits += b
@@ -185,12 +229,12 @@ def compress_report(image: Any, *, quality: int | None = None, model: "str | Cod
     psnr = float("inf") if mse == 0 else 10.0 * np.log10(255.0 ** 2 / mse)
     stream_bytes = sum(map(len, streams))
     return data, LossyReport((h, w, c), len(data), len(data) - stream_bytes, bits, tuple(map(float, kl)), mse,
-                             psnr, len(grid), time.perf_counter() - t0, cm.name)
+                             psnr, len(grid), time.perf_counter() - t0, cm.name, refine)
 
 
 def compress(image: Any, *, quality: int | None = None, model: "str | CodecModel | None" = None,
              settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
-             progress: Progress | None = None) -> bytes:
+             refine: int | None = None, progress: Progress | None = None) -> bytes:
     """Lossy-compresses an RGB image (both sides >= 64) to the bytes of an ``.irec`` file.
 
     Args:
@@ -201,27 +245,33 @@ def compress(image: Any, *, quality: int | None = None, model: "str | CodecModel
       settings: iREC settings; None: the model's defaults (epsilon 0, 10 beams, the best of the
         final beams by squared error).
       tile: tile side (a multiple of 64; 1024 by default).
+      refine: Adam steps that refine each tile's posteriors for this image before coding (encoder
+        only; files decode the same way); None: ``REFINE_STEPS`` if the model's card names its
+        beta, else 0.
       progress: called with (done, total) after each latent layer of each tile.
 
     Raises:
       ImageError for unsupported images, ModelError for unusable models or qualities,
       ValueError for invalid settings.
     """
-    return compress_report(image, quality=quality, model=model, settings=settings, tile=tile,
+    return compress_report(image, quality=quality, model=model, settings=settings, tile=tile, refine=refine,
                            progress=progress)[0]
 
 
 IDEAL_KEY = 0  # the fixed key of ``ideal_report``'s posterior sample
+REFINE_KEY = 1  # the fixed key of the refinement's samples (folded with the tile's index)
 
 
 def ideal_report(image: Any, *, quality: int | None = None, model: "str | CodecModel | None" = None,
-                 tile: int = entropy.DEFAULT_TILE) -> tuple[float, np.ndarray]:
+                 tile: int = entropy.DEFAULT_TILE, refine: int = 0) -> tuple[float, np.ndarray]:
     """What an ideal relative entropy coder would give (an estimate; no file): (bits, decoded uint8 [H, W, 3]).
 
     Per tile (the codec's tiling and edge padding), bits = KL(q(z2)||p(z2)) + KL(q(z1|z2)||p(z1|z2)) in bits,
     the model's float posteriors against its *integer* priors, and the decoded tile is the integer synthesis
     (``reconstruct``) of one posterior sample drawn layer by layer (z2 first, then z1 given that sample's
     prior) with ``sample_gaussian(jax.random.key(IDEAL_KEY), q, layer)``: the same key in every tile.
+    With ``refine`` steps, the posteriors are the encoder's refined ones (``compress``'s ``refine``):
+    by default (0) they are the model's own, its ideal curve.
     ``compress_report``'s arguments and errors; the rate is ``bits / (H W)`` bits per pixel.
     """
     import jax
@@ -230,18 +280,20 @@ def ideal_report(image: Any, *, quality: int | None = None, model: "str | CodecM
     from irec_jax.models.interface import gaussian_kl, sample_gaussian
 
     cm = check_lossy_model(modelzoo.lossy_model(quality, model))
+    refine = refine_steps(cm, refine)
     pixels = _lossy_pixels(image, tile)
     h, w, _ = pixels.shape
     model_, params = cm.model, cm.params
     key = jax.random.key(IDEAL_KEY)
     nats, out = 0.0, np.empty_like(pixels)
-    for y, x, th, tw in entropy.tile_grid(h, w, tile):
+    for i, (y, x, th, tw) in enumerate(entropy.tile_grid(h, w, tile)):
         padded = jnp.asarray(_pad_tile(pixels[y:y + th, x:x + tw])[None])
         acts = model_.bottom_up(params, padded)
+        refined = _refined(cm, pixels[y:y + th, x:x + tw], acts, refine, i)
         state = model_.initial_state(params, padded.shape)
         for layer in range(model_.num_layers):
             p = model_.prior(params, state, layer)
-            q = model_.posterior(params, state, acts, layer)
+            q = refined[layer] if refined else model_.posterior(params, state, acts, layer)
             nats += float(np.sum(np.asarray(gaussian_kl(q, p), np.float64)))
             state = model_.advance(params, state, sample_gaussian(key, q, layer), layer)
         out[y:y + th, x:x + tw] = np.asarray(model_.reconstruct(params, state))[0, :th, :tw]

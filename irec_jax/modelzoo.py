@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from typing import Any
 
@@ -61,6 +62,22 @@ class CodecModel:
     def lossy(self) -> bool:
         """Whether this is a lossy model (a two-level Gaussian VAE)."""
         return _is_gvae(self.config)
+
+    @property
+    def rate_distortion(self) -> tuple[float, str] | None:
+        """(beta, distortion) a lossy model was trained with, from its card (``"beta"``,
+        ``"distortion"``, default ``"mse"``); None where the card does not say."""
+        beta, distortion = self.card.get("beta"), self.card.get("distortion") or "mse"
+        if not self.lossy or beta is None:
+            return None
+        try:
+            beta = float(beta)
+        except (TypeError, ValueError):
+            raise ModelError(f"model {self.name!r}: its card's beta {beta!r} is not a number") from None
+        if not beta > 0 or not math.isfinite(beta) or distortion not in ("mse", "ms-ssim"):
+            raise ModelError(f"model {self.name!r}: its card's beta {beta!r} / distortion {distortion!r} "
+                             "is not a trade-off the encoder can use")
+        return beta, str(distortion)
 
     @functools.cached_property
     def model(self):
@@ -231,8 +248,11 @@ def _load_workdir(workdir: str) -> CodecModel:
     params = _to_integer(config, jax.tree.map(lambda a: np.asarray(a, np.float32), params), workdir)
     name = f"{os.path.basename(os.path.abspath(workdir))}@{steps[-1]}"
     defaults = LOSSY_DEFAULTS if _is_gvae(config) else CoderSettings()
-    return CodecModel(name, config, params, defaults, {"workdir": os.path.abspath(workdir),
-                                                              "step": steps[-1]})
+    card = {"workdir": os.path.abspath(workdir), "step": steps[-1]}
+    if _is_gvae(config):
+        train = layout.load_meta(workdir, steps[-1]).get("config", {}).get("train", {})
+        card.update({k: train[k] for k in ("beta", "distortion") if k in train})
+    return CodecModel(name, config, params, defaults, card)
 
 
 @functools.lru_cache(maxsize=4)

@@ -261,6 +261,18 @@ def test_eval_lossy_bad_input_is_one_line_and_nonzero(tmp_path, capsys, argv, me
 def test_lossy_model_needs_lossy(capsys):
     assert eval_cli.main(["--suite", "quick", "--lossy-model", "x"]) == 2
     assert capsys.readouterr().err == "eval.py: error: --lossy-model only applies with --lossy\n"
+    assert eval_cli.main(["--suite", "quick", "--refine", "3"]) == 2
+    assert capsys.readouterr().err == "eval.py: error: --refine only applies with --lossy\n"
+
+
+def test_refine_that_the_model_cannot_take_is_one_error_line(tmp_path, capsys, lossy_model_dir, irec_images):
+    folder, _ = irec_images
+    for extra in (["--ablation", "--grid", "small"], ["--codecs", "JPEG-420"]):
+        rc = eval_cli.main(["--lossy", *extra, "--lossy-model", lossy_model_dir, "--refine", "4", "--images",
+                            str(folder), "--out", str(tmp_path / "o"), "--no-progress", "--no-plots"])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("eval.py: error: --refine: model 'gvae-tiny-test' does not say the beta")
+        assert len(err.strip().splitlines()) == 1
 
 
 # --- iREC: the ideal estimate, skips, ordering, the coded-vs-ideal gap --------------------------------
@@ -378,8 +390,8 @@ def test_eval_lossy_with_irec_writes_real_files_the_ideal_and_the_gap(tmp_path, 
     assert gap["bpp_ratio"] == pytest.approx(coded["results"]["bpp"][0] / ideal["results"]["bpp"][0])
     assert gap["bpp_ratio"] > 1
     irec_bd = [r for r in doc["bd"] if r["test"] == "iREC"]
-    assert [r["anchor"] for r in irec_bd] == ["JPEG-420", "WebP"]
-    assert all("iREC has 1 PSNR points, BD needs 4" in r["error"] for r in irec_bd)  # one model: no BD
+    assert [r["anchor"] for r in irec_bd] == ["JPEG-420", "WebP", "iREC ideal"]  # (no refinement: no third)
+    assert all("has 1 PSNR points, BD needs 4" in r["error"] for r in irec_bd), irec_bd  # one model: no BD
     table = (out / "lossy_table.txt").read_text()
     assert "iREC coded vs iREC ideal" in table and "iREC ideal (estimate)" in table
     assert "BD iREC vs JPEG-420, WebP: BD-rate (PSNR): ValueError: iREC has 1 PSNR points" in table
@@ -412,4 +424,5 @@ def test_lossy_ablation_small_grid_writes_its_table(tmp_path, capsys, lossy_mode
             assert r["psnr"] >= by[image, ope, 1]["psnr"] - 0.02  # (a ranking by a float preview may be off)
     assert "left out 1 of 3 images" in doc["notes"][0]
     assert table.startswith("Lossy iREC ablation: model gvae-tiny-test") and "gap dB" in table
+    assert doc["model"]["refine_steps"] == 0 and "posteriors refined 0 steps" in table
     assert len([line for line in table.splitlines() if line.startswith("4 ")]) == 4

@@ -16,13 +16,15 @@ and either
 decoded uint8 image); ``curves`` averages the rows the way CompressAI does
 (per setting: mean bpp, mean per-image metric) into :class:`Curve` records.
 ``classical_lossy_codecs`` are the classical sweeps (module table below);
-``irec_lossy_codecs`` iREC's two curves over lossy models, one rate point per
+``irec_lossy_codecs`` iREC's curves over lossy models, one rate point per
 model: ``iREC`` (real ``.irec`` files of ``irec_jax.lossy``, decoded by
 ``irec_jax.codec.decompress``, which checks the CRC of the encoder's own
-reconstruction) and ``iREC ideal`` (an estimate: ``irec_jax.lossy.ideal_report``,
-the KL an ideal relative entropy coder would spend and the decode of one
-posterior sample); images under 64 px on a side are left out of both, with a
-note. Reports, BD figures and plots live in ``irec_jax.benchmark.lossy_report``.
+reconstruction), ``iREC ideal`` (an estimate: ``irec_jax.lossy.ideal_report``
+of the posteriors the coder codes, refined as ``compress`` refines them: the
+KL an ideal relative entropy coder would spend and the decode of one
+posterior sample) and, for models whose posteriors are refined, ``iREC ideal
+(no refinement)`` (the same of the encoder network's own posteriors); images
+under 64 px on a side are left out of all, with a note. Reports, BD figures and plots live in ``irec_jax.benchmark.lossy_report``.
 
 Classical sweeps (chosen to span about 0.1–2.5 bpp on 500×500 photos):
 
@@ -54,6 +56,7 @@ from irec_jax.benchmark.runner import timed
 from irec_jax.benchmark.sets import ImageSet, progress_bar
 
 __all__ = ["Estimate", "LossyCodec", "LossyRow", "LossyResults", "Curve", "LOSSY_NAMES", "IREC", "IREC_IDEAL",
+           "IREC_IDEAL_AMORTIZED", "IREC_CURVES",
            "classical_lossy_codecs", "irec_lossy_codecs", "unavailable_reason", "run_lossy", "curves"]
 
 
@@ -309,7 +312,8 @@ def classical_lossy_codecs(names: Sequence[str] | None = None) -> list[LossyCode
 
 # --- iREC ---------------------------------------------------------------------------------------------
 
-IREC, IREC_IDEAL = "iREC", "iREC ideal"
+IREC, IREC_IDEAL, IREC_IDEAL_AMORTIZED = "iREC", "iREC ideal", "iREC ideal (no refinement)"
+IREC_CURVES = (IREC, IREC_IDEAL, IREC_IDEAL_AMORTIZED)
 
 
 def _load_lossy_models(models: Sequence[str]) -> list:
@@ -350,14 +354,17 @@ def _too_small(img: np.ndarray) -> str | None:
     return None
 
 
-def irec_lossy_codecs(models: Sequence[str] = ()) -> tuple[list[LossyCodec], str | None]:
-    """``([iREC, iREC ideal], None)`` over ``models`` (lossy model folders or train.py workdirs; none: the
-    bundled qualities), one rate point per model (settings: the models' names, points ordered by measured
+def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None) -> tuple[list[LossyCodec], str | None]:
+    """``([iREC, iREC ideal(, iREC ideal (no refinement))], None)`` over ``models`` (lossy model folders or
+    train.py workdirs; none: the bundled qualities), one rate point per model (settings: the models' names, points ordered by measured
     bpp), or ``([], why)`` when there is no lossy model. EvalError for a model that cannot be used.
 
     ``iREC``: ``irec_jax.lossy.compress`` with the model's default settings; the decoder finds the model
     the file's header names among these and decodes with ``irec_jax.codec.decompress`` (CRC of the
-    encoder's reconstruction checked). ``iREC ideal``: ``irec_jax.lossy.ideal_report`` (an estimate).
+    encoder's reconstruction checked). ``iREC ideal``: ``irec_jax.lossy.ideal_report`` (an estimate) of the
+    posteriors ``compress`` codes (refined as it refines them); ``iREC ideal (no refinement)``, when some
+    model's posteriors are refined: the same estimate of the encoder network's own posteriors. ``refine``:
+    the refinement steps of every model (``irec_jax.lossy.refine_steps``; None: each model's default).
     """
     from irec_jax import codec, entropy, lossy, modelzoo
 
@@ -372,24 +379,38 @@ def irec_lossy_codecs(models: Sequence[str] = ()) -> tuple[list[LossyCodec], str
         named = entropy.unpack(data, refs).header.model  # which of the models wrote it
         return codec.decompress(data, model=by_ref.get(named))
 
+    try:
+        steps = {label: lossy.refine_steps(cm, refine) for label, cm in by_label.items()}
+    except ValueError as e:  # also ModelError
+        raise EvalError(f"--refine: {e}") from None
+    refined = ", ".join(f"{label} {n}" for label, n in steps.items())
     settings = lossy.lossy_settings(loaded[0])
     models_text = ", ".join(f"{label} ({cm.ref.param_hash.hex()})" for label, cm in by_label.items())
     common = dict(settings=tuple(by_label), setting_name="model", skip=_too_small, order_by_bpp=True)
-    coded = LossyCodec(IREC, encode_fn=lambda img, label: lossy.compress(img, model=by_label[label]),
+    coded = LossyCodec(IREC, encode_fn=lambda img, label: lossy.compress(img, model=by_label[label],
+                                                                         refine=steps[label]),
                        decode_fn=decode,
                        description=(f"iREC lossy .irec files (irec_jax.lossy: each model's default settings, "
                                     f"e.g. omega {settings.omega:g}, epsilon {settings.epsilon:g}, "
                                     f"{settings.beams} beams, best of {settings.final_choices} final beams by "
-                                    f"squared error), decoded by irec_jax.codec.decompress; models {models_text}"),
+                                    f"squared error, posteriors refined per tile: {refined} steps), "
+                                    f"decoded by irec_jax.codec.decompress; models {models_text}"),
                        **common)
+    what = ("rate = KL(q||p) of both latent layers against the model's integer priors (what an ideal relative "
+            "entropy coder would spend), distortion of the integer synthesis of one posterior sample (fixed key; "
+            f"irec_jax.lossy.ideal_report); models {models_text}")
     ideal = LossyCodec(IREC_IDEAL,
-                       estimate_fn=lambda img, label: Estimate(*lossy.ideal_report(img, model=by_label[label])),
-                       description=("iREC ideal: rate = KL(q||p) of both latent layers against the model's integer "
-                                    "priors (what an ideal relative entropy coder would spend), distortion of the "
-                                    "integer synthesis of one posterior sample (fixed key; irec_jax.lossy."
-                                    f"ideal_report); models {models_text}"),
-                       **common)
-    return [coded, ideal], None
+                       estimate_fn=lambda img, label: Estimate(*lossy.ideal_report(img, model=by_label[label],
+                                                                                   refine=steps[label])),
+                       description=f"iREC ideal of the posteriors the coder codes (refinement steps: {refined}): "
+                                   + what, **common)
+    if not any(steps.values()):
+        return [coded, ideal], None
+    amortized = LossyCodec(IREC_IDEAL_AMORTIZED,
+                           estimate_fn=lambda img, label: Estimate(*lossy.ideal_report(img, model=by_label[label])),
+                           description="iREC ideal of the encoder network's own posteriors (no refinement): "
+                                       + what, **common)
+    return [coded, ideal, amortized], None
 
 
 # --- measuring --------------------------------------------------------------------------------------

@@ -121,11 +121,11 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(metrics.psnr(a, b))
 
 
-def _ideal(cm, set_name: str, image_id: str, img: np.ndarray) -> dict:
+def _ideal(cm, set_name: str, image_id: str, img: np.ndarray, refine: int) -> dict:
     from irec_jax import lossy
 
     t0 = time.perf_counter()
-    bits, decoded = lossy.ideal_report(img, model=cm)
+    bits, decoded = lossy.ideal_report(img, model=cm, refine=refine)
     h, w, _ = img.shape
     return {"set": set_name, "image": image_id, "height": h, "width": w, "ideal_bits": float(bits),
             "ideal_bpp": float(bits) / (h * w), "ideal_psnr": _psnr(img, decoded),
@@ -137,15 +137,15 @@ def _point_fields(point: GridPoint) -> dict:
             "beams": point.beams, "num_candidates": point.num_candidates, "final_choices": point.final_choices}
 
 
-def _code(img: np.ndarray, cm, settings, compiles: _CompileCounter, warmup: bool) -> dict:
+def _code(img: np.ndarray, cm, settings, refine: int, compiles: _CompileCounter, warmup: bool) -> dict:
     """One image at one point: encode, decode (CRC checked), scores and times (retimed after a compile)."""
     from irec_jax import codec, lossy
 
     before = compiles.count
-    data, rep = lossy.compress_report(img, model=cm, settings=settings)
+    data, rep = lossy.compress_report(img, model=cm, settings=settings, refine=refine)
     retimed = warmup and compiles.count > before
     if retimed:  # a new shape compiled: time a compiled call
-        again, rep = lossy.compress_report(img, model=cm, settings=settings)
+        again, rep = lossy.compress_report(img, model=cm, settings=settings, refine=refine)
         if again != data:
             raise RuntimeError("a second encode of the same image gave different bytes")
     for _ in range(2):
@@ -166,8 +166,8 @@ AGGREGATES = ("bpp", "psnr", "gap_db", "bpp_ratio", "ideal_bpp", "ideal_psnr", "
               "total_bytes", "encode_s", "decode_s")
 
 
-def _run_point(point: GridPoint, images, ideals, cm, seed: int, warmup: bool, compiles: _CompileCounter,
-               progress: bool) -> tuple[dict, list[dict]]:
+def _run_point(point: GridPoint, images, ideals, cm, refine: int, seed: int, warmup: bool,
+               compiles: _CompileCounter, progress: bool) -> tuple[dict, list[dict]]:
     from tqdm.auto import tqdm
 
     from irec_jax import codec, lossy
@@ -178,7 +178,7 @@ def _run_point(point: GridPoint, images, ideals, cm, seed: int, warmup: bool, co
         settings = point.settings(seed)
         if warmup:
             w0 = time.perf_counter()
-            codec.decompress(lossy.compress(images[0][2], model=cm, settings=settings), model=cm)
+            codec.decompress(lossy.compress(images[0][2], model=cm, settings=settings, refine=refine), model=cm)
             warm_s = time.perf_counter() - w0
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -190,7 +190,7 @@ def _run_point(point: GridPoint, images, ideals, cm, seed: int, warmup: bool, co
                "ideal_bpp": ideal["ideal_bpp"], "ideal_psnr": ideal["ideal_psnr"], "error": error}
         if error is None:
             try:
-                row.update(_code(img, cm, settings, compiles, warmup))
+                row.update(_code(img, cm, settings, refine, compiles, warmup))
                 row["gap_db"] = row["psnr"] - ideal["ideal_psnr"]
                 row["bpp_ratio"] = row["bpp"] / ideal["ideal_bpp"] if ideal["ideal_bpp"] > 0 else None
             except (KeyboardInterrupt, SystemExit):
@@ -219,23 +219,32 @@ def _load(model: Any):
 
 
 def run(grid: LossyGrid, sets: Sequence[ImageSet], model: Any = None, *, seed: int = 0, progress: bool = True,
-        warmup: bool = True) -> LossyAblationResult:
+        warmup: bool = True, refine: int | None = None) -> LossyAblationResult:
     """The ideal of every image, then every image coded and decoded at every grid point. ``model``: a lossy
-    model folder, train.py workdir or ``CodecModel``; None: the bundled middle quality."""
+    model folder, train.py workdir or ``CodecModel``; None: the bundled middle quality. ``refine``: the
+    posterior refinement steps of both the coder and the ideal (``irec_jax.lossy.refine_steps``; None: the
+    codec's default for the model), so that the gap is the coder's alone."""
     from tqdm.auto import tqdm
 
+    from irec_jax import lossy
+
     cm = _load(model)
+    try:
+        refine = lossy.refine_steps(cm, refine)
+    except ValueError as e:  # also ModelError
+        raise EvalError(f"--refine: {e}") from None
     images, note = lossy_images(sets)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    ideals = [_ideal(cm, s, i, img) for s, i, img in tqdm(images, desc="ideal", leave=False, disable=not progress)]
+    ideals = [_ideal(cm, s, i, img, refine) for s, i, img in tqdm(images, desc="ideal", leave=False, disable=not progress)]
     points, rows = [], []
     with _CompileCounter() as compiles:
         for point in tqdm(grid.points, desc="lossy ablation", disable=not progress):
-            agg, mine = _run_point(point, images, ideals, cm, seed, warmup, compiles, progress)
+            agg, mine = _run_point(point, images, ideals, cm, refine, seed, warmup, compiles, progress)
             points.append(agg)
             rows += mine
-    return LossyAblationResult(grid, _model_info(cm, model if model is not None else cm.name), ideals, points, rows,
+    info = {**_model_info(cm, model if model is not None else cm.name), "refine_steps": refine}
+    return LossyAblationResult(grid, info, ideals, points, rows,
                                [note] if note else [], seed, started, time.perf_counter() - t0)
 
 
@@ -293,7 +302,8 @@ def format_table(res: LossyAblationResult) -> str:
     ideal_bpp = np.mean([i["ideal_bpp"] for i in res.images])
     ideal_psnr = np.mean([i["ideal_psnr"] for i in res.images])
     title = (f"Lossy iREC ablation: model {res.model['name']} ({res.model['param_hash']}), {len(res.images)} images, "
-             f"grid {res.grid.name!r}, {len(res.points)} points, {res.wall_s:.0f} s\n"
+             f"grid {res.grid.name!r}, {len(res.points)} points, {res.wall_s:.0f} s, posteriors refined "
+             f"{res.model.get('refine_steps', 0)} steps (coder and ideal)\n"
              f"ideal (estimate: KL rate, one posterior sample's decode): mean {ideal_bpp:.4f} bpp, {ideal_psnr:.2f} dB;"
              " gap = PSNR - ideal PSNR, ratio = bpp / ideal bpp, means over images; choice: final beams compared "
              "by squared error")
@@ -324,10 +334,10 @@ def write_outputs(res: LossyAblationResult, out_dir: str) -> dict[str, str]:
 
 
 def ablate(grid: LossyGrid, sets: Sequence[ImageSet], model: Any = None, out: str = "eval_out", *, seed: int = 0,
-           progress: bool = True, warmup: bool = True,
+           progress: bool = True, warmup: bool = True, refine: int | None = None,
            echo: Callable[[str], None] = print) -> tuple[LossyAblationResult, dict[str, str]]:
     """Run, write the outputs to ``out`` and echo the table (``eval.py --ablation --lossy``)."""
-    res = run(grid, sets, model, seed=seed, progress=progress, warmup=warmup)
+    res = run(grid, sets, model, seed=seed, progress=progress, warmup=warmup, refine=refine)
     paths = write_outputs(res, out)
     echo(format_table(res))
     echo(f"wrote {os.path.abspath(out)}/ ({', '.join(sorted(os.path.basename(p) for p in paths.values()))})")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from irec_jax.benchmark.errors import EvalError, error_text
-from irec_jax.benchmark.lossy import (IREC, IREC_IDEAL, LOSSY_NAMES, Curve, LossyResults, LossyRow,
+from irec_jax.benchmark.lossy import (IREC, IREC_CURVES, IREC_IDEAL, LOSSY_NAMES, Curve, LossyResults, LossyRow,
                                       classical_lossy_codecs, curves, irec_lossy_codecs, run_lossy)
 from irec_jax.benchmark.report import _slug, environment, finite, text_table
 from irec_jax.benchmark.sets import load_sets
@@ -378,24 +378,26 @@ def write_lossy_outputs(results: LossyResults, curve_list: Sequence[Curve], bd_r
 # --- eval.py --lossy ------------------------------------------------------------------------------
 
 def _bd_rows(results: LossyResults, curve_list: Sequence[Curve], anchor: str) -> tuple[list[BDRow], str | None]:
-    """Every classical curve against ``anchor``; iREC and iREC ideal against every classical curve, over the
-    images iREC coded (the classical curves recomputed on them when iREC left some out), and a note then."""
-    classical = [c.name for c in curve_list if c.name not in (IREC, IREC_IDEAL)]
+    """Every classical curve against ``anchor``; iREC's curves against every classical curve and iREC coded
+    against its ideals, over the images iREC coded (the classical curves recomputed on them when iREC left some out), and a note then."""
+    classical = [c.name for c in curve_list if c.name not in IREC_CURVES]
     rows = [row for name in classical if name != anchor for row in bd_table(curve_list, [anchor], name)]
-    tests = [c.name for c in curve_list if c.name in (IREC, IREC_IDEAL)]
+    tests = [c.name for c in curve_list if c.name in IREC_CURVES]
     if not tests:
         return rows, None
     coded = {(r.set, r.image) for r in results.rows if r.codec in tests}
     everything = {(r.set, r.image) for r in results.rows}
     same = curve_list if coded == everything else curves(results, coded)
     rows += [row for test in tests for row in bd_table(same, classical, test)]
+    if IREC in tests:  # the coder against the ideal of what it codes and of the network's own posteriors
+        rows += bd_table(same, [name for name in tests if name != IREC], IREC)
     note = None if same is curve_list else (f"BD of {' and '.join(tests)}: against the classical curves over the "
                                             f"{len(coded)} images iREC coded, not all {len(everything)}")
     return rows, note
 
 
 def run_lossy_suite(spec: EvalSpec, anchor: str = "JPEG-420", echo: Callable[[str], None] = print,
-                    lossy_models: Sequence[str] = ()) -> tuple[LossyResults, dict[str, str]]:
+                    lossy_models: Sequence[str] = (), refine: int | None = None) -> tuple[LossyResults, dict[str, str]]:
     """``eval.py --lossy``: load ``spec``'s sets, sweep its codecs (``spec.codecs`` names classical lossy
     codecs; None: all) and iREC's two curves over ``lossy_models`` (model folders or train.py workdirs;
     none: the bundled qualities; no model at all: skipped with a note), write the outputs to ``spec.out``
@@ -405,7 +407,7 @@ def run_lossy_suite(spec: EvalSpec, anchor: str = "JPEG-420", echo: Callable[[st
     codecs = classical_lossy_codecs(spec.codecs)  # before loading: an unknown codec fails fast
     if anchor.lower() not in {n.lower() for n in LOSSY_NAMES}:
         raise EvalError(f"unknown BD anchor {anchor!r}; known: {', '.join(LOSSY_NAMES)}")
-    irec, why_not = irec_lossy_codecs(lossy_models)  # why_not: one note in the table
+    irec, why_not = irec_lossy_codecs(lossy_models, refine)  # why_not: one note in the table
     sets = load_sets(spec.suite, spec.images, spec.dataset, spec.split, spec.limit, spec.data_dir, spec.progress)
     results = run_lossy(sets, codecs + irec, progress=spec.progress, warmup=spec.warmup)
     curve_list = curves(results)
