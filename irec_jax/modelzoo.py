@@ -255,7 +255,7 @@ def _load_workdir(workdir: str) -> CodecModel:
     return CodecModel(name, config, params, defaults, card)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)  # every file read checks the 5 bundled models: more than 4, or they evict each other
 def _load_cached(path: str, mtime: float) -> CodecModel:
     if os.path.isfile(os.path.join(path, "model.json")):
         return _load_folder(path)
