@@ -339,11 +339,13 @@ def _flatten_mix(params: QuantizedMixture) -> _FlatMix:
 def _mix_cdf(weight: np.ndarray, loc: np.ndarray, inv: np.ndarray, points: np.ndarray) -> np.ndarray:
     """int64 [n, m]: the mixture CDF sum_k weight_k C_k(point) >> MIX_SHIFT at
     integer points [n, m] (units 2^-LOC_BITS), C_k the component's
-    sigmoid-table CDF (``_int_cdf``); weight, loc, inv [n, K]."""
-    out = np.zeros(points.shape, np.int64)
-    for k in range(loc.shape[1]):
-        out += weight[:, k:k + 1] * _int_cdf(_FlatInt(loc[:, k], inv[:, k]), points)
-    return out >> MIX_SHIFT
+    sigmoid-table CDF (``_int_cdf``'s, all K components at once); weight, loc, inv [n, K]."""
+    t = (points[:, None, :] - loc[:, :, None]) * inv[:, :, None]  # [n, K, m]
+    t += 1 << (_T_SHIFT - 1)
+    t >>= _T_SHIFT
+    t += _T_MAX
+    cdf = np.take(exact_tables.sigmoid_table(), t, mode="clip")  # the clip to +-_T_MAX of _int_cdf
+    return np.einsum("nk,nkm->nm", weight, cdf) >> MIX_SHIFT
 
 
 _COEF_TO_LOC = COEF_BITS + 1 - LOC_BITS  # coef * (2 x - 255) is in units 2^-(COEF_BITS + 1)
