@@ -98,7 +98,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="the curve every other one is compared with in the BD table (default JPEG-420)")
     lo.add_argument("--refine", type=int, default=None, metavar="N",
                     help="posterior refinement steps per tile for iREC's files and ideal (default: the codec's, "
-                         "25 for models whose card names their beta; 0: off)")
+                         "50 for models whose card names their beta; 0: off)")
     return p.parse_args(argv)
 
 

@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, help="shared-randomness seed (default 0)")
     c.add_argument("--refine", type=int, default=None,
                    help="lossy: Adam steps refining each tile's posteriors for this image before coding "
-                        "(default 25; 0: off; more: smaller files, slower encode)")
+                        "(default 50; 0: off; more: smaller files, slower encode)")
     c.add_argument("--tile", type=int, default=1024,
                    help="code the image as independent TILE x TILE tiles (even; default 1024): bounds memory")
     c.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
