@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", required=True, metavar="Q=WORKDIR")
     parser.add_argument("--card", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default=None, help="models folder (default: the package's assets/models)")
+    parser.add_argument("--version", type=int, default=1,
+                        help="the models' version, in their names gvae-mse-cpu-q<Q>-v<VERSION>: bump it whenever "
+                             "the weights change (files name the model they were written with)")
     args = parser.parse_args(argv)
 
     from irec_jax import modelzoo
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{workdir} is not a lossy model")
         cm = dataclasses.replace(cm, defaults=modelzoo.LOSSY_DEFAULTS)
         folder = os.path.join(out_root, f"{modelzoo.LOSSY_PREFIX}{int(q)}")
-        name = f"gvae-mse-cpu-q{int(q)}-v1"
+        name = f"gvae-mse-cpu-q{int(q)}-v{args.version}"
         modelzoo.export_model(cm, folder, name=name, card=card_for(workdir, int(q), extra))
         print(f"{workdir} -> {folder}: {name}, params {cm.ref.param_hash.hex()}")
     return 0
