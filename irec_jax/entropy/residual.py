@@ -242,14 +242,21 @@ _T_MAX = exact_tables.SIGMOID_RANGE << exact_tables.SIGMOID_INDEX_BITS
 _ONE = 1 << exact_tables.SIGMOID_BITS
 
 
+def _table_cdf(d: np.ndarray, inv_scale: np.ndarray) -> np.ndarray:
+    """int64: the logistic CDF in units 2^-32 at integer offsets d = point - loc
+    (levels in units 2^-LOC_BITS), broadcast with inv_scale: S[clip(t) + 2^15]
+    with t = round(d * inv_scale / 2^17), i.e. d / scale in units 2^-10, and S
+    the sigmoid table (``np.take``'s clip mode is the clip to +-_T_MAX)."""
+    t = d * inv_scale
+    t += 1 << (_T_SHIFT - 1)
+    t >>= _T_SHIFT
+    t += _T_MAX
+    return np.take(exact_tables.sigmoid_table(), t, mode="clip")
+
+
 def _int_cdf(p: _FlatInt, points: np.ndarray) -> np.ndarray:
-    """int64 [n, m]: the logistic CDF in units 2^-32 at integer points [m] or
-    [n, m] (levels in units 2^-LOC_BITS): S[clip(t) + 2^15] with
-    t = round((point - loc) * inv_scale / 2^17), i.e. (point - loc) / scale in
-    units 2^-10, and S the sigmoid table."""
-    d = (points if points.ndim == 2 else points[None, :]) - p.loc[:, None]
-    t = (d * p.inv_scale[:, None] + (1 << (_T_SHIFT - 1))) >> _T_SHIFT
-    return exact_tables.sigmoid_table()[np.clip(t, -_T_MAX, _T_MAX) + _T_MAX]
+    """int64 [n, m]: ``_table_cdf`` at integer points [m] or [n, m]."""
+    return _table_cdf((points if points.ndim == 2 else points[None, :]) - p.loc[:, None], p.inv_scale[:, None])
 
 
 _LEVEL1_POINTS = (np.arange(1, _GROUP, dtype=np.int64) * _GROUP * 2 - 1) << (LOC_BITS - 1)  # 16j - 0.5
@@ -339,12 +346,8 @@ def _flatten_mix(params: QuantizedMixture) -> _FlatMix:
 def _mix_cdf(weight: np.ndarray, loc: np.ndarray, inv: np.ndarray, points: np.ndarray) -> np.ndarray:
     """int64 [n, m]: the mixture CDF sum_k weight_k C_k(point) >> MIX_SHIFT at
     integer points [n, m] (units 2^-LOC_BITS), C_k the component's
-    sigmoid-table CDF (``_int_cdf``'s, all K components at once); weight, loc, inv [n, K]."""
-    t = (points[:, None, :] - loc[:, :, None]) * inv[:, :, None]  # [n, K, m]
-    t += 1 << (_T_SHIFT - 1)
-    t >>= _T_SHIFT
-    t += _T_MAX
-    cdf = np.take(exact_tables.sigmoid_table(), t, mode="clip")  # the clip to +-_T_MAX of _int_cdf
+    sigmoid-table CDF (``_table_cdf``, all K components at once); weight, loc, inv [n, K]."""
+    cdf = _table_cdf(points[:, None, :] - loc[:, :, None], inv[:, :, None])  # [n, K, m]
     return np.einsum("nk,nkm->nm", weight, cdf) >> MIX_SHIFT
 
 
