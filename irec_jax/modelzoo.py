@@ -74,7 +74,9 @@ class CodecModel:
             beta = float(beta)
         except (TypeError, ValueError):
             raise ModelError(f"model {self.name!r}: its card's beta {beta!r} is not a number") from None
-        if not beta > 0 or not math.isfinite(beta) or distortion not in ("mse", "ms-ssim"):
+        from irec_jax.metrics import DISTORTIONS
+
+        if not beta > 0 or not math.isfinite(beta) or distortion not in DISTORTIONS:
             raise ModelError(f"model {self.name!r}: its card's beta {beta!r} / distortion {distortion!r} "
                              "is not a trade-off the encoder can use")
         return beta, str(distortion)
@@ -234,7 +236,8 @@ def _load_workdir(workdir: str) -> CodecModel:
     if not steps:
         raise ModelError(f"{workdir}: no checkpoints")
     try:
-        cfg = layout.load_meta(workdir, steps[-1]).get("config", {}).get("model")
+        stored = layout.load_meta(workdir, steps[-1]).get("config", {})
+        cfg = stored.get("model")
     except (OSError, ValueError) as e:
         raise ModelError(f"{workdir}: cannot read checkpoint {steps[-1]}'s metadata: {e}") from None
     if cfg is None:
@@ -249,8 +252,8 @@ def _load_workdir(workdir: str) -> CodecModel:
     name = f"{os.path.basename(os.path.abspath(workdir))}@{steps[-1]}"
     defaults = LOSSY_DEFAULTS if _is_gvae(config) else CoderSettings()
     card = {"workdir": os.path.abspath(workdir), "step": steps[-1]}
-    if _is_gvae(config):
-        train = layout.load_meta(workdir, steps[-1]).get("config", {}).get("train", {})
+    if _is_gvae(config):  # the trade-off the encoder's posterior refinement needs
+        train = stored.get("train", {})
         card.update({k: train[k] for k in ("beta", "distortion") if k in train})
     return CodecModel(name, config, params, defaults, card)
 

@@ -211,8 +211,9 @@ def test_the_reference_decoder_says_it_reads_lossless_files_only(lossy_model_dir
 def refinable_model_dir(tiny_gvae_config, tiny_gvae_params, tmp_path_factory) -> str:
     """The tiny random-weight lossy model with a card that names its beta (what refinement needs)."""
     from irec_jax import entropy
-    cm = modelzoo.CodecModel("gvae-tiny-beta", tiny_gvae_config, gvae_integer.quantize(tiny_gvae_config, tiny_gvae_params),
-                             entropy.CoderSettings(omega=3.0, epsilon=0.0), {"beta": 0.01, "distortion": "mse"})
+    params = gvae_integer.quantize(tiny_gvae_config, tiny_gvae_params)
+    cm = modelzoo.CodecModel("gvae-tiny-beta", tiny_gvae_config, params, entropy.CoderSettings(omega=3.0, epsilon=0.0),
+                             {"beta": 0.01, "distortion": "mse"})
     return modelzoo.export_model(cm, str(tmp_path_factory.mktemp("lossy_beta") / "model"))
 
 

@@ -24,7 +24,8 @@ of the posteriors the coder codes, refined as ``compress`` refines them: the
 KL an ideal relative entropy coder would spend and the decode of one
 posterior sample) and, for models whose posteriors are refined, ``iREC ideal
 (no refinement)`` (the same of the encoder network's own posteriors); images
-under 64 px on a side are left out of all, with a note. Reports, BD figures and plots live in ``irec_jax.benchmark.lossy_report``.
+under 64 px on a side are left out of all, with a note. Reports, BD figures
+and plots live in ``irec_jax.benchmark.lossy_report``.
 
 Classical sweeps (chosen to span about 0.1–2.5 bpp on 500×500 photos):
 
@@ -354,10 +355,12 @@ def _too_small(img: np.ndarray) -> str | None:
     return None
 
 
-def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None) -> tuple[list[LossyCodec], str | None]:
+def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None
+                      ) -> tuple[list[LossyCodec], str | None]:
     """``([iREC, iREC ideal(, iREC ideal (no refinement))], None)`` over ``models`` (lossy model folders or
-    train.py workdirs; none: the bundled qualities), one rate point per model (settings: the models' names, points ordered by measured
-    bpp), or ``([], why)`` when there is no lossy model. EvalError for a model that cannot be used.
+    train.py workdirs; none: the bundled qualities), one rate point per model (settings: the models' names,
+    points ordered by measured bpp), or ``([], why)`` when there is no lossy model. EvalError for a model
+    that cannot be used.
 
     ``iREC``: ``irec_jax.lossy.compress`` with the model's default settings; the decoder finds the model
     the file's header names among these and decodes with ``irec_jax.codec.decompress`` (CRC of the

@@ -236,7 +236,8 @@ def run(grid: LossyGrid, sets: Sequence[ImageSet], model: Any = None, *, seed: i
     images, note = lossy_images(sets)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    ideals = [_ideal(cm, s, i, img, refine) for s, i, img in tqdm(images, desc="ideal", leave=False, disable=not progress)]
+    ideals = [_ideal(cm, s, i, img, refine)
+              for s, i, img in tqdm(images, desc="ideal", leave=False, disable=not progress)]
     points, rows = [], []
     with _CompileCounter() as compiles:
         for point in tqdm(grid.points, desc="lossy ablation", disable=not progress):

@@ -379,7 +379,8 @@ def write_lossy_outputs(results: LossyResults, curve_list: Sequence[Curve], bd_r
 
 def _bd_rows(results: LossyResults, curve_list: Sequence[Curve], anchor: str) -> tuple[list[BDRow], str | None]:
     """Every classical curve against ``anchor``; iREC's curves against every classical curve and iREC coded
-    against its ideals, over the images iREC coded (the classical curves recomputed on them when iREC left some out), and a note then."""
+    against its ideals, over the images iREC coded (the classical curves recomputed on them when iREC left
+    some out), and a note then."""
     classical = [c.name for c in curve_list if c.name not in IREC_CURVES]
     rows = [row for name in classical if name != anchor for row in bd_table(curve_list, [anchor], name)]
     tests = [c.name for c in curve_list if c.name in IREC_CURVES]
@@ -397,7 +398,8 @@ def _bd_rows(results: LossyResults, curve_list: Sequence[Curve], anchor: str) ->
 
 
 def run_lossy_suite(spec: EvalSpec, anchor: str = "JPEG-420", echo: Callable[[str], None] = print,
-                    lossy_models: Sequence[str] = (), refine: int | None = None) -> tuple[LossyResults, dict[str, str]]:
+                    lossy_models: Sequence[str] = (), refine: int | None = None
+                    ) -> tuple[LossyResults, dict[str, str]]:
     """``eval.py --lossy``: load ``spec``'s sets, sweep its codecs (``spec.codecs`` names classical lossy
     codecs; None: all) and iREC's two curves over ``lossy_models`` (model folders or train.py workdirs;
     none: the bundled qualities; no model at all: skipped with a note), write the outputs to ``spec.out``

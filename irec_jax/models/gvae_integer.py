@@ -53,7 +53,7 @@ from irec_jax.exact import intops
 from irec_jax.exact.units import ACT_BITS, GDN_GAMMA_BITS, GDN_NORM_BITS, RAW_COUNT, RAW_MIN, RAW_STEP_BITS
 from irec_jax.models import gvae, integer, rvae
 from irec_jax.models.gvae_config import GVAEConfig
-from irec_jax.models.interface import Gaussian, Shape, gaussian_kl
+from irec_jax.models.interface import Gaussian, Shape, check_next_layer, gaussian_kl
 
 Params = Any
 _ACT = float(1 << ACT_BITS)
@@ -309,9 +309,7 @@ class IntegerGVAE:
     def _check(self, state: IntGVAEState, layer: int | None = None) -> None:
         if layer is not None:
             self._float._check_layer(layer)
-            if layer != state.layer:
-                raise ValueError(f"this state is before layer {state.layer}, not layer {layer} "
-                                 "(layers are coded in order, each advance once)")
+            check_next_layer(state.layer, layer)
         want = self._float.latent_shapes((state.z2.shape[0], *state.image_hw, self.config.image_channels))
         got = (tuple(state.z2.shape), tuple(state.z1.shape))
         if got != want or state.z1.dtype != jnp.int32:

@@ -57,7 +57,7 @@ from irec_jax.exact.units import (ACT_BITS, COEF_BITS, MIX_COUNT, MIX_STEP_BITS,
                                   RAW_MIN, RAW_STEP_BITS)
 from irec_jax.models import likelihoods as lik
 from irec_jax.models import rvae
-from irec_jax.models.interface import Gaussian, Shape
+from irec_jax.models.interface import Gaussian, Shape, check_next_layer
 
 Params = Any
 _ACT = float(1 << ACT_BITS)
@@ -401,9 +401,7 @@ class IntegerRVAE:
     def _check(self, state: IntState, layer: int | None = None) -> None:
         if layer is not None:
             self._float._check_layer(layer)
-            if layer != state.layer:
-                raise ValueError(f"this state is before layer {state.layer}, not layer {layer} "
-                                 "(layers are coded in order, each advance once)")
+            check_next_layer(state.layer, layer)
         shape = tuple(state.h.shape)
         if len(shape) != 4 or shape[-1] != self.config.det_channels or state.h.dtype != jnp.int32:
             raise ValueError(f"state.h must be int32 [B, h, w, {self.config.det_channels}], "

@@ -46,6 +46,14 @@ class Gaussian:
         return iter((self.loc, self.scale))
 
 
+def check_next_layer(state_layer: int, layer: int) -> None:
+    """ValueError unless ``layer`` is the one a state before ``state_layer`` codes next (layers are
+    coded in order, each advanced once)."""
+    if layer != state_layer:
+        raise ValueError(f"this state is before layer {state_layer}, not layer {layer} "
+                         "(layers are coded in order, each advance once)")
+
+
 def gaussian_kl(q: Gaussian, p: Gaussian) -> jax.Array:
     """KL(q || p) in nats, elementwise (same shape as ``q.loc``)."""
     ratio = q.scale / p.scale
