@@ -96,9 +96,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "--ablation: the one model to ablate")
     lo.add_argument("--bd-anchor", default=None, metavar="CODEC",
                     help="the curve every other one is compared with in the BD table (default JPEG-420)")
-    lo.add_argument("--refine", type=int, default=None, metavar="N",
-                    help="posterior refinement steps per tile for iREC's files and ideal (default: the codec's, "
-                         "50 for models whose card names their beta; 0: off)")
+    p.add_argument("--refine", type=int, default=None, metavar="N",
+                   help="posterior refinement steps per tile for iREC's files (and, with --lossy, its ideal); "
+                        "default: the codec's (lossless: 50 on images up to 128x128, 0 above; lossy: 50 for "
+                        "models whose card names their beta); 0: off")
     return p.parse_args(argv)
 
 
@@ -167,11 +168,14 @@ def _ablation(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    for flag, given in (("--bd-anchor", args.bd_anchor is not None), ("--lossy-model", bool(args.lossy_model)),
-                        ("--refine", args.refine is not None)):
+    for flag, given in (("--bd-anchor", args.bd_anchor is not None), ("--lossy-model", bool(args.lossy_model))):
         if given and not args.lossy:
             print(f"eval.py: error: {flag} only applies with --lossy", file=sys.stderr)
             return 2
+    if args.ablation and not args.lossy and args.refine is not None:
+        print("eval.py: error: --refine applies to the lossless benchmark and to both lossy ones, not to the "
+              "lossless ablation (which codes with the codec's default)", file=sys.stderr)
+        return 2
     if args.ablation:
         return _ablation(args)
     flags = [("--grid", args.grid)] + [("--" + axis.replace("_", "-"), getattr(args, axis)) for axis in AXES]
@@ -197,7 +201,7 @@ def main(argv=None) -> int:
     spec = EvalSpec(suite=args.suite, images=tuple(args.images), dataset=args.dataset, split=args.split,
                     limit=args.limit, data_dir=args.data_dir, model=args.model, codecs=codecs, out=args.out,
                     progress=not args.no_progress, plots=not args.no_plots,
-                    warmup=not args.no_warmup, batch=args.batch)
+                    warmup=not args.no_warmup, batch=args.batch, refine=args.refine)
     try:
         if args.lossy:
             from irec_jax.benchmark.lossy_report import run_lossy_suite

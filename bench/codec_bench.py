@@ -9,7 +9,11 @@ photos, none of them in the default model's training set):
   of the pixel residual, and the range coders' flush (the rest of the
   stream bytes);
 * the model's negative ELBO of the same image (Monte Carlo over posterior
-  samples: an estimate, shown with its standard error) and file / ELBO;
+  samples: an estimate, shown with its standard error) and file / ELBO,
+  and where the encoder refines the posteriors (``--refine``; by default on
+  images up to 128x128) the same estimate of the refined posteriors it codes
+  ("rnelbo") and file / that: the coder's own overhead. A file may fall
+  below the network's ELBO: refinement finds a better posterior for the image;
 * PNG, WebP lossless and JPEG XL lossless of the same image, in the same run,
   each decoded and checked;
 * encode and decode seconds, warm (one untimed round trip per image size
@@ -17,6 +21,7 @@ photos, none of them in the default model's training set):
 
     python bench/codec_bench.py                      # bundled images, default model
     python bench/codec_bench.py --images DIR --model PATH --json out.json
+    python bench/codec_bench.py --refine 0           # the encoder network's posteriors as they are
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ def main() -> None:
     ap.add_argument("--omega", type=float, default=None)
     ap.add_argument("--epsilon", type=float, default=None)
     ap.add_argument("--beams", type=int, default=None)
+    ap.add_argument("--refine", type=int, default=None,
+                    help="posterior refinement steps (default: the codec's, 50 on images up to 128x128; 0: off)")
     ap.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = ap.parse_args()
 
@@ -62,19 +69,26 @@ def main() -> None:
 
     cm = modelzoo.load_model(args.model)
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, base=cm.defaults)
+    try:
+        codec.refine_steps(args.refine, (0, 0))
+    except ValueError as e:
+        sys.exit(f"codec_bench.py: error: --refine: {e}")
     classical = classical_codecs(["PNG", "WebP", "JPEG-XL"])
     images = _load(args)
     warmed: set = set()
     rows = []
     for name, img in tqdm(images, desc="images", file=sys.stderr):
         if img.shape not in warmed:  # compile for this size outside the timings
-            codec.decompress(codec.compress(img, model=cm, settings=settings), model=cm)
+            codec.decompress(codec.compress(img, model=cm, settings=settings, refine=args.refine), model=cm)
             warmed.add(img.shape)
-        data, rep = codec.compress_report(img, model=cm, settings=settings)
+        data, rep = codec.compress_report(img, model=cm, settings=settings, refine=args.refine)
         t0 = time.perf_counter()
         out = codec.decompress(data, model=cm)
         dec_s = time.perf_counter() - t0
         elbo = analysis.estimate_elbo(img, model=cm, samples=args.samples)
+        # the refined posteriors' ELBO (what the coder codes), where the file's tile was refined
+        relbo = (analysis.estimate_elbo(img, model=cm, samples=args.samples, refine=rep.refine_steps)
+                 if rep.refine_steps and rep.tiles == 1 else elbo)
         dims = img.size
         row = {
             "image": name, "shape": list(img.shape), "bytes": len(data),
@@ -86,6 +100,8 @@ def main() -> None:
             "kl_bpd": sum(rep.kl_nats) / np.log(2) / dims,
             "elbo_bpd": elbo.total_bits / dims, "elbo_stderr_bpd": elbo.stderr_bits / dims,
             "over_elbo": 8 * len(data) / elbo.total_bits, "model_over_elbo": 8 * rep.model_bytes / elbo.total_bits,
+            "refine_steps": rep.refine_steps, "refined_elbo_bpd": relbo.total_bits / dims,
+            "model_over_refined_elbo": 8 * rep.model_bytes / relbo.total_bits,
             "exact": bool(np.array_equal(out, img)),
             "encode_s": rep.encode_seconds, "decode_s": dec_s,
         }
@@ -97,7 +113,7 @@ def main() -> None:
 
     names = [c.name for c in classical]
     head = (f"{'image':22s} {'bpd':>7s} {'model':>6s} {'hdr':>5s} {'index':>6s} {'resid':>6s} {'flush':>5s} {'nelbo':>6s} "
-            f"{'/elbo':>6s} " + " ".join(f"{n:>7s}" for n in names) + f" {'enc s':>6s} {'dec s':>6s} exact")
+            f"{'/elbo':>6s} {'rnelbo':>6s} {'/relbo':>6s} " + " ".join(f"{n:>7s}" for n in names) + f" {'enc s':>6s} {'dec s':>6s} exact")
     print(f"Lossless iREC codec, model {cm.name} ({cm.ref.param_hash.hex()}), Omega {settings.omega:g}, "
           f"eps {settings.epsilon:g}, B {settings.beams}; jax {jax.__version__} on "
           f"{jax.default_backend()}, {platform.machine()}")
@@ -106,6 +122,7 @@ def main() -> None:
         print(f"{r['image']:22s} {r['bpd']:6.3f}{'s' if r['stored'] else ' '} {r['model_bpd']:6.3f} "
               f"{r['header_bpd']:5.3f} {r['index_bpd']:6.3f} "
               f"{r['residual_bpd']:6.3f} {r['flush_bpd']:5.3f} {r['elbo_bpd']:6.3f} {r['over_elbo']:6.3f} "
+              f"{r['refined_elbo_bpd']:6.3f} {r['model_over_refined_elbo']:6.3f} "
               + " ".join(f"{r[n]:7.3f}" for n in names)
               + f" {r['encode_s']:6.2f} {r['decode_s']:6.2f} {'yes' if r['exact'] else 'NO'}")
     for label, sel in (("mean 32x32", lambda r: r["shape"][:2] == [32, 32]),
@@ -115,9 +132,10 @@ def main() -> None:
             continue
         m = {k: float(np.mean([r[k] for r in group]))
              for k in ("bpd", "model_bpd", "header_bpd", "index_bpd", "residual_bpd", "flush_bpd", "elbo_bpd", "over_elbo",
-                       "encode_s", "decode_s", *names)}
+                       "refined_elbo_bpd", "model_over_refined_elbo", "encode_s", "decode_s", *names)}
         print(f"{label:22s} {m['bpd']:6.3f}  {m['model_bpd']:6.3f} {m['header_bpd']:5.3f} {m['index_bpd']:6.3f} "
               f"{m['residual_bpd']:6.3f} {m['flush_bpd']:5.3f} {m['elbo_bpd']:6.3f} {m['over_elbo']:6.3f} "
+              f"{m['refined_elbo_bpd']:6.3f} {m['model_over_refined_elbo']:6.3f} "
               + " ".join(f"{m[n]:7.3f}" for n in names)
               + f" {m['encode_s']:6.2f} {m['decode_s']:6.2f} "
               + f"{sum(r['exact'] for r in group)}/{len(group)}, {sum(r['stored'] for r in group)} stored")
@@ -126,7 +144,10 @@ def main() -> None:
           "exact codelengths of latent indices (with step counts) and residual + flush; "
           "nelbo: the model's negative ELBO,\n"
           f"a {args.samples}-sample Monte Carlo estimate (mean standard error "
-          f"{np.mean([r['elbo_stderr_bpd'] for r in rows]):.3f} bpd); /elbo: file bits over it; "
+          f"{np.mean([r['elbo_stderr_bpd'] for r in rows]):.3f} bpd) of the encoder network's posteriors; "
+          "/elbo: file bits over it; rnelbo: the same of the posteriors the coder codes, refined for the image "
+          f"({max((r['refine_steps'] for r in rows), default=0)} Adam steps; = nelbo where not refined);\n"
+          "/relbo: the model's coding over rnelbo (the coder's own overhead); "
           "PNG/WebP/JPEG-XL: lossless files of the same image, decoded and checked.")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

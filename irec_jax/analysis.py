@@ -39,7 +39,7 @@ class ElboEstimate:
     samples: int
 
 
-def elbo_samples(pixels: np.ndarray, cm: CodecModel, samples: int, seed: int = 0
+def elbo_samples(pixels: np.ndarray, cm: CodecModel, samples: int, seed: int = 0, refine: int = 0
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo terms of the negative ELBO of uint8 ``pixels`` [H, W, C] under
     the codec model (its integer decoder path, as the codec codes it):
@@ -49,7 +49,9 @@ def elbo_samples(pixels: np.ndarray, cm: CodecModel, samples: int, seed: int = 0
     frequency tables; kl: sum over layers of KL(q || p) (analytic, given the
     sampled parents). z_l ~ q_l from ``sample_gaussian(key(seed), q_l, l)``,
     put on the decoder's 2^-10 grid by the model. All S samples run as one
-    batch.
+    batch. ``refine``: the posteriors refined as the codec refines a
+    one-tile image's (``codec.refine_acts``, that many steps; 0: the
+    encoder network's own).
     """
     import jax
     import jax.numpy as jnp
@@ -60,8 +62,10 @@ def elbo_samples(pixels: np.ndarray, cm: CodecModel, samples: int, seed: int = 0
         raise ValueError(f"samples must be >= 1, got {samples}")
     shape = pixels.shape
     model, params = cm.model, cm.params
-    x = jnp.asarray(np.repeat(codec.model_input(pixels, cm.image_channels), samples, axis=0))
-    acts = model.bottom_up(params, x)
+    x1 = codec.model_input(pixels, cm.image_channels)
+    acts = codec.refine_acts(cm, x1, [pixels], model.bottom_up(params, jnp.asarray(x1)), refine, [0])
+    acts = jax.tree.map(lambda a: jnp.repeat(a, samples, axis=1), acts)  # [L, S, h, w, Z]
+    x = np.repeat(x1, samples, axis=0)
     state = model.initial_state(params, x.shape)
     key = jax.random.key(seed)
     kl = np.zeros(samples)
@@ -76,11 +80,13 @@ def elbo_samples(pixels: np.ndarray, cm: CodecModel, samples: int, seed: int = 0
 
 
 def estimate_elbo(image: Any, *, model: "str | CodecModel" = "default", samples: int = 8,
-                  seed: int = 0) -> ElboEstimate:
+                  seed: int = 0, refine: int = 0) -> ElboEstimate:
     """The model's negative ELBO of ``image`` in bits, as the codec sees it
-    (same padding, same channels, the integer decoder path; ``elbo_samples``)."""
+    (same padding, same channels, the integer decoder path; ``elbo_samples``);
+    ``refine`` > 0: of the posteriors refined that many steps, as the codec
+    codes them (an image of one tile)."""
     cm = modelzoo.load_model(model)
-    recon, kl = elbo_samples(imageio.to_array(image), cm, samples, seed)
+    recon, kl = elbo_samples(imageio.to_array(image), cm, samples, seed, refine)
     total = recon + kl
     stderr = float(total.std(ddof=1) / np.sqrt(samples)) if samples > 1 else float("nan")
     return ElboEstimate(float(total.mean()), float(kl.mean()), float(recon.mean()), stderr, samples)

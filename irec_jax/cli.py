@@ -106,14 +106,14 @@ def _cmd_compress(args: argparse.Namespace) -> None:
         cm = modelzoo.load_model(args.model)
     if cm.lossy:
         return _cmd_compress_lossy(args, cm)
-    if args.refine is not None:
-        raise ValueError("--refine applies to lossy coding only (--quality Q or a lossy --model)")
+    refine = codec.refine_steps(args.refine, (0, 0))
     pixels = imageio.read_image(args.input)
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed, base=cm.defaults)
     update, close = _progress_bar(args.quiet, "compress")
     try:
         data, report = codec.compress_report(pixels, model=cm, settings=settings, tile=args.tile,
-                                             progress=update, fallback=not args.no_fallback)
+                                             progress=update, fallback=not args.no_fallback,
+                                             refine=None if args.refine is None else refine)
         if not args.no_verify:
             decoded = codec.decompress(data, model=cm)
             if decoded.shape != pixels.shape or not (decoded == pixels).all():
@@ -133,7 +133,8 @@ def _cmd_compress(args: argparse.Namespace) -> None:
         print(f"{args.input} -> {args.output}: {w}x{h}x{c}, {report.total_bytes:,} bytes, "
               f"{report.bpd:.3f} bits/dim (latent indices {report.index_bits / 8:,.0f} B, "
               f"residual {report.residual_bits / 8:,.0f} B, header {report.header_bytes} B"
-              f"{f', {report.tiles} tiles' if report.tiles > 1 else ''}), {report.encode_seconds:.1f} s")
+              f"{f', {report.tiles} tiles' if report.tiles > 1 else ''}), {report.encode_seconds:.1f} s"
+              + (f" (posteriors refined, {report.refine_steps} steps)" if report.refine_steps else ""))
 
 
 def _cmd_decompress(args: argparse.Namespace) -> None:
@@ -236,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "use at least 64)")
     c.add_argument("--seed", type=int, help="shared-randomness seed (default 0)")
     c.add_argument("--refine", type=int, default=None,
-                   help="lossy: Adam steps refining each tile's posteriors for this image before coding "
-                        "(default 50; 0: off; more: smaller files, slower encode)")
+                   help="Adam steps refining each tile's posteriors for this image before coding "
+                        "(0: off; more: smaller files, slower encode; default: lossy 50, lossless 50 on "
+                        "tiles of at most 128x128 pixels, 0 on larger ones)")
     c.add_argument("--tile", type=int, default=1024,
                    help="code the image as independent TILE x TILE tiles (even; default 1024): bounds memory")
     c.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")

@@ -223,12 +223,13 @@ def test_same_image_rules():
 
 def test_extra_codecs_hook_plugs_in(monkeypatch):
     png = _png_codec()
-    monkeypatch.setattr(ev, "extra_codecs", lambda spec: [rows.codec_row(f"Model[{spec}]", png.encode, png.decode)])
+    monkeypatch.setattr(ev, "extra_codecs",
+                        lambda spec, refine=None: [rows.codec_row(f"Model[{spec}]", png.encode, png.decode)])
     built = ev.build_codecs(None, "m.ckpt")
     assert built[-1].name == "Model[m.ckpt]" and len(built) == 7
     assert [c.name for c in ev.build_codecs(["model[m.ckpt]", "PNG"], "m.ckpt")] == ["Model[m.ckpt]", "PNG"]
 
-    def broken(spec):
+    def broken(spec, refine=None):
         raise OSError("no such model")
 
     monkeypatch.setattr(ev, "extra_codecs", broken)

@@ -45,7 +45,8 @@ def _error_line(capsys) -> str:
 def test_compress_info_decompress(png, tmp_path, capsys):
     out, back = str(tmp_path / "x.irec"), str(tmp_path / "back.png")
     assert _run("compress", png, out) == 0
-    assert "bits/dim" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "bits/dim" in text and "posteriors refined, 50 steps" in text  # a small image: refined by default
     assert _run("info", out) == 0
     text = capsys.readouterr().out
     assert "32x32x3" in text and "coded streams" in text and "blocks" in text
@@ -123,6 +124,7 @@ def test_existing_output_is_kept_without_force(png, tmp_path, capsys):
     ("bad_model", "not found"),
     ("bad_extension", "extension"),
     ("missing_folder", "does not exist"),
+    ("bad_refine", "refine must be"),
 ])
 def test_errors_are_one_line_with_exit_1(case, match, png, tmp_path, capsys):
     good = str(tmp_path / "good.irec")
@@ -148,6 +150,7 @@ def test_errors_are_one_line_with_exit_1(case, match, png, tmp_path, capsys):
         "bad_model": ["compress", png, out, "--model", str(tmp_path / "nomodel")],
         "bad_extension": ["decompress", good, str(tmp_path / "o.jpg")],
         "missing_folder": ["compress", png, str(tmp_path / "no" / "dir" / "x.irec")],
+        "bad_refine": ["compress", png, out, "--refine", "-5"],
     }[case]
     assert _run(*args, "-q") == 1
     assert match in _error_line(capsys)

@@ -280,7 +280,7 @@ def test_refinement_settings_get_clear_errors(lossy_model_dir, refinable_model_d
     from PIL import Image
     src = tmp_path / "p.png"
     Image.fromarray(photo).save(src)
-    for args in (["--model", refinable_model_dir, "--refine", "-3"], ["--refine", "5"],
+    for args in (["--model", refinable_model_dir, "--refine", "-3"], ["--refine", "-5"],
                  ["--model", lossy_model_dir, "--refine", "5"]):
         assert cli.main(["compress", str(src), str(tmp_path / "o.irec"), *args]) == 1
         err = capsys.readouterr().err

@@ -40,8 +40,9 @@ def _loader(model_spec: str | None) -> tuple[str, Callable]:
     return spec, lambda: modelzoo.load_model(spec)  # cached by load_model
 
 
-def irec_row(model_spec: str | None = "default") -> CodecRow:
-    """The iREC codec's row: whole ``.irec`` files of ``model_spec`` ("default", a model folder or a workdir)."""
+def irec_row(model_spec: str | None = "default", refine: int | None = None) -> CodecRow:
+    """The iREC codec's row: whole ``.irec`` files of ``model_spec`` ("default", a model folder or a workdir),
+    posteriors refined ``refine`` steps per tile (None: the codec's default)."""
     from irec_jax import codec as irec
 
     spec, cm = _loader(model_spec)
@@ -49,11 +50,15 @@ def irec_row(model_spec: str | None = "default") -> CodecRow:
     def coded(data: bytes, report: "irec.CodecReport") -> Coded:
         return Coded(data, report.model_bytes, report.stored)
 
-    row = codec_row("iREC", lambda img: coded(*irec.compress_report(img, model=cm())),
+    irec.refine_steps(refine, (0, 0))  # a bad value fails here, before any image
+    refined = ("default posterior refinement (50 steps on images up to 128x128)" if refine is None
+               else f"posteriors refined {refine} steps" if refine else "no posterior refinement")
+    row = codec_row("iREC", lambda img: coded(*irec.compress_report(img, model=cm(), refine=refine)),
                     lambda b: irec.decompress(b, model=cm()),
-                    f"iREC .irec files (stored mode where smaller), model {spec}")
+                    f"iREC .irec files (stored mode where smaller), model {spec}, {refined}")
     return dataclasses.replace(
-        row, encode_batch_fn=lambda images: [coded(*f) for f in irec.compress_batch(images, model=cm())])
+        row, encode_batch_fn=lambda images: [coded(*f) for f in irec.compress_batch(images, model=cm(),
+                                                                                    refine=refine)])
 
 
 def bbans_rows(model_spec: str | None = "default") -> list:
@@ -96,6 +101,7 @@ def bbans_rows(model_spec: str | None = "default") -> list:
     ]
 
 
-def model_rows(model_spec: str | None = "default") -> list[CodecRow | SetCodecRow]:
-    """The rows ``eval.py`` adds to the classical ones: iREC, then the BB-ANS rows, on one model."""
-    return [irec_row(model_spec), *bbans_rows(model_spec)]
+def model_rows(model_spec: str | None = "default", refine: int | None = None) -> list[CodecRow | SetCodecRow]:
+    """The rows ``eval.py`` adds to the classical ones: iREC (``refine``: its posterior refinement steps,
+    None: the codec's default), then the BB-ANS rows, on one model."""
+    return [irec_row(model_spec, refine), *bbans_rows(model_spec)]

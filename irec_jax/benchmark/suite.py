@@ -28,11 +28,13 @@ from irec_jax.benchmark.sets import load_sets
 __all__ = ["EvalSpec", "extra_codecs", "build_codecs", "run_suite"]
 
 
-def build_codecs(names: Sequence[str] | None = None, model_spec: str | None = "default") -> list:
-    """Classical rows plus ``extra_codecs(model_spec)``; ``names`` (case-insensitive) picks and orders them."""
+def build_codecs(names: Sequence[str] | None = None, model_spec: str | None = "default",
+                 refine: int | None = None) -> list:
+    """Classical rows plus ``extra_codecs(model_spec, refine)``; ``names`` (case-insensitive) picks and orders
+    them."""
     rows = list(classical.classical_codecs())
     try:
-        extra = list(extra_codecs(model_spec))
+        extra = list(extra_codecs(model_spec, refine=refine))
     except Exception as e:
         wanted = None if names is None else {n.lower() for n in names}
         if wanted is None or not wanted <= {c.name.lower() for c in rows}:
@@ -71,11 +73,12 @@ class EvalSpec:
     plots: bool = True
     warmup: bool = True
     batch: int = 32  # iREC encodes images of one shape this many at a time (runner.run)
+    refine: int | None = None  # iREC's posterior refinement steps per tile (None: the codec's default)
 
 
 def run_suite(spec: EvalSpec, echo: Callable[[str], None] = print) -> tuple[Results, dict[str, str]]:
     """Load the sets, build the rows, run, write the outputs to ``spec.out`` and echo the table."""
-    codecs = build_codecs(spec.codecs, spec.model)  # before loading: an unknown codec fails fast
+    codecs = build_codecs(spec.codecs, spec.model, spec.refine)  # before loading: an unknown codec fails fast
     sets = load_sets(spec.suite, spec.images, spec.dataset, spec.split, spec.limit, spec.data_dir,
                      spec.progress)
     results = run(sets, codecs, progress=spec.progress, warmup=spec.warmup, batch=spec.batch)

@@ -46,19 +46,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 
 from irec_jax.exact import intops
 from irec_jax.exact.units import ACT_BITS, GDN_GAMMA_BITS, GDN_NORM_BITS, RAW_COUNT, RAW_MIN, RAW_STEP_BITS
-from irec_jax.models import gvae, integer, rvae
+from irec_jax.models import gvae, integer, refine, rvae
 from irec_jax.models.gvae_config import GVAEConfig
 from irec_jax.models.interface import Gaussian, Shape, check_next_layer, gaussian_kl
 
 Params = Any
 _ACT = float(1 << ACT_BITS)
 _Z_LIMIT = (1 << 15) - 1  # latents enter the transposed convs clipped to +-32 (2^-10 units)
-REFINE_LR = 0.02  # Adam's step on posterior means and log scales in ``refine``
 
 
 @struct.dataclass
@@ -211,26 +209,13 @@ def _to_grid(z: jax.Array) -> jax.Array:
     return jnp.clip(jnp.round(jnp.asarray(z, jnp.float32) * _ACT), -_Z_LIMIT, _Z_LIMIT).astype(jnp.int32)
 
 
-def _dequantized(p: Params, phases: int = 1) -> tuple[jax.Array, jax.Array]:
-    """Float (w [9 C, phases O], bias [O]) in real units of an integer layer (``integer.quantize_dense``)."""
-    scale = p["mant"].astype(jnp.float32) * jnp.exp2(-p["shift"].astype(jnp.float32))  # [O]
-    return p["w"].astype(jnp.float32) * jnp.tile(scale, phases), p["bias"].astype(jnp.float32) / _ACT
-
-
-def _dequantized_deconv(p: Params, x: jax.Array) -> jax.Array:
-    """Float 5x5 stride-2 transposed conv with the integer layer's weights, in real units."""
-    return rvae.subpixel_conv(x, *_dequantized(p, 4))  # columns (py, px, o)
-
-
 def _level1_prior_float(cfg: GVAEConfig, params: Params, z2: jax.Array) -> Gaussian:
     """Encoder only: the hyper-synthesis in float32 with the integer weights, z2 [B, h2, w2, M2] in real
     units -> the level-1 prior; the scale by the float model's formula, not the tables (differentiable)."""
     p = params["hyper_synthesis"]
-    h = jnp.maximum(_dequantized_deconv(p["deconv0"], z2), 0.0)
-    h = jnp.maximum(_dequantized_deconv(p["deconv1"], h), 0.0)
-    w, bias = _dequantized(p["head"])
-    out = jax.lax.conv_general_dilated(h, w.reshape(3, 3, h.shape[-1], -1), (1, 1), "SAME",
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+    h = jnp.maximum(integer.dequantized_deconv(p["deconv0"], z2), 0.0)
+    h = jnp.maximum(integer.dequantized_deconv(p["deconv1"], h), 0.0)
+    out = integer.dequantized_conv3x3(p["head"], h)
     m = cfg.latent_channels
     return Gaussian(out[..., :m], gvae._scale(cfg, out[..., m:]))
 
@@ -242,10 +227,10 @@ def _synthesis_float(cfg: GVAEConfig, params: Params, z1: jax.Array, image_hw: t
     h = z1
     for i in range(3):
         g = p[f"igdn{i}"]
-        h = _dequantized_deconv(p[f"deconv{i}"], h)
+        h = integer.dequantized_deconv(p[f"deconv{i}"], h)
         gamma = g["gamma"].astype(jnp.float32) / (1 << GDN_GAMMA_BITS)
         h = h * jnp.sqrt(g["beta"].astype(jnp.float32) / (1 << GDN_NORM_BITS) + jnp.square(h) @ gamma)
-    u = _dequantized_deconv(p["deconv3"], h)[:, :image_hw[0], :image_hw[1]]
+    u = integer.dequantized_deconv(p["deconv3"], h)[:, :image_hw[0], :image_hw[1]]
     return jnp.clip(127.5 + 127.5 * u, 0.0, 255.0)
 
 
@@ -270,16 +255,11 @@ def _refine_loss(cfg: GVAEConfig, params: Params, x: jax.Array, top: Gaussian, d
     return beta * metrics.distortion(distortion, x, recon) + kl / (x.shape[1] * x.shape[2] * math.log(2.0))
 
 
-_REFINER = optax.adam(REFINE_LR)
-
-
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _refine_step_jit(cfg: GVAEConfig, params: Params, x: jax.Array, top: Gaussian, distortion: str,
-                     beta: jax.Array, theta: tuple, opt_state: Any, key: jax.Array) -> tuple:
-    # One jitted step a call: XLA:CPU ran the same steps inside a fori_loop several times slower.
-    grads = jax.grad(functools.partial(_refine_loss, cfg, params, x, top, distortion, beta))(theta, key)
-    updates, opt_state = _REFINER.update(grads, opt_state, theta)
-    return optax.apply_updates(theta, updates), opt_state
+                     beta: jax.Array, key: jax.Array, theta: tuple, opt_state: Any, i: jax.Array) -> tuple:
+    return refine.adam_step(functools.partial(_refine_loss, cfg, params, x, top, distortion, beta), theta,
+                            opt_state, jax.random.fold_in(key, i))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,7 +340,7 @@ class IntegerGVAE:
         """Encoder only: the posteriors (q(z2), q(z1)) of image x [1, H, W, C] (``acts`` its
         ``bottom_up``, maybe of an edge-padded copy) refined for this image.
 
-        ``steps`` Adam steps (``REFINE_LR``) on their means and log scales lower the model's training
+        ``steps`` Adam steps (``refine.REFINE_LR``) on their means and log scales lower the model's training
         loss for this one image, beta D + (KL(q2 || top prior) + KL(q1 || p(z1 | z2))) / (H W ln 2), one
         reparameterized sample per step (``key``), through float32 copies of the integer hyper-synthesis
         and synthesis (``_level1_prior_float``, ``_synthesis_float``). The amortized encoder is a
@@ -370,10 +350,9 @@ class IntegerGVAE:
         top = _top_prior_jit(self.config, params, tuple(q2.loc.shape))
         x = jnp.asarray(x, jnp.float32)
         theta = tuple((q.loc, jnp.log(q.scale)) for q in (q2, q1))
-        opt_state = _REFINER.init(theta)
-        for i in range(int(steps)):
-            theta, opt_state = _refine_step_jit(self.config, params, x, top, str(distortion), jnp.float32(beta),
-                                                theta, opt_state, jax.random.fold_in(key, i))
+        step = functools.partial(_refine_step_jit, self.config, params, x, top, str(distortion), jnp.float32(beta),
+                                 key)
+        theta = refine.run(step, theta, steps)
         return tuple(Gaussian(m, jnp.exp(ls)) for m, ls in theta)
 
     def reconstruct(self, params: Params, state: IntGVAEState) -> jax.Array:

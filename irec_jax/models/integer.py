@@ -56,8 +56,8 @@ from irec_jax.exact import intops
 from irec_jax.exact.units import (ACT_BITS, COEF_BITS, MIX_COUNT, MIX_STEP_BITS, MIX_WEIGHT_BITS, RAW_COUNT,
                                   RAW_MIN, RAW_STEP_BITS)
 from irec_jax.models import likelihoods as lik
-from irec_jax.models import rvae
-from irec_jax.models.interface import Gaussian, Shape, check_next_layer
+from irec_jax.models import refine, rvae
+from irec_jax.models.interface import Gaussian, Shape, check_next_layer, gaussian_kl
 
 Params = Any
 _ACT = float(1 << ACT_BITS)
@@ -368,6 +368,61 @@ def _likelihood_jit(cfg, params, h, elu_table) -> lik.QuantizedLogistic | lik.Qu
     return lik.QuantizedLogistic(loc=_levels(loc), inv_scale=_scale_lookup(raw, params["tables"]["pixel_inv"]))
 
 
+# ----------------------------------------------------------------------------
+# Float copies of the integer layers (encoder only: differentiable, never what a file decodes to).
+
+
+def dequantized(p: Params, phases: int = 1) -> tuple[jax.Array, jax.Array]:
+    """Float (w [9 C, phases O], bias [O]) in real units of an integer layer (``quantize_dense``)."""
+    scale = p["mant"].astype(jnp.float32) * jnp.exp2(-p["shift"].astype(jnp.float32))  # [O]
+    return p["w"].astype(jnp.float32) * jnp.tile(scale, phases), p["bias"].astype(jnp.float32) / _ACT
+
+
+def dequantized_conv3x3(p: Params, x: jax.Array) -> jax.Array:
+    """Float 3x3 SAME conv with the integer layer's weights, x [B, H, W, C] in real units -> [B, H, W, O]."""
+    w, bias = dequantized(p)
+    return jax.lax.conv_general_dilated(x, w.reshape(3, 3, x.shape[-1], -1), (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+
+
+def dequantized_deconv(p: Params, x: jax.Array) -> jax.Array:
+    """Float 5x5 stride-2 transposed conv with the integer layer's weights, in real units."""
+    return rvae.subpixel_conv(x, *dequantized(p, 4))  # columns (py, px, o)
+
+
+def _refine_loss(cfg: rvae.RVAEConfig, params: Params, x: jax.Array, weight: jax.Array, keys: jax.Array,
+                 acts: rvae.BottomUpActs, i: jax.Array) -> jax.Array:
+    """The negative ELBO in nats (summed over images) of one reparameterized sample, through float32
+    copies of the integer top-down path and likelihood: -sum(weight log p(x | z)) + sum_l KL(q_l || p_l).
+    Image m's noise at step i comes from fold_in(keys[m], i) (the same alone or in a batch);
+    ``weight`` [B, H, W, C] marks the subpixels the coder codes."""
+    z_ch, down = cfg.stoch_channels, params["down"]
+    shape = acts.loc.shape[1:]
+    h = jnp.broadcast_to(params["top"]["h"].astype(jnp.float32) / _ACT, (*shape[:3], cfg.det_channels))
+    draws = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, i), (cfg.num_layers, *shape[1:])))(keys)
+    kl = jnp.float32(0.0)
+    for layer in range(cfg.num_layers):
+        feats = dequantized_conv3x3(_layer(down["conv1"], layer), jax.nn.elu(h))
+        prior = Gaussian(feats[..., :z_ch], lik.positive_scale(feats[..., z_ch:2 * z_ch], cfg.latent_min_scale))
+        post = Gaussian(feats[..., 2 * z_ch:3 * z_ch] + acts.loc[layer],
+                        lik.positive_scale(feats[..., 3 * z_ch:4 * z_ch] + acts.raw_scale[layer],
+                                           cfg.latent_min_scale))
+        z = post.loc + post.scale * draws[:, layer]
+        kl = kl + jnp.sum(gaussian_kl(post, prior))
+        merged = jnp.concatenate([z, feats[..., 4 * z_ch:]], axis=-1)
+        h = h + dequantized_conv3x3(_layer(down["conv2"], layer), jax.nn.elu(merged))
+    head = params["head"]
+    raw = head["raw"].astype(jnp.float32) / _ACT if "raw" in head else None
+    dist = rvae.head_likelihood(cfg, dequantized_deconv(head, jax.nn.elu(h)), raw)
+    return kl - jnp.sum(weight * lik.log_prob(dist, x))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _refine_step_jit(cfg: rvae.RVAEConfig, params: Params, x: jax.Array, weight: jax.Array, keys: jax.Array,
+                     acts: rvae.BottomUpActs, opt_state: Any, i: jax.Array) -> tuple:
+    return refine.adam_step(functools.partial(_refine_loss, cfg, params, x, weight, keys), acts, opt_state, i)
+
+
 @dataclasses.dataclass(frozen=True)
 class IntegerRVAE:
     """The RVAE of ``config`` with the integer generative path (see module docstring).
@@ -410,6 +465,27 @@ class IntegerRVAE:
     def bottom_up(self, params: Params, x: jax.Array) -> rvae.BottomUpActs:
         """Encoder only (float): bottom-up terms [L, B, h, w, Z] of images x [B, H, W, C]."""
         return self._float.bottom_up(params["encoder"], x)
+
+    def refine(self, params: Params, x: jax.Array, acts: rvae.BottomUpActs, *, steps: int, keys: jax.Array,
+               weight: jax.Array | None = None) -> rvae.BottomUpActs:
+        """Encoder only: the bottom-up terms of images x [B, H, W, C] (``acts`` their ``bottom_up``)
+        refined for these images.
+
+        Each layer's posterior is the top-down terms plus the bottom-up ones (loc + loc, raw + raw);
+        ``steps`` Adam steps (``refine.REFINE_LR``) on the bottom-up terms lower the negative ELBO of
+        each image, one reparameterized sample per step, through float32 copies of the integer
+        top-down path and likelihood. The posteriors keep their dependence on the layers above, so
+        the coder, which forms them layer by layer from the coded latents, codes them unchanged.
+        ``keys`` [B]: a PRNG key per image, so that an image draws the same noise alone as in a
+        batch (Adam's updates are elementwise: a batch refines each image as if alone).
+        ``weight`` [B, H, W, C] (default all ones) marks the subpixels that count (padding and the
+        uncoded channels of a gray image do not)."""
+        x = jnp.asarray(x, jnp.int32)
+        weight = jnp.ones(x.shape, jnp.float32) if weight is None else jnp.asarray(weight, jnp.float32)
+        if keys.shape[:1] != x.shape[:1]:
+            raise ValueError(f"need one key per image ({x.shape[0]}), got keys of shape {keys.shape}")
+        step = functools.partial(_refine_step_jit, self.config, params, x, weight, keys)
+        return refine.run(step, acts, steps)
 
     def initial_state(self, params: Params, image_shape: Shape) -> IntState:
         """The learned top state, int32 [B, h, w, C]."""

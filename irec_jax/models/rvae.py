@@ -202,6 +202,28 @@ def subpixel_conv(x: jax.Array, w: jax.Array, bias: jax.Array) -> jax.Array:
     return y + bias
 
 
+def head_likelihood(cfg: RVAEConfig, out: jax.Array, raw_scale: jax.Array | None = None) -> lik.PixelLikelihood:
+    """The pixel likelihood [B, H, W, C_img(, K)] from the head's outputs ``out`` [B, H, W,
+    head_channels] (float, network units); ``raw_scale`` [C_img] is the learned raw scale of a
+    logistic likelihood without predicted scales."""
+    scale_fn = functools.partial(lik.positive_scale, floor=cfg.likelihood_min_scale,
+                                 init=cfg.likelihood_init_scale)
+    if cfg.likelihood in ("mixture", "coupled"):
+        c, k = cfg.image_channels, cfg.num_mixtures
+        out, coef = out[..., :3 * c * k], out[..., 3 * c * k:]
+        out = out.reshape(out.shape[:-1] + (c, 3 * k))
+        logits, loc, raw = jnp.split(out, 3, axis=-1)
+        if cfg.likelihood == "mixture":
+            return lik.MixtureOfLogistics(logits=logits, loc=lik.to_levels(loc), scale=scale_fn(raw))
+        coef = jnp.tanh(coef.reshape(coef.shape[:-1] + (c * (c - 1) // 2, k)))
+        return lik.CoupledMixture(logits=logits, loc=lik.to_levels(loc), scale=scale_fn(raw), coef=coef)
+    if cfg.predict_scale:
+        loc, raw = jnp.split(out, 2, axis=-1)
+    else:
+        loc, raw = out, jnp.broadcast_to(raw_scale, out.shape)
+    return lik.Logistic(loc=lik.to_levels(loc), scale=scale_fn(raw))
+
+
 class _Head(nn.Module):
     cfg: RVAEConfig
 
@@ -209,24 +231,10 @@ class _Head(nn.Module):
     def __call__(self, h: jax.Array) -> lik.PixelLikelihood:  # [B,h,w,C] -> [B,2h,2w,C_img(,K)]
         cfg = self.cfg
         out = SubpixelDeconv(cfg.head_channels, name="deconv")(nn.elu(h))
-        scale_fn = functools.partial(lik.positive_scale, floor=cfg.likelihood_min_scale,
-                                     init=cfg.likelihood_init_scale)
-        if cfg.likelihood in ("mixture", "coupled"):
-            c, k = cfg.image_channels, cfg.num_mixtures
-            out, coef = out[..., :3 * c * k], out[..., 3 * c * k:]
-            out = out.reshape(out.shape[:-1] + (c, 3 * k))
-            logits, loc, raw = jnp.split(out, 3, axis=-1)
-            if cfg.likelihood == "mixture":
-                return lik.MixtureOfLogistics(logits=logits, loc=lik.to_levels(loc), scale=scale_fn(raw))
-            coef = jnp.tanh(coef.reshape(coef.shape[:-1] + (c * (c - 1) // 2, k)))
-            return lik.CoupledMixture(logits=logits, loc=lik.to_levels(loc), scale=scale_fn(raw), coef=coef)
-        if cfg.predict_scale:
-            loc, raw = jnp.split(out, 2, axis=-1)
-        else:
-            loc = out
-            raw = jnp.broadcast_to(self.param("raw_scale", nn.initializers.zeros, (cfg.image_channels,)),
-                                   loc.shape)
-        return lik.Logistic(loc=lik.to_levels(loc), scale=scale_fn(raw))
+        raw = None
+        if cfg.likelihood == "logistic" and not cfg.predict_scale:
+            raw = self.param("raw_scale", nn.initializers.zeros, (cfg.image_channels,))
+        return head_likelihood(cfg, out, raw)
 
 
 # ----------------------------------------------------------------------------
