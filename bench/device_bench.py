@@ -6,7 +6,9 @@ Prints, on the default JAX backend, warm wall-clock times of:
   (default 768 x 512, tiled from the bundled 64x64 photos: content repeats,
   so its rate means nothing; a time only), checked bit-exact;
 * batches of the bundled 32x32 crops through ``codec.compress_batch``
-  (images/s, each file decoded and checked) against one image at a time.
+  (images/s, each file decoded and checked) against one image at a time,
+  with the codec's default posterior refinement (50 steps on such small
+  images) and without it (``refine=0``), in the same run.
 
     python bench/device_bench.py                 # ~1 minute on this CPU
     python bench/device_bench.py --size 768x512 --batch 32 --repeats 2
@@ -61,11 +63,13 @@ def main() -> None:
 
     crops = [imageio.read_image(p) for p in bundled_images("crops")]
     images = (crops * (-(-args.batch // len(crops))))[:args.batch]
-    files, t_batch = best(lambda: codec.compress_batch(images, model=cm))
-    _, t_single = best(lambda: [codec.compress(im, model=cm) for im in images])
-    exact = all(np.array_equal(codec.decompress(d, model=cm), im) for (d, _), im in zip(files, images))
-    print(f"{len(images)} images 32x32: batch {len(images) / t_batch:.1f} images/s, one at a time "
-          f"{len(images) / t_single:.1f} images/s, exact {exact}")
+    for refine, label in ((None, "refined (default)"), (0, "not refined")):
+        files, t_batch = best(lambda: codec.compress_batch(images, model=cm, refine=refine))
+        _, t_single = best(lambda: [codec.compress(im, model=cm, refine=refine) for im in images])
+        exact = all(np.array_equal(codec.decompress(d, model=cm), im) for (d, _), im in zip(files, images))
+        bpd = 8 * sum(len(d) for d, _ in files) / sum(im.size for im in images)
+        print(f"{len(images)} images 32x32, {label}: batch {len(images) / t_batch:.1f} images/s, one at a time "
+              f"{len(images) / t_single:.1f} images/s, {bpd:.3f} bpd, exact {exact}")
 
 
 if __name__ == "__main__":
