@@ -175,7 +175,7 @@ def refine_steps(refine: int | None, tile_shape: tuple[int, ...]) -> int:
 
 
 def refine_acts(cm: CodecModel, x: np.ndarray, tiles: Sequence[np.ndarray], acts: Any, steps: int,
-                  indices: Sequence[int]) -> Any:
+                indices: Sequence[int]) -> Any:
     """The bottom-up terms of the model inputs x [M, H', W', C_model] of ``tiles`` refined for them
     (``IntegerRVAE.refine``); tile m's samples come from fold_in(REFINE_KEY, indices[m])."""
     import jax
@@ -232,7 +232,7 @@ def _encode_tiles(tiles: Sequence[np.ndarray], cm: CodecModel, settings: entropy
     model, params = cm.model, cm.params
     x = np.concatenate([model_input(t, cm.image_channels) for t in tiles])
     acts = refine_acts(cm, x, tiles, model.bottom_up(params, jnp.asarray(x)), refine,
-                         [0] * len(tiles) if indices is None else indices)
+                       [0] * len(tiles) if indices is None else indices)
     state = model.initial_state(params, x.shape)
     queues = [entropy.new_queue() for _ in tiles]
     num = settings.num_candidates
