@@ -174,7 +174,8 @@ def main(argv=None) -> int:
             return 2
     if args.ablation and not args.lossy and args.refine is not None:
         print("eval.py: error: --refine applies to the lossless benchmark and to both lossy ones, not to the "
-              "lossless ablation (which codes with the codec's default)", file=sys.stderr)
+              "lossless ablation (a study of the coder on the encoder network's posteriors: never refined)",
+              file=sys.stderr)
         return 2
     if args.ablation:
         return _ablation(args)

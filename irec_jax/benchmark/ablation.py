@@ -7,7 +7,9 @@ block in nats, and ``final_choices``, how many of the last latent layer's
 final beams the encoder compares by the exact codelength of the pixels,
 keeping the smallest file) codes every image with the real codec
 (``irec_jax.codec.compress_report``, the model's file: no stored-mode
-fallback, since the study is of the coder), decodes it back (``codec.decompress``)
+fallback and no posterior refinement, since the study is of the coder on
+the encoder network's posteriors, which the Monte Carlo estimates below
+sample too), decodes it back (``codec.decompress``)
 and checks the pixels bit for bit. block_kl and final_choices steer only the
 encoder (files do not store them; they default to ``CoderSettings()``'s, 200
 nats and 1): smaller blocks mean less search work per block but more side
@@ -260,7 +262,8 @@ def _run_point(point: GridPoint, images, stats, cm, seed: int, warmup: bool, com
         settings = point.settings(seed)
         if warmup:
             w0 = time.perf_counter()
-            codec.decompress(codec.compress_report(images[0][2], model=cm, settings=settings, fallback=False)[0], model=cm)
+            data = codec.compress_report(images[0][2], model=cm, settings=settings, fallback=False, refine=0)[0]
+            codec.decompress(data, model=cm)
             warm_s = time.perf_counter() - w0
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -270,10 +273,11 @@ def _run_point(point: GridPoint, images, stats, cm, seed: int, warmup: bool, com
         for (_, _, img), st in zip(tqdm(images, desc=point.label, leave=False, disable=not progress), stats):
             try:
                 before = compiles.count
-                data, rep = codec.compress_report(img, model=cm, settings=settings, fallback=False)
+                data, rep = codec.compress_report(img, model=cm, settings=settings, fallback=False, refine=0)
                 enc_compiled = compiles.count > before
                 if warmup and enc_compiled:  # a new padded shape compiled: time a compiled call
-                    again, rep2 = codec.compress_report(img, model=cm, settings=settings, fallback=False)
+                    again, rep2 = codec.compress_report(img, model=cm, settings=settings, fallback=False,
+                                                        refine=0)
                     if again != data:
                         raise RuntimeError("a second encode of the same image gave different bytes")
                     rep = rep2
