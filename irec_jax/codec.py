@@ -175,9 +175,10 @@ def refine_steps(refine: int | None, tile_shape: tuple[int, ...]) -> int:
 
 
 def refine_acts(cm: CodecModel, x: np.ndarray, tiles: Sequence[np.ndarray], acts: Any, steps: int,
-                indices: Sequence[int]) -> Any:
+                indices: Sequence[int], on_step: Callable[[], None] | None = None) -> Any:
     """The bottom-up terms of the model inputs x [M, H', W', C_model] of ``tiles`` refined for them
-    (``IntegerRVAE.refine``); tile m's samples come from fold_in(REFINE_KEY, indices[m])."""
+    (``IntegerRVAE.refine``); tile m's samples come from fold_in(REFINE_KEY, indices[m]);
+    ``on_step`` is called after each step."""
     import jax
 
     if not steps:
@@ -186,7 +187,7 @@ def refine_acts(cm: CodecModel, x: np.ndarray, tiles: Sequence[np.ndarray], acts
     for m, t in enumerate(tiles):
         weight[m, :t.shape[0], :t.shape[1], :t.shape[2]] = 1.0
     keys = jax.numpy.stack([jax.random.fold_in(jax.random.key(REFINE_KEY), i) for i in indices])
-    return cm.model.refine(cm.params, x, acts, steps=steps, keys=keys, weight=weight)
+    return cm.model.refine(cm.params, x, acts, steps=steps, keys=keys, weight=weight, on_step=on_step)
 
 
 @dataclasses.dataclass
@@ -218,8 +219,9 @@ def _encode_tiles(tiles: Sequence[np.ndarray], cm: CodecModel, settings: entropy
                   stats: Sequence[_TileStats], step: Callable[[], None], refine: int = 0,
                   indices: Sequence[int] | None = None) -> list[bytes]:
     """The coded streams of M tiles of one shape (uint8 [h, w, c] each): the
-    model runs on all of them, their posteriors are refined (``refine`` steps;
-    ``indices``: the tiles' indices in their images, default all 0) and each
+    model runs on all of them, their posteriors are refined (``refine`` steps,
+    each calling ``step``; ``indices``: the tiles' indices in their images,
+    default all 0) and each
     layer is searched for all at once (``rec.encode_batch``; for M = 1
     exactly ``rec.encode``). A stream holds every latent layer
     (``entropy.push_layer``), then the pixels (``entropy.push_pixels``), on
@@ -232,7 +234,7 @@ def _encode_tiles(tiles: Sequence[np.ndarray], cm: CodecModel, settings: entropy
     model, params = cm.model, cm.params
     x = np.concatenate([model_input(t, cm.image_channels) for t in tiles])
     acts = refine_acts(cm, x, tiles, model.bottom_up(params, jnp.asarray(x)), refine,
-                       [0] * len(tiles) if indices is None else indices)
+                       [0] * len(tiles) if indices is None else indices, step)
     state = model.initial_state(params, x.shape)
     queues = [entropy.new_queue() for _ in tiles]
     num = settings.num_candidates
@@ -320,9 +322,9 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
     header = entropy.Header(cm.ref, settings, h, w, c, entropy.check_tile(tile))
     grid = header.tiles()
     layers = cm.model.num_layers
-    step = _steps_counter(len(grid) * (layers + 1), progress)
-    stats = _TileStats.empty(layers)
     streams, steps = [], [refine_steps(refine, (th, tw)) for _, _, th, tw in grid]
+    step = _steps_counter(len(grid) * (layers + 1) + sum(steps), progress)
+    stats = _TileStats.empty(layers)
     for i, (y, x, th, tw) in enumerate(grid):
         streams += _encode_tiles([pixels[y:y + th, x:x + tw]], cm, settings, [stats], step, steps[i], [i])
         step()
@@ -372,7 +374,7 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
       images: a non-empty sequence of images of one shape (as ``compress``
         takes them), each at most one tile (1024 x 1024).
       model, settings, fallback, refine: as for ``compress``; ``settings.final_choices`` must be 1.
-      progress: called with (done, total) after each latent layer.
+      progress: called with (done, total) after each refinement step and each latent layer.
 
     Returns:
       (data, report) per image; ``report.encode_seconds`` is the batch's
@@ -395,9 +397,9 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
     settings = cm.defaults if settings is None else coder_settings(base=settings)
     if settings.final_choices != 1:
         raise ValueError("invalid coder settings: final_choices must be 1 in compress_batch (use compress)")
-    step = _steps_counter(cm.model.num_layers + 1, progress)
-    stats = [_TileStats.empty(cm.model.num_layers) for _ in pixels]
     steps = refine_steps(refine, shape)
+    step = _steps_counter(cm.model.num_layers + 1 + steps, progress)
+    stats = [_TileStats.empty(cm.model.num_layers) for _ in pixels]
     streams = _encode_tiles(pixels, cm, settings, stats, step, steps)
     files = [_pack(entropy.Header(cm.ref, settings, h, w, c), (st,), px) for st, px in zip(streams, pixels)]
     step()
@@ -426,8 +428,8 @@ def compress(image: Any, *, model: "str | CodecModel" = "default",
         T x T tiles, which bounds memory and time per tile; the default
         (1024) leaves photos up to a megapixel whole. The file stores T if
         it is not the default.
-      progress: called with (done, total) after each latent layer of each
-        tile and after each tile.
+      progress: called with (done, total) after each refinement step and
+        each latent layer of each tile, and after each tile.
       fallback: if the stored mode (PNG-filtered deflate, no model) is
         strictly smaller than the model's coding, write it instead (the
         model still codes the image first; ``compress_report`` says both

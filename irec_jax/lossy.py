@@ -121,9 +121,11 @@ def refine_steps(cm: CodecModel, refine: int | None) -> int:
     return int(refine)
 
 
-def _refined(cm: CodecModel, tile: np.ndarray, acts: Any, steps: int, index: int) -> tuple | None:
+def _refined(cm: CodecModel, tile: np.ndarray, acts: Any, steps: int, index: int,
+             on_step: Callable[[], None] | None = None) -> tuple | None:
     """The refined posteriors (q(z2), q(z1)) of one tile (uint8 [h, w, 3]), or None: no steps, or a
-    distortion this tile is too small to measure (MS-SSIM needs both sides > 160)."""
+    distortion this tile is too small to measure (MS-SSIM needs both sides > 160; its steps then
+    count as done for ``on_step``, called after each step)."""
     import jax
 
     from irec_jax import metrics
@@ -132,9 +134,12 @@ def _refined(cm: CodecModel, tile: np.ndarray, acts: Any, steps: int, index: int
         return None
     beta, distortion = cm.rate_distortion
     if distortion == "ms-ssim" and min(tile.shape[:2]) <= metrics.MS_SSIM_MIN_SIDE:
+        for _ in range(steps if on_step else 0):
+            on_step()
         return None
     key = jax.random.fold_in(jax.random.key(REFINE_KEY), index)
-    return cm.model.refine(cm.params, tile[None], acts, beta=beta, distortion=distortion, steps=steps, key=key)
+    return cm.model.refine(cm.params, tile[None], acts, beta=beta, distortion=distortion, steps=steps, key=key,
+                           on_step=on_step)
 
 
 def _pad_tile(tile: np.ndarray) -> np.ndarray:
@@ -174,7 +179,7 @@ def _encode_tile(tile: np.ndarray, cm: CodecModel, settings: entropy.CoderSettin
     padded = _pad_tile(tile)
     x = jnp.asarray(padded[None])
     acts = model.bottom_up(params, x)
-    refined = _refined(cm, tile, acts, refine, index)
+    refined = _refined(cm, tile, acts, refine, index, step)
     state = model.initial_state(params, x.shape)
     queue = entropy.new_queue()
     num, bits = settings.num_candidates, 0.0
@@ -215,7 +220,7 @@ def compress_report(image: Any, *, quality: int | None = None, model: "str | Cod
     header = entropy.Header(cm.ref, settings, h, w, c, tile, lossy=True)
     grid = header.tiles()
     from irec_jax.codec import _steps_counter
-    step = _steps_counter(len(grid) * cm.model.num_layers, progress)
+    step = _steps_counter(len(grid) * (cm.model.num_layers + refine), progress)
     kl = np.zeros(cm.model.num_layers)
     recon = np.empty_like(pixels)
     streams, bits = [], 0.0
@@ -249,7 +254,7 @@ def compress(image: Any, *, quality: int | None = None, model: "str | CodecModel
       refine: Adam steps that refine each tile's posteriors for this image before coding (encoder
         only; files decode the same way); None: ``REFINE_STEPS`` if the model's card names its
         beta, else 0.
-      progress: called with (done, total) after each latent layer of each tile.
+      progress: called with (done, total) after each refinement step and each latent layer of each tile.
 
     Raises:
       ImageError for unsupported images, ModelError for unusable models or qualities,

@@ -119,6 +119,16 @@ def test_refinement_by_default_on_small_images_smaller_files_and_bad_values(crop
             codec.compress_batch(crops[:2], refine=bad)
 
 
+def test_progress_counts_refinement_steps_layers_and_tiles(crops):
+    """A progress bar moves during refinement too and ends exactly at its total."""
+    calls = []
+    codec.compress(crops[0], refine=3, tile=16, progress=lambda done, total: calls.append((done, total)))
+    layers = modelzoo.load_model().model.num_layers
+    total = 4 * (3 + layers + 1)  # four 16x16 tiles, each refined 3 steps, its layers, then the tile
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert [d for d, _ in calls] == list(range(total + 1)) and {t for _, t in calls} == {total}
+
+
 @pytest.mark.parametrize("images, match", [
     ([], "at least one image"),
     ("mixed", "one shape"),

@@ -252,6 +252,10 @@ def test_refined_files_decode_to_the_encoders_reconstruction(refinable_model_dir
     assert lossy.compress(photo, model=cm) == data  # deterministic in one process
     plain, report0 = lossy.compress_report(photo, model=cm, refine=0)
     assert report0.refine_steps == 0 and plain != data
+    calls = []  # the progress bar moves during refinement too and ends at its total
+    lossy.compress(photo, model=cm, refine=3, progress=lambda done, total: calls.append((done, total)))
+    total = 3 + cm.model.num_layers  # one tile: its 3 refinement steps, then its layers
+    assert [d for d, _ in calls] == list(range(total + 1)) and {t for _, t in calls} == {total}
     out = codec.decompress(data, model=cm)  # CRC of the encoder's reconstruction checked
     assert metrics.psnr(photo, out) == pytest.approx(report.psnr)
     bits, _ = lossy.ideal_report(photo, model=cm, refine=lossy.REFINE_STEPS)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -336,7 +336,8 @@ class IntegerGVAE:
         return _preview_jit(self.config, params, z1 if z1.dtype == jnp.int32 else _to_grid(z1), tuple(image_hw))
 
     def refine(self, params: Params, x: jax.Array, acts: gvae.GVAEActs, *, beta: float,
-               distortion: str = "mse", steps: int, key: jax.Array) -> tuple[Gaussian, Gaussian]:
+               distortion: str = "mse", steps: int, key: jax.Array,
+               on_step: Callable[[], None] | None = None) -> tuple[Gaussian, Gaussian]:
         """Encoder only: the posteriors (q(z2), q(z1)) of image x [1, H, W, C] (``acts`` its
         ``bottom_up``, maybe of an edge-padded copy) refined for this image.
 
@@ -352,7 +353,7 @@ class IntegerGVAE:
         theta = tuple((q.loc, jnp.log(q.scale)) for q in (q2, q1))
         step = functools.partial(_refine_step_jit, self.config, params, x, top, str(distortion), jnp.float32(beta),
                                  key)
-        theta = refine.run(step, theta, steps)
+        theta = refine.run(step, theta, steps, on_step)
         return tuple(Gaussian(m, jnp.exp(ls)) for m, ls in theta)
 
     def reconstruct(self, params: Params, state: IntGVAEState) -> jax.Array:

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -467,7 +467,7 @@ class IntegerRVAE:
         return self._float.bottom_up(params["encoder"], x)
 
     def refine(self, params: Params, x: jax.Array, acts: rvae.BottomUpActs, *, steps: int, keys: jax.Array,
-               weight: jax.Array | None = None) -> rvae.BottomUpActs:
+               weight: jax.Array | None = None, on_step: Callable[[], None] | None = None) -> rvae.BottomUpActs:
         """Encoder only: the bottom-up terms of images x [B, H, W, C] (``acts`` their ``bottom_up``)
         refined for these images.
 
@@ -479,13 +479,13 @@ class IntegerRVAE:
         ``keys`` [B]: a PRNG key per image, so that an image draws the same noise alone as in a
         batch (Adam's updates are elementwise: a batch refines each image as if alone).
         ``weight`` [B, H, W, C] (default all ones) marks the subpixels that count (padding and the
-        uncoded channels of a gray image do not)."""
+        uncoded channels of a gray image do not); ``on_step`` is called after each step (progress)."""
         x = jnp.asarray(x, jnp.int32)
         weight = jnp.ones(x.shape, jnp.float32) if weight is None else jnp.asarray(weight, jnp.float32)
         if keys.shape[:1] != x.shape[:1]:
             raise ValueError(f"need one key per image ({x.shape[0]}), got keys of shape {keys.shape}")
         step = functools.partial(_refine_step_jit, self.config, params, x, weight, keys)
-        return refine.run(step, acts, steps)
+        return refine.run(step, acts, steps, on_step)
 
     def initial_state(self, params: Params, image_shape: Shape) -> IntState:
         """The learned top state, int32 [B, h, w, C]."""

@@ -33,10 +33,13 @@ def adam_step(loss: Callable[[Any, jax.Array], jax.Array], theta: Any, opt_state
     return optax.apply_updates(theta, updates), opt_state
 
 
-def run(step: Callable[[Any, Any, jax.Array], tuple[Any, Any]], theta: Any, steps: int) -> Any:
+def run(step: Callable[[Any, Any, jax.Array], tuple[Any, Any]], theta: Any, steps: int,
+        on_step: Callable[[], None] | None = None) -> Any:
     """``steps`` calls of ``step(theta, opt_state, i)`` (i: int32 step index) from
-    ``OPTIMIZER.init(theta)``; returns the final theta."""
+    ``OPTIMIZER.init(theta)``; returns the final theta. ``on_step`` is called after each (progress)."""
     opt_state = OPTIMIZER.init(theta)
     for i in range(int(steps)):
         theta, opt_state = step(theta, opt_state, jnp.int32(i))
+        if on_step:
+            on_step()
     return theta
