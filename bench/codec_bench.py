@@ -70,7 +70,7 @@ def main() -> None:
     cm = modelzoo.load_model(args.model)
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, base=cm.defaults)
     try:
-        codec.refine_steps(args.refine, (0, 0))
+        codec.check_refine(args.refine)
     except ValueError as e:
         sys.exit(f"codec_bench.py: error: --refine: {e}")
     classical = classical_codecs(["PNG", "WebP", "JPEG-XL"])

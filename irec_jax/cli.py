@@ -106,14 +106,13 @@ def _cmd_compress(args: argparse.Namespace) -> None:
         cm = modelzoo.load_model(args.model)
     if cm.lossy:
         return _cmd_compress_lossy(args, cm)
-    refine = codec.refine_steps(args.refine, (0, 0))
+    codec.check_refine(args.refine)
     pixels = imageio.read_image(args.input)
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed, base=cm.defaults)
     update, close = _progress_bar(args.quiet, "compress")
     try:
         data, report = codec.compress_report(pixels, model=cm, settings=settings, tile=args.tile,
-                                             progress=update, fallback=not args.no_fallback,
-                                             refine=None if args.refine is None else refine)
+                                             progress=update, fallback=not args.no_fallback, refine=args.refine)
         if not args.no_verify:
             decoded = codec.decompress(data, model=cm)
             if decoded.shape != pixels.shape or not (decoded == pixels).all():

@@ -164,13 +164,21 @@ REFINE_PIXELS = 128 * 128
 REFINE_KEY = 1  # the fixed key of the refinement's samples (folded with the tile's index)
 
 
-def refine_steps(refine: int | None, tile_shape: tuple[int, ...]) -> int:
-    """The refinement steps of a tile of ``tile_shape`` (h, w, ...): ``refine`` checked (an int in
-    0..10000), or with None ``REFINE_STEPS`` for tiles of at most ``REFINE_PIXELS`` pixels, else 0."""
-    if refine is None:
-        return REFINE_STEPS if tile_shape[0] * tile_shape[1] <= REFINE_PIXELS else 0
-    if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or not 0 <= refine <= 10_000:
+def check_refine(refine: int | None) -> int | None:
+    """``refine`` if it is None or an int number of refinement steps in 0..10000 (lossless and lossy),
+    else ValueError naming it."""
+    if refine is not None and (isinstance(refine, bool) or not isinstance(refine, (int, np.integer))
+                               or not 0 <= refine <= 10_000):
         raise ValueError(f"refine must be an integer number of steps in 0..10000, got {refine!r}")
+    return None if refine is None else int(refine)
+
+
+def refine_steps(refine: int | None, tile_shape: tuple[int, ...]) -> int:
+    """The refinement steps of a tile of ``tile_shape`` (h, w, ...): ``refine`` checked
+    (``check_refine``), or with None ``REFINE_STEPS`` for tiles of at most ``REFINE_PIXELS`` pixels,
+    else 0."""
+    if check_refine(refine) is None:
+        return REFINE_STEPS if tile_shape[0] * tile_shape[1] <= REFINE_PIXELS else 0
     return int(refine)
 
 
@@ -186,7 +194,8 @@ def refine_acts(cm: CodecModel, x: np.ndarray, tiles: Sequence[np.ndarray], acts
     weight = np.zeros(x.shape, np.float32)  # the subpixels the coder codes: no padding, gray: channel 0
     for m, t in enumerate(tiles):
         weight[m, :t.shape[0], :t.shape[1], :t.shape[2]] = 1.0
-    keys = jax.numpy.stack([jax.random.fold_in(jax.random.key(REFINE_KEY), i) for i in indices])
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(REFINE_KEY),
+                                                           np.asarray(indices, np.uint32))
     return cm.model.refine(cm.params, x, acts, steps=steps, keys=keys, weight=weight, on_step=on_step)
 
 
@@ -349,7 +358,7 @@ def compress_report(image: Any, *, model: "str | CodecModel" = "default",
     (of the model's coding, and which file was written)."""
     t0 = time.perf_counter()
     cm = _lossless_model(model)
-    refine_steps(refine, (0, 0))  # bad values fail before any work
+    check_refine(refine)  # bad values fail before any work
     pixels = imageio.to_array(image)
     settings = cm.defaults if settings is None else coder_settings(base=settings)
     data, report = _encode(pixels, cm, settings, tile, progress, refine)
@@ -383,7 +392,7 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
     """
     t0 = time.perf_counter()
     cm = _lossless_model(model)
-    refine_steps(refine, (0, 0))  # bad values fail before any work
+    check_refine(refine)  # bad values fail before any work
     pixels = [imageio.to_array(im) for im in images]
     if not pixels:
         raise ValueError("compress_batch needs at least one image")

@@ -113,30 +113,35 @@ def refine_steps(cm: CodecModel, refine: int | None) -> int:
     ModelError when steps are asked of a model without one."""
     if refine is None:
         return REFINE_STEPS if cm.rate_distortion is not None else 0
-    if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or not 0 <= refine <= 10_000:
-        raise ValueError(f"refine must be an integer number of steps in 0..10000, got {refine!r}")
+    from irec_jax.codec import check_refine
+
+    refine = check_refine(refine)
     if refine and cm.rate_distortion is None:
         raise ModelError(f"model {cm.name!r} does not say the beta it was trained with (its card has no "
                          "'beta'), so its posteriors cannot be refined; use refine=0 (--refine 0)")
     return int(refine)
 
 
-def _refined(cm: CodecModel, tile: np.ndarray, acts: Any, steps: int, index: int,
-             on_step: Callable[[], None] | None = None) -> tuple | None:
-    """The refined posteriors (q(z2), q(z1)) of one tile (uint8 [h, w, 3]), or None: no steps, or a
-    distortion this tile is too small to measure (MS-SSIM needs both sides > 160; its steps then
-    count as done for ``on_step``, called after each step)."""
-    import jax
-
+def _tile_refine(cm: CodecModel, tile_shape: tuple[int, ...], steps: int) -> int:
+    """The refinement steps a tile of ``tile_shape`` gets: ``steps``, or 0 where its distortion is too
+    small to measure (MS-SSIM needs both sides > 160)."""
     from irec_jax import metrics
 
+    if steps and cm.rate_distortion[1] == "ms-ssim" and min(tile_shape[:2]) <= metrics.MS_SSIM_MIN_SIDE:
+        return 0
+    return steps
+
+
+def _refined(cm: CodecModel, tile: np.ndarray, acts: Any, steps: int, index: int,
+             on_step: Callable[[], None] | None = None) -> tuple | None:
+    """The refined posteriors (q(z2), q(z1)) of one tile (uint8 [h, w, 3]), or None where it gets no
+    steps (``_tile_refine``); ``on_step`` is called after each step."""
+    import jax
+
+    steps = _tile_refine(cm, tile.shape, steps)
     if not steps:
         return None
     beta, distortion = cm.rate_distortion
-    if distortion == "ms-ssim" and min(tile.shape[:2]) <= metrics.MS_SSIM_MIN_SIDE:
-        for _ in range(steps if on_step else 0):
-            on_step()
-        return None
     key = jax.random.fold_in(jax.random.key(REFINE_KEY), index)
     return cm.model.refine(cm.params, tile[None], acts, beta=beta, distortion=distortion, steps=steps, key=key,
                            on_step=on_step)
@@ -220,7 +225,8 @@ def compress_report(image: Any, *, quality: int | None = None, model: "str | Cod
     header = entropy.Header(cm.ref, settings, h, w, c, tile, lossy=True)
     grid = header.tiles()
     from irec_jax.codec import _steps_counter
-    step = _steps_counter(len(grid) * (cm.model.num_layers + refine), progress)
+    step = _steps_counter(sum(cm.model.num_layers + _tile_refine(cm, (th, tw), refine) for _, _, th, tw in grid),
+                          progress)
     kl = np.zeros(cm.model.num_layers)
     recon = np.empty_like(pixels)
     streams, bits = [], 0.0

@@ -50,8 +50,9 @@ def irec_row(model_spec: str | None = "default", refine: int | None = None) -> C
     def coded(data: bytes, report: "irec.CodecReport") -> Coded:
         return Coded(data, report.model_bytes, report.stored)
 
-    irec.refine_steps(refine, (0, 0))  # a bad value fails here, before any image
-    refined = ("default posterior refinement (50 steps on images up to 128x128)" if refine is None
+    irec.check_refine(refine)  # a bad value fails here, before any image
+    refined = (f"default posterior refinement ({irec.REFINE_STEPS} steps on images of at most "
+               f"{irec.REFINE_PIXELS} pixels)" if refine is None
                else f"posteriors refined {refine} steps" if refine else "no posterior refinement")
     row = codec_row("iREC", lambda img: coded(*irec.compress_report(img, model=cm(), refine=refine)),
                     lambda b: irec.decompress(b, model=cm()),
