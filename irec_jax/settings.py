@@ -111,12 +111,12 @@ class CoderSettings:
 
     omega: float = 3.0
     epsilon: float = 0.2
-    beams: int = 20
+    beams: int = 16
     seed: int = 0
     small_beams: int = 64
     block_kl: float = 200.0
     min_block_kl: float = 50.0
-    prune_fraction: float = 1e-3
+    prune_fraction: float = 3e-3
     final_choices: int = 1
     schedule: Any = PowerLawSchedule()
 
