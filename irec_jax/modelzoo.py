@@ -14,9 +14,9 @@ workdir directly (its latest checkpoint, EMA parameters if it kept any);
 ``export_model`` turns a workdir into a model folder.
 
 The model a file was written with is named in its header by position in the
-reader's list of known models (the bundled default is position 0) or by name
-plus a hash of its parameters, so decoding with different weights fails
-cleanly instead of producing garbage.
+bundled models' append-only list (``header_models``: a position always means
+the same weights) or by name plus a hash of its parameters, so decoding with
+different weights fails cleanly instead of producing garbage.
 """
 
 from __future__ import annotations
@@ -310,10 +310,33 @@ def lossy_model(quality: int | None = None, model: "str | os.PathLike | CodecMod
     return load_model(asset_path("models", f"{LOSSY_PREFIX}{int(quality)}"))
 
 
+HEADER_MODELS = "header_models.json"  # assets/models/: the header's model ids, append-only
+
+
+def header_models() -> list[dict]:
+    """The entries of ``assets/models/header_models.json`` in header order: ``{"folder", "name",
+    "hash"}`` of the bundled model folder a file's model id names. Append-only (docs/format.md):
+    a new version of a bundled model takes a new position, and the folder of the version it
+    replaces stays, so that files it wrote still decode."""
+    from irec_jax.assets import asset_path
+
+    with open(asset_path("models", HEADER_MODELS), encoding="utf-8") as f:
+        return list(json.load(f)["models"])
+
+
 def known_models(extra: CodecModel | None = None) -> list[CodecModel]:
-    """The models a reader knows, in header order: the bundled default, the bundled lossy
-    models by quality, then ``extra``."""
-    models = [load_model(DEFAULT_NAME)] + [lossy_model(q) for q in lossy_qualities()]
+    """The models a reader knows, in header order: the bundled folders of ``header_models()``
+    (each checked to hold the weights its entry names), then ``extra``."""
+    from irec_jax.assets import asset_path
+
+    models = []
+    for entry in header_models():
+        cm = load_model(asset_path("models", entry["folder"]))
+        if (cm.name, cm.ref.param_hash.hex()) != (entry["name"], entry["hash"]):
+            raise ModelError(f"bundled model folder {entry['folder']!r} holds {cm.name!r} (params "
+                             f"{cm.ref.param_hash.hex()}), but header id {len(models)} names {entry['name']!r} "
+                             f"(params {entry['hash']}): a new model version needs a new entry in {HEADER_MODELS}")
+        models.append(cm)
     if extra is not None and all(extra.ref != m.ref for m in models):
         models.append(extra)
     return models

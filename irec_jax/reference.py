@@ -57,7 +57,7 @@ CHUNK_CHANNELS = 56  # a 3x3 layer sums its input channels in chunks of 56 (fan-
 LOC_LIMIT = 1 << 20  # prior locations and pixel locations are clipped to +-2^20 (units 2^-10)
 MAX_STEPS_PER_BLOCK, MAX_TOTAL_STEPS = 1 << 16, 1 << 22
 REC_TAG = 0x69524543  # "iREC"
-BUNDLED_MODEL_DIR = asset_path("models", "default")
+HEADER_MODELS = asset_path("models", "header_models.json")  # the header's model ids, in order
 
 
 def _int32(x: np.ndarray, what: str) -> np.ndarray:
@@ -275,6 +275,24 @@ def _check_code(steps: np.ndarray, indices: np.ndarray, size: int, num: int) -> 
 # The model: params.npz (integer form, model format version 2) and its generative path.
 
 
+def _header_models() -> list[dict]:
+    """The models of the header's ids (``header_models.json``, in order): the lossless ones
+    loaded (``load_model``), the lossy ones as their name and hash only (config None)."""
+    with open(HEADER_MODELS, encoding="utf-8") as f:
+        entries = json.load(f)["models"]
+    out = []
+    for e in entries:
+        path = asset_path("models", e["folder"])
+        with open(os.path.join(path, "model.json"), encoding="utf-8") as f:
+            lossy = json.load(f).get("config", {}).get("kind") == "gvae"
+        if lossy:
+            ref = entropy.ModelRef(e["name"], bytes.fromhex(e["hash"]), entropy.CoderSettings())
+            out.append({"ref": ref, "config": None, "params": None})
+        else:
+            out.append(load_model(path))
+    return out
+
+
 def load_model(model_dir: str) -> dict:
     """{"ref": entropy.ModelRef, "config": dict, "params": {key: array}} of a model folder."""
     with open(os.path.join(model_dir, "model.json"), encoding="utf-8") as f:
@@ -379,17 +397,19 @@ def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
     if entropy.is_lossy(bytes(data)):
         raise ValueError("this reference decoder implements the lossless format only; decode lossy files "
                          "with irec_jax.codec.decompress")
-    # 1. Container. The reader's model list: the bundled default first, then model_dir.
-    models = [load_model(BUNDLED_MODEL_DIR)]
+    # 1. Container. The reader's model list: the header's model ids in order, then model_dir.
+    models = _header_models()
     if model_dir is not None:
         extra = load_model(os.path.abspath(model_dir))
-        if extra["ref"] != models[0]["ref"]:
+        if all(extra["ref"] != m["ref"] for m in models):
             models.append(extra)
     container = entropy.unpack(bytes(data), [m["ref"] for m in models])
     if isinstance(container, entropy.StoredImage):  # stored mode: PNG scanlines, no model
         return entropy.check_pixels(container, unfilter_rows(container.scanlines, container.channels))
     header = container.header
     model = next(m for m in models if m["ref"] == header.model)
+    if model["config"] is None:
+        raise FormatError(f"a lossless file cannot name the lossy model {header.model.name!r} (corrupt file)")
     cfg = model["config"]
     settings = header.settings
     h, w, c = header.shape

@@ -345,6 +345,26 @@ def test_decode_in_another_process_on_every_cpu_code_path(tmp_path, xla_flags):
         np.testing.assert_array_equal(np.load(tmp_path / f"{i}.npy"), img)
 
 
+def test_header_model_ids_name_the_bundled_folders_append_only(monkeypatch):
+    """Every bundled model folder has a header id whose entry names its exact weights, no two ids
+    name the same weights, and a folder whose weights changed without a new id is refused (a model
+    version bump must append an id, or files written before it would decode with other weights)."""
+    from irec_jax.assets import asset_path
+
+    entries = modelzoo.header_models()
+    root = asset_path("models")
+    folders = sorted(n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "model.json")))
+    assert sorted(e["folder"] for e in entries) == folders
+    known = modelzoo.known_models()
+    assert [(m.name, m.ref.param_hash.hex()) for m in known] == [(e["name"], e["hash"]) for e in entries]
+    assert len({(e["name"], e["hash"]) for e in entries}) == len(entries)
+    assert modelzoo.load_model().ref in [m.ref for m in known]
+    swapped = [dict(e, hash="00000000") if e["folder"] == "default" else e for e in entries]
+    monkeypatch.setattr(modelzoo, "header_models", lambda: swapped)
+    with pytest.raises(ModelError, match="needs a new entry"):
+        modelzoo.known_models()
+
+
 @pytest.mark.parametrize("name, gray", [("kodim23_crop1_32.png", False), ("sail_crop0_32.png", True)])
 def test_golden_files_of_the_bundled_model(name, gray):
     """A change to the format, the coder or the bundled model's weights must fail here visibly.
