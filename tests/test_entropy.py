@@ -737,6 +737,36 @@ def test_coupled_mixture_round_trips_on_a_queue_and_a_stack(shape):
     np.testing.assert_array_equal(E.pop_pixels(stack, params), img)
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_mixture_tables_built_in_row_slices_on_threads_are_the_same_integers(workers):
+    """push/pop build a mixture unit's tables in row slices on threads where there are cores; the
+    tables, the bytes and the bits are those of one piece (a full unit has 2,730 pixels: 2 slices)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from irec_jax.entropy import residual
+
+    img = astronaut()[:96, :120]
+    params = coupled_for(img)
+    with ThreadPoolExecutor(workers - 1) as pool:
+        threads = residual._Threads(pool, workers)
+        serial, sliced = residual.PixelTables(params), residual.PixelTables(params, threads)
+        x = img.reshape(-1).astype(np.int64)
+        units = list(serial.units())
+        for unit in units:
+            (w1, ctx), (v1, sctx) = serial.groups(unit, x), sliced.groups(unit, x)
+            group = x[unit] // 16
+            np.testing.assert_array_equal(w1, v1)
+            np.testing.assert_array_equal(serial.offsets(ctx, group), sliced.offsets(sctx, group))
+        assert max(len(sliced.groups(u, x)[1]) for u in units) == min(workers, 2730 // residual._MIN_SLICE_ROWS)
+        queue, sliced_queue = E.new_queue(), E.new_queue()
+        bits = residual._push_pixels(queue, img, serial)
+        assert residual._push_pixels(sliced_queue, img, sliced) == bits
+        data = E.finish_queue(queue)
+        assert E.finish_queue(sliced_queue) == data
+        np.testing.assert_array_equal(residual._pop_pixels(E.open_queue(data, "x"), sliced, "x"), img)
+        assert residual._coded_bits(img, sliced) == pytest.approx(bits, rel=1e-12)
+
+
 def test_coupling_changes_the_code_and_wrong_coefficients_decode_wrong_pixels():
     img = astronaut()[200:232, 240:272]
     params = coupled_for(img)

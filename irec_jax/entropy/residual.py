@@ -34,8 +34,11 @@ holding a [subpixels, 256] table.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Iterator, Union
+import os
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -404,7 +407,10 @@ class PixelTables:
     summing to 2^24.
     """
 
-    def __init__(self, params: Likelihood):
+    def __init__(self, params: Likelihood, threads: _Threads | None = None):
+        """``threads``: build a mixture unit's tables in row slices at once (numpy releases the
+        GIL); the tables are the same integers with or without them."""
+        self._threads = threads
         self._mix = isinstance(params, QuantizedMixture)
         if self._mix:
             self.shape = tuple(_mixture_shape(params))
@@ -432,11 +438,12 @@ class PixelTables:
         if self._mix:
             c = self.shape[2]
             start, stop, channel = unit.start // c, (unit.stop - 1) // c + 1, unit.start % c
-            p = _FlatMix(*(a[start:stop] for a in (self._flat.weight, self._flat.loc, self._flat.inv_scale,
-                                                   self._flat.coef)))
-            mu = _MixtureUnit(p, channel, known[start * c:stop * c].reshape(-1, c))
-            w1, cdf1 = mu.groups()
-            return w1, (mu, cdf1)
+            rows = known[start * c:stop * c].reshape(-1, c)
+            flat = (self._flat.weight, self._flat.loc, self._flat.inv_scale, self._flat.coef)
+            units = [(lo, hi, _MixtureUnit(_FlatMix(*(a[start + lo:start + hi] for a in flat)), channel, rows[lo:hi]))
+                     for lo, hi in _row_slices(stop - start, self._threads)]
+            tabs = self._map(lambda u: u[2].groups(), units)  # [(w1, cdf1)] per row slice
+            return _join([w1 for w1, _ in tabs]), [u + (cdf1,) for u, (_, cdf1) in zip(units, tabs)]
         p = self._flat.rows(unit.start, unit.stop)
         if self._int:
             cdf1 = _int_level1(p)
@@ -449,12 +456,53 @@ class PixelTables:
         int [n] and ``groups``' context of the same unit."""
         group = np.asarray(group, np.int64)
         if self._mix:
-            mu, cdf1 = ctx
-            return mu.offsets(cdf1, group)
+            return _join(self._map(lambda u: u[2].offsets(u[3], group[u[0]:u[1]]), ctx))  # u: (lo, hi, unit, cdf1)
         p, cdf1 = ctx
         if self._int:
             return tables.padded_weights_int(_int_level2(p, cdf1, group), check=False)
         return _weights(_level2_cdf(p, cdf1, group))
+
+    def _map(self, fn: Callable, items: Sequence) -> list:
+        """[fn(item) for item in items], the row slices at once when there are threads."""
+        if self._threads is None or len(items) < 2:
+            return [fn(item) for item in items]
+        rest = [self._threads.pool.submit(fn, item) for item in items[1:]]
+        return [fn(items[0])] + [f.result() for f in rest]  # the first slice on this thread
+
+
+_MIN_SLICE_ROWS = 1024  # below this a unit's tables are built in one piece (thread overhead)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Threads:
+    """A pool of workers - 1 threads; the calling thread is the last worker."""
+
+    pool: Executor
+    workers: int
+
+
+def _row_slices(n: int, threads: _Threads | None) -> list[tuple[int, int]]:
+    """[lo, hi) slices of n rows: one per thread, each at least _MIN_SLICE_ROWS (one without threads)."""
+    parts = 1 if threads is None else max(1, min(threads.workers, n // _MIN_SLICE_ROWS))
+    edges = [n * i // parts for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _join(pieces: list[np.ndarray]) -> np.ndarray:
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+@contextlib.contextmanager
+def _table_threads(params: Likelihood) -> Iterator[_Threads | None]:
+    """Threads for ``PixelTables`` of a mixture (up to 4, one per core), None for one core or
+    other likelihoods (their tables are cheap)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(4, cores)
+    if workers < 2 or not isinstance(params, QuantizedMixture):
+        yield None
+        return
+    with ThreadPoolExecutor(workers - 1, thread_name_prefix="irec-tables") as pool:  # and the caller's
+        yield _Threads(pool, workers)
 
 
 def _chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
@@ -469,7 +517,11 @@ def push_pixels(coder, pixels: np.ndarray, params: Likelihood) -> float:
     order, each its group symbols then its offset symbols; on a stack in the
     reverse order, so that ``pop_pixels`` reads both the same way. Returns
     the exact codelength in bits (``coded_bits``)."""
-    pt = PixelTables(params)
+    with _table_threads(params) as threads:
+        return _push_pixels(coder, pixels, PixelTables(params, threads))
+
+
+def _push_pixels(coder, pixels: np.ndarray, pt: PixelTables) -> float:
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.shape != pt.shape:
         raise ValueError(
@@ -497,7 +549,11 @@ def pop_pixels(coder, params: Likelihood, what: str = "pixels") -> np.ndarray:
     """Inverse of ``push_pixels``: uint8 [H, W, C] (shape from params) off a
     range decoder or an ANS stack. FormatError(what...) if the range/ANS
     decoder notices corrupt data."""
-    pt = PixelTables(params)
+    with _table_threads(params) as threads:
+        return _pop_pixels(coder, PixelTables(params, threads), what)
+
+
+def _pop_pixels(coder, pt: PixelTables, what: str) -> np.ndarray:
     out = np.zeros(pt.size, np.int64)
     for unit in pt.units():
         w1, ctx = pt.groups(unit, out)
@@ -563,7 +619,11 @@ def coded_bits(pixels: np.ndarray, params: Likelihood) -> float:
     """The exact codelength in bits of `pixels` under the coder's own integer
     frequency tables (what the range coder writes, less its few bytes of
     flush): sum of -log2(freq / 2^24) over the group and offset symbols."""
-    pt = PixelTables(params)
+    with _table_threads(params) as threads:
+        return _coded_bits(pixels, PixelTables(params, threads))
+
+
+def _coded_bits(pixels: np.ndarray, pt: PixelTables) -> float:
     x = np.asarray(pixels).reshape(-1).astype(np.int64)
     if x.shape[0] != pt.size:
         raise ValueError(f"pixels shape {np.shape(pixels)} != params shape {pt.shape}")
