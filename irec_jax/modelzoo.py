@@ -313,7 +313,8 @@ def lossy_model(quality: int | None = None, model: "str | os.PathLike | CodecMod
 HEADER_MODELS = "header_models.json"  # assets/models/: the header's model ids, append-only
 
 
-def header_models() -> list[dict]:
+@functools.lru_cache(maxsize=1)  # every file read and write lists the bundled models
+def header_models() -> tuple[dict, ...]:
     """The entries of ``assets/models/header_models.json`` in header order: ``{"folder", "name",
     "hash"}`` of the bundled model folder a file's model id names. Append-only (docs/format.md):
     a new version of a bundled model takes a new position, and the folder of the version it
@@ -321,7 +322,7 @@ def header_models() -> list[dict]:
     from irec_jax.assets import asset_path
 
     with open(asset_path("models", HEADER_MODELS), encoding="utf-8") as f:
-        return list(json.load(f)["models"])
+        return tuple(json.load(f)["models"])
 
 
 def known_models(extra: CodecModel | None = None) -> list[CodecModel]:
