@@ -278,6 +278,18 @@ def test_refinement_lowers_the_integer_models_negative_elbo():
     assert after.mean() < 0.98 * before.mean(), (after.mean(), before.mean())
 
 
+def test_refinement_schedules_decay_from_their_first_step_size_to_their_last():
+    """The lossless schedule starts at its lr and decays monotonically to final_fraction * lr at the end;
+    the lossy one is constant; a run of 0 or 1 steps is defined."""
+    from irec_jax.models import refine
+    s = refine.LOSSLESS
+    rates = [s.learning_rate(i, 50) for i in range(51)]
+    assert rates[0] == s.lr and abs(rates[-1] - s.final_fraction * s.lr) < 1e-12
+    assert all(a > b for a, b in zip(rates, rates[1:])) and s.final_fraction < 1
+    assert {refine.LOSSY.learning_rate(i, 50) for i in range(50)} == {refine.LOSSY.lr}
+    assert s.learning_rate(0, 0) == s.lr and s.learning_rate(0, 1) == s.lr
+
+
 def test_refinement_of_a_batch_refines_each_image_as_if_alone():
     """Adam is elementwise and each image draws from its own key: a batch gives each image's refinement
     alone (to float rounding); the weight mask keeps masked subpixels out of the loss."""

@@ -257,9 +257,10 @@ def _refine_loss(cfg: GVAEConfig, params: Params, x: jax.Array, top: Gaussian, d
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _refine_step_jit(cfg: GVAEConfig, params: Params, x: jax.Array, top: Gaussian, distortion: str,
-                     beta: jax.Array, key: jax.Array, theta: tuple, opt_state: Any, i: jax.Array) -> tuple:
-    return refine.adam_step(functools.partial(_refine_loss, cfg, params, x, top, distortion, beta), theta,
-                            opt_state, jax.random.fold_in(key, i))
+                     beta: jax.Array, key: jax.Array, theta: tuple, opt_state: Any, i: jax.Array,
+                     lr: jax.Array) -> tuple:
+    return refine.adam_step(functools.partial(_refine_loss, cfg, params, x, top, distortion, beta), refine.LOSSY,
+                            theta, opt_state, jax.random.fold_in(key, i), lr)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,7 +342,7 @@ class IntegerGVAE:
         """Encoder only: the posteriors (q(z2), q(z1)) of image x [1, H, W, C] (``acts`` its
         ``bottom_up``, maybe of an edge-padded copy) refined for this image.
 
-        ``steps`` Adam steps (``refine.REFINE_LR``) on their means and log scales lower the model's training
+        ``steps`` Adam steps (``refine.LOSSY``) on their means and log scales lower the model's training
         loss for this one image, beta D + (KL(q2 || top prior) + KL(q1 || p(z1 | z2))) / (H W ln 2), one
         reparameterized sample per step (``key``), through float32 copies of the integer hyper-synthesis
         and synthesis (``_level1_prior_float``, ``_synthesis_float``). The amortized encoder is a
@@ -353,7 +354,7 @@ class IntegerGVAE:
         theta = tuple((q.loc, jnp.log(q.scale)) for q in (q2, q1))
         step = functools.partial(_refine_step_jit, self.config, params, x, top, str(distortion), jnp.float32(beta),
                                  key)
-        theta = refine.run(step, theta, steps, on_step)
+        theta = refine.run(step, refine.LOSSY, theta, steps, on_step)
         return tuple(Gaussian(m, jnp.exp(ls)) for m, ls in theta)
 
     def reconstruct(self, params: Params, state: IntGVAEState) -> jax.Array:

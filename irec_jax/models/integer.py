@@ -419,8 +419,9 @@ def _refine_loss(cfg: rvae.RVAEConfig, params: Params, x: jax.Array, weight: jax
 
 @functools.partial(jax.jit, static_argnums=0)
 def _refine_step_jit(cfg: rvae.RVAEConfig, params: Params, x: jax.Array, weight: jax.Array, keys: jax.Array,
-                     acts: rvae.BottomUpActs, opt_state: Any, i: jax.Array) -> tuple:
-    return refine.adam_step(functools.partial(_refine_loss, cfg, params, x, weight, keys), acts, opt_state, i)
+                     acts: rvae.BottomUpActs, opt_state: Any, i: jax.Array, lr: jax.Array) -> tuple:
+    return refine.adam_step(functools.partial(_refine_loss, cfg, params, x, weight, keys), refine.LOSSLESS, acts,
+                            opt_state, i, lr)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -472,7 +473,7 @@ class IntegerRVAE:
         refined for these images.
 
         Each layer's posterior is the top-down terms plus the bottom-up ones (loc + loc, raw + raw);
-        ``steps`` Adam steps (``refine.REFINE_LR``) on the bottom-up terms lower the negative ELBO of
+        ``steps`` Adam steps (``refine.LOSSLESS``) on the bottom-up terms lower the negative ELBO of
         each image, one reparameterized sample per step, through float32 copies of the integer
         top-down path and likelihood. The posteriors keep their dependence on the layers above, so
         the coder, which forms them layer by layer from the coded latents, codes them unchanged.
@@ -485,7 +486,7 @@ class IntegerRVAE:
         if keys.shape[:1] != x.shape[:1]:
             raise ValueError(f"need one key per image ({x.shape[0]}), got keys of shape {keys.shape}")
         step = functools.partial(_refine_step_jit, self.config, params, x, weight, keys)
-        return refine.run(step, acts, steps, on_step)
+        return refine.run(step, refine.LOSSLESS, acts, steps, on_step)
 
     def initial_state(self, params: Params, image_shape: Shape) -> IntState:
         """The learned top state, int32 [B, h, w, C]."""
