@@ -7,8 +7,8 @@ Prints, on the default JAX backend, warm wall-clock times of:
   so its rate means nothing; a time only), checked bit-exact;
 * batches of the bundled 32x32 crops through ``codec.compress_batch``
   (images/s, each file decoded and checked) against one image at a time,
-  with the codec's default posterior refinement (50 steps on such small
-  images) and without it (``refine=0``), in the same run.
+  with the codec's default posterior refinement (``codec.REFINE_STEPS``
+  steps on such small images) and without it (``refine=0``), in the same run.
 
     python bench/device_bench.py                 # ~1 minute on this CPU
     python bench/device_bench.py --size 768x512 --batch 32 --repeats 2

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irec_jax import imageio
+from irec_jax import codec, imageio
 from irec_jax.assets import bundled_images
 from irec_jax.cli import main
 
@@ -46,7 +46,7 @@ def test_compress_info_decompress(png, tmp_path, capsys):
     out, back = str(tmp_path / "x.irec"), str(tmp_path / "back.png")
     assert _run("compress", png, out) == 0
     text = capsys.readouterr().out
-    assert "bits/dim" in text and "posteriors refined, 50 steps" in text  # a small image: refined by default
+    assert "bits/dim" in text and f"posteriors refined, {codec.REFINE_STEPS} steps" in text  # a small image: refined by default
     assert _run("info", out) == 0
     text = capsys.readouterr().out
     assert "32x32x3" in text and "coded streams" in text and "blocks" in text

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irec_jax import FormatError, codec, entropy, imageio, modelzoo, reference
+from irec_jax import FormatError, codec, entropy, imageio, modelzoo, parallel, reference
 from irec_jax.assets import bundled_images
 from irec_jax.errors import ImageError, ModelError
 
@@ -101,6 +101,23 @@ def test_batch_files_stand_alone_and_match_single_files(crops):
     # The same codes but for a rare float near-tie in the wider search: total size within 1%.
     assert abs(sum(len(d) for d, _ in out) / sum(map(len, singles)) - 1) < 0.01
     assert sum(d == s for (d, _), s in zip(out, singles)) >= 4
+
+
+def test_batch_groups_on_threads_write_the_files_of_one_group(crops, monkeypatch):
+    """On the CPU a batch is coded in groups on threads (one per core, >= BATCH_GROUP_MIN images each):
+    the same files as one group, and the progress bar counts every group's steps to its total."""
+    images = (crops * 4)[:16]
+    assert codec.batch_groups(16) == max(1, min(parallel.usable_cores(), 2)) and codec.batch_groups(7) == 1
+    monkeypatch.setattr(codec, "batch_groups", lambda count: 2)
+    calls = []
+    grouped = codec.compress_batch(images, refine=3, progress=lambda done, total: calls.append((done, total)))
+    layers = modelzoo.load_model().model.num_layers
+    assert calls[-1] == (2 * (layers + 3) + 1,) * 2 and [d for d, _ in calls] == list(range(len(calls)))
+    monkeypatch.setattr(codec, "batch_groups", lambda count: 1)
+    whole = codec.compress_batch(images, refine=3)
+    assert sum(a == b for (a, _), (b, _) in zip(grouped, whole)) >= 15  # all but a rare float near-tie
+    for (data, _), img in zip(grouped, images):
+        np.testing.assert_array_equal(codec.decompress(data), img)
 
 
 def test_refinement_by_default_on_small_images_smaller_files_and_bad_values(crops):

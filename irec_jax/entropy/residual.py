@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 
+from irec_jax import parallel
 from irec_jax.entropy import _coder, tables
 from irec_jax.errors import FormatError
 from irec_jax.exact import tables as exact_tables
@@ -496,8 +496,7 @@ def _join(pieces: list[np.ndarray]) -> np.ndarray:
 def _table_threads(params: Likelihood) -> Iterator[_Threads | None]:
     """Threads for ``PixelTables`` of a mixture (up to 4, one per core), None for one core or
     other likelihoods (their tables are cheap)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(4, cores)
+    workers = min(4, parallel.usable_cores())
     if workers < 2 or not isinstance(params, QuantizedMixture):
         yield None
         return
