@@ -57,7 +57,8 @@ def main() -> None:
     ap.add_argument("--epsilon", type=float, default=None)
     ap.add_argument("--beams", type=int, default=None)
     ap.add_argument("--refine", type=int, default=None,
-                    help="posterior refinement steps (default: the codec's, 50 on images up to 128x128; 0: off)")
+                    help="posterior refinement steps (default: the codec's, codec.REFINE_STEPS on images up to "
+                         "codec.REFINE_PIXELS pixels; 0: off)")
     ap.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = ap.parse_args()
 
