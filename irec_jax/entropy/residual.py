@@ -464,10 +464,7 @@ class PixelTables:
 
     def _map(self, fn: Callable, items: Sequence) -> list:
         """[fn(item) for item in items], the row slices at once when there are threads."""
-        if self._threads is None or len(items) < 2:
-            return [fn(item) for item in items]
-        rest = [self._threads.pool.submit(fn, item) for item in items[1:]]
-        return [fn(items[0])] + [f.result() for f in rest]  # the first slice on this thread
+        return parallel.map_on(None if self._threads is None else self._threads.pool, fn, items)
 
 
 _MIN_SLICE_ROWS = 1024  # below this a unit's tables are built in one piece (thread overhead)
