@@ -255,11 +255,11 @@ def _refine_loss(cfg: GVAEConfig, params: Params, x: jax.Array, top: Gaussian, d
     return beta * metrics.distortion(distortion, x, recon) + kl / (x.shape[1] * x.shape[2] * math.log(2.0))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
+@functools.partial(jax.jit, static_argnums=(0, 4), static_argnames="schedule")
 def _refine_step_jit(cfg: GVAEConfig, params: Params, x: jax.Array, top: Gaussian, distortion: str,
                      beta: jax.Array, key: jax.Array, theta: tuple, opt_state: Any, i: jax.Array,
-                     lr: jax.Array) -> tuple:
-    return refine.adam_step(functools.partial(_refine_loss, cfg, params, x, top, distortion, beta), refine.LOSSY,
+                     lr: jax.Array, *, schedule: refine.Schedule) -> tuple:
+    return refine.adam_step(functools.partial(_refine_loss, cfg, params, x, top, distortion, beta), schedule,
                             theta, opt_state, jax.random.fold_in(key, i), lr)
 
 

@@ -417,10 +417,11 @@ def _refine_loss(cfg: rvae.RVAEConfig, params: Params, x: jax.Array, weight: jax
     return kl - jnp.sum(weight * lik.log_prob(dist, x))
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0, static_argnames="schedule")
 def _refine_step_jit(cfg: rvae.RVAEConfig, params: Params, x: jax.Array, weight: jax.Array, keys: jax.Array,
-                     acts: rvae.BottomUpActs, opt_state: Any, i: jax.Array, lr: jax.Array) -> tuple:
-    return refine.adam_step(functools.partial(_refine_loss, cfg, params, x, weight, keys), refine.LOSSLESS, acts,
+                     acts: rvae.BottomUpActs, opt_state: Any, i: jax.Array, lr: jax.Array, *,
+                     schedule: refine.Schedule) -> tuple:
+    return refine.adam_step(functools.partial(_refine_loss, cfg, params, x, weight, keys), schedule, acts,
                             opt_state, i, lr)
 
 

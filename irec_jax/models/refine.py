@@ -63,14 +63,16 @@ def adam_step(loss: Callable[[Any, jax.Array], jax.Array], schedule: Schedule, t
     return jax.tree.map(lambda t, d: t - lr * d, theta, direction), opt_state
 
 
-def run(step: Callable[[Any, Any, jax.Array, jax.Array], tuple[Any, Any]], schedule: Schedule, theta: Any,
-        steps: int, on_step: Callable[[], None] | None = None) -> Any:
-    """``steps`` calls of ``step(theta, opt_state, i, lr)`` (i: int32 step index, lr: float32
-    ``schedule.learning_rate(i, steps)``) from Adam's initial state; returns the final theta.
-    ``on_step`` is called after each (progress)."""
+def run(step: Callable[..., tuple[Any, Any]], schedule: Schedule, theta: Any, steps: int,
+        on_step: Callable[[], None] | None = None) -> Any:
+    """``steps`` calls of ``step(theta, opt_state, i, lr, schedule=schedule)`` (i: int32 step index,
+    lr: float32 ``schedule.learning_rate(i, steps)``; the step passes ``schedule`` on to
+    :func:`adam_step`) from Adam's initial state; returns the final theta. ``on_step`` is called
+    after each (progress)."""
     opt_state = schedule.optimizer().init(theta)
     for i in range(int(steps)):
-        theta, opt_state = step(theta, opt_state, jnp.int32(i), jnp.float32(schedule.learning_rate(i, steps)))
+        lr = jnp.float32(schedule.learning_rate(i, steps))
+        theta, opt_state = step(theta, opt_state, jnp.int32(i), lr, schedule=schedule)
         if on_step:
             on_step()
     return theta
