@@ -11,7 +11,7 @@ from irec_jax import imageio, modelzoo
 from irec_jax.assets import bundled_images
 from irec_jax.exact import intops
 from irec_jax.exact import tables as exact_tables
-from irec_jax.models import RVAE, RVAEConfig, integer, rvae
+from irec_jax.models import RVAE, RVAEConfig, integer, likelihoods, rvae
 
 SMALL = RVAEConfig(num_layers=2, det_channels=8, stoch_channels=4, predict_scale=True)
 
@@ -272,7 +272,8 @@ def test_refinement_lowers_the_integer_models_negative_elbo():
     after = sum(analysis.elbo_samples(img, cm, 16, refine=50))
     acts = cm.model.bottom_up(cm.params, x)
     keys = jnp.stack([jax.random.key(5)])
-    float_bits = np.mean([integer._refine_loss(cm.config, cm.params, x, jnp.ones(x.shape), keys, acts, jnp.int32(i))
+    levels, weight = rvae.phase_major(x), rvae.phase_major(jnp.ones(x.shape))
+    float_bits = np.mean([integer._refine_loss(cm.config, cm.params, levels, weight, keys, acts, jnp.int32(i))
                           for i in range(16)]) / np.log(2)
     assert abs(float_bits / before.mean() - 1) < 0.02, (float_bits, before.mean())
     assert after.mean() < 0.98 * before.mean(), (after.mean(), before.mean())
@@ -311,3 +312,23 @@ def test_refinement_of_a_batch_refines_each_image_as_if_alone():
     assert float(jnp.max(jnp.abs(full.loc - masked.loc))) > 1e-3
     with pytest.raises(ValueError, match="one key per image"):
         model.refine(params, x0, acts, steps=1, keys=jnp.stack([k0, k1]))
+
+
+@pytest.mark.parametrize("likelihood", ["coupled", "logistic"])
+def test_head_in_the_phase_major_layout_equals_the_image_layout(likelihood):
+    """The refinement's head (one matmul, channels first, pixels in phase-major order) gives the
+    likelihood of subpixel_conv + head_likelihood, moved into that layout."""
+    cfg = RVAEConfig(num_layers=1, det_channels=8, stoch_channels=4, likelihood=likelihood, num_mixtures=3)
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(2, 3, 5, 8)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(9 * 8, 4 * cfg.head_channels)) * 0.1, jnp.float32)
+    bias = jnp.asarray(rng.normal(size=cfg.head_channels), jnp.float32)
+    raw = jnp.asarray(rng.normal(size=3), jnp.float32)
+    out = rvae.subpixel_conv_phase_major(x, w, bias)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(rvae.phase_major(rvae.subpixel_conv(x, w, bias))),
+                               rtol=1e-5, atol=1e-5)
+    first = rvae.head_likelihood(cfg, out, raw, channels_first=True)
+    last = rvae.head_likelihood(cfg, rvae.subpixel_conv(x, w, bias), raw)
+    levels = jnp.asarray(rng.integers(0, 256, (2, 6, 10, 3)))
+    np.testing.assert_allclose(np.asarray(likelihoods.log_prob(first, rvae.phase_major(levels), channels_first=True)),
+                               np.asarray(rvae.phase_major(likelihoods.log_prob(last, levels))), rtol=1e-5, atol=1e-5)

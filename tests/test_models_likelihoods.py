@@ -138,3 +138,37 @@ def test_coupled_mixture_mode_and_pair_index():
         lik.pair_index(1, 1)
     with pytest.raises(TypeError):
         lik.pmf_table(dist)
+
+
+def test_softplus_is_jax_softplus_with_the_exact_derivative():
+    x = np.concatenate([np.linspace(-120, 120, 48001, dtype=np.float32),
+                        np.float32([0.0, -0.0, 1e-30, -1e-30, 88.7, -103.9, 3e38, -3e38, np.inf, -np.inf])])
+    got, want = np.asarray(jax.jit(lik.softplus)(x)), np.asarray(jax.jit(jax.nn.softplus)(x))
+    np.testing.assert_array_equal(got, want)  # bit for bit, the infinities included
+    grad = np.asarray(jax.vmap(jax.grad(lik.softplus))(jnp.asarray(x[:-2])))
+    np.testing.assert_allclose(grad, expit(x[:-2].astype(np.float64)), rtol=1e-6,
+                               atol=np.finfo(np.float32).tiny)  # XLA flushes subnormals to 0
+    assert float(jax.grad(lik.softplus)(0.0)) == 0.5  # max and |x| alone would differentiate to 0 here
+    np.testing.assert_array_equal(np.asarray(lik.log_sigmoid(x)), np.asarray(jax.nn.log_sigmoid(x)))
+
+
+@pytest.mark.parametrize("kind", ["logistic", "mixture", "coupled"])
+def test_channels_first_layout_gives_the_same_log_prob(kind):
+    """log_prob with the channels first ([C, K, pixels]) equals the channels-last one, moved."""
+    rng = np.random.default_rng(7)
+    pixels, k = (2, 5, 6), 4
+    x = np.where(rng.random((*pixels, 3)) < 0.1, 255, rng.integers(0, 256, (*pixels, 3)))
+    x[0, 0, 0] = 0  # both edge bins occur
+    f = lambda *s: jnp.asarray(rng.normal(size=(*pixels, *s)), jnp.float32)
+    if kind == "logistic":
+        last = lik.Logistic(loc=120 + 60 * f(3), scale=jnp.exp(f(3)) + 0.1)
+    elif kind == "mixture":
+        last = lik.MixtureOfLogistics(logits=f(3, k), loc=120 + 60 * f(3, k), scale=jnp.exp(f(3, k)) + 0.1)
+    else:
+        last = lik.CoupledMixture(logits=f(3, k), loc=120 + 60 * f(3, k), scale=jnp.exp(f(3, k)) + 0.1,
+                                  coef=jnp.tanh(f(3, k)))
+    extra = 1 if kind == "logistic" else 2
+    first = jax.tree.map(lambda a: jnp.moveaxis(a, tuple(range(3, 3 + extra)), tuple(range(extra))), last)
+    want = np.moveaxis(np.asarray(lik.log_prob(last, x)), -1, 0)
+    got = np.asarray(lik.log_prob(first, jnp.moveaxis(x, -1, 0), channels_first=True))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

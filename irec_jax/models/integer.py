@@ -394,8 +394,9 @@ def _refine_loss(cfg: rvae.RVAEConfig, params: Params, x: jax.Array, weight: jax
                  acts: rvae.BottomUpActs, i: jax.Array) -> jax.Array:
     """The negative ELBO in nats (summed over images) of one reparameterized sample, through float32
     copies of the integer top-down path and likelihood: -sum(weight log p(x | z)) + sum_l KL(q_l || p_l).
-    Image m's noise at step i comes from fold_in(keys[m], i) (the same alone or in a batch);
-    ``weight`` [B, H, W, C] marks the subpixels the coder codes."""
+    Image m's noise at step i comes from fold_in(keys[m], i) (the same alone or in a batch); the
+    levels x and the ``weight`` that marks the subpixels the coder codes are [C, 4 B h w] in
+    :func:`rvae.phase_major`'s layout, the one the likelihood is computed in."""
     z_ch, down = cfg.stoch_channels, params["down"]
     shape = acts.loc.shape[1:]
     h = jnp.broadcast_to(params["top"]["h"].astype(jnp.float32) / _ACT, (*shape[:3], cfg.det_channels))
@@ -413,8 +414,9 @@ def _refine_loss(cfg: rvae.RVAEConfig, params: Params, x: jax.Array, weight: jax
         h = h + dequantized_conv3x3(_layer(down["conv2"], layer), jax.nn.elu(merged))
     head = params["head"]
     raw = head["raw"].astype(jnp.float32) / _ACT if "raw" in head else None
-    dist = rvae.head_likelihood(cfg, dequantized_deconv(head, jax.nn.elu(h)), raw)
-    return kl - jnp.sum(weight * lik.log_prob(dist, x))
+    out = rvae.subpixel_conv_phase_major(jax.nn.elu(h), *dequantized(head, 4))  # weight columns (py, px, o)
+    dist = rvae.head_likelihood(cfg, out, raw, channels_first=True)
+    return kl - jnp.sum(weight * lik.log_prob(dist, x, channels_first=True))
 
 
 @functools.partial(jax.jit, static_argnums=0, static_argnames="schedule")
@@ -486,7 +488,8 @@ class IntegerRVAE:
         weight = jnp.ones(x.shape, jnp.float32) if weight is None else jnp.asarray(weight, jnp.float32)
         if keys.shape[:1] != x.shape[:1]:
             raise ValueError(f"need one key per image ({x.shape[0]}), got keys of shape {keys.shape}")
-        step = functools.partial(_refine_step_jit, self.config, params, x, weight, keys)
+        step = functools.partial(_refine_step_jit, self.config, params, rvae.phase_major(x), rvae.phase_major(weight),
+                                 keys)
         return refine.run(step, refine.LOSSLESS, acts, steps, on_step)
 
     def initial_state(self, params: Params, image_shape: Shape) -> IntState:

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from irec_jax.exact import intops
 from irec_jax.models import likelihoods as lik
 from irec_jax.models.interface import Gaussian, Shape, gaussian_kl, sample_gaussian
 from irec_jax.models.rvae_config import RVAEConfig
@@ -202,25 +203,53 @@ def subpixel_conv(x: jax.Array, w: jax.Array, bias: jax.Array) -> jax.Array:
     return y + bias
 
 
-def head_likelihood(cfg: RVAEConfig, out: jax.Array, raw_scale: jax.Array | None = None) -> lik.PixelLikelihood:
+def phase_major(a: jax.Array) -> jax.Array:
+    """[B, 2h, 2w, C] -> [C, 4 B h w]: channels first, pixel (b, 2i + py, 2j + px) at
+    position ((py 2 + px) B + b) h w + i w + j, the layout of :func:`subpixel_conv_phase_major`."""
+    b, hh, ww, c = a.shape
+    return a.reshape(b, hh // 2, 2, ww // 2, 2, c).transpose(5, 2, 4, 0, 1, 3).reshape(c, -1)
+
+
+def subpixel_conv_phase_major(x: jax.Array, w: jax.Array, bias: jax.Array) -> jax.Array:
+    """:func:`subpixel_conv` in the layout of :func:`phase_major`: x [B, h, w, C] -> [O, 4 B h w],
+    one matmul of the weights with the 3x3 patches, the pixels on the minor axis. The encoder's
+    posterior refinement computes its likelihood in this layout: on XLA:CPU a gradient step of
+    16 images of 32x32 takes 30% less time than through [B, H, W, C, K] arrays."""
+    c, o = x.shape[-1], bias.shape[0]
+    w = w.reshape(9 * c, 4, o).transpose(0, 2, 1).reshape(9 * c, 4 * o)  # columns (o, py, px)
+    y = jax.lax.dot_general(w, intops.patches3x3(x).reshape(-1, 9 * c), (((0,), (1,)), ((), ())))
+    return y.reshape(o, -1) + bias[:, None]
+
+
+def head_likelihood(cfg: RVAEConfig, out: jax.Array, raw_scale: jax.Array | None = None, *,
+                    channels_first: bool = False) -> lik.PixelLikelihood:
     """The pixel likelihood [B, H, W, C_img(, K)] from the head's outputs ``out`` [B, H, W,
     head_channels] (float, network units); ``raw_scale`` [C_img] is the learned raw scale of a
-    logistic likelihood without predicted scales."""
+    logistic likelihood without predicted scales. With ``channels_first``, ``out`` is
+    [head_channels, ...] and the likelihood [C_img(, K), ...] (:func:`lik.log_prob`'s layouts)."""
     scale_fn = functools.partial(lik.positive_scale, floor=cfg.likelihood_min_scale,
                                  init=cfg.likelihood_init_scale)
+    pixels = out.shape[1:] if channels_first else out.shape[:-1]
+
+    def fields(a: jax.Array, *shape: int) -> jax.Array:  # split the head's channels into ``shape``
+        return a.reshape(*shape, *pixels) if channels_first else a.reshape(*pixels, *shape)
+
+    def channels(start: int, stop: int) -> jax.Array:
+        return out[start:stop] if channels_first else out[..., start:stop]
+
     if cfg.likelihood in ("mixture", "coupled"):
         c, k = cfg.image_channels, cfg.num_mixtures
-        out, coef = out[..., :3 * c * k], out[..., 3 * c * k:]
-        out = out.reshape(out.shape[:-1] + (c, 3 * k))
-        logits, loc, raw = jnp.split(out, 3, axis=-1)
+        logits, loc, raw = jnp.split(fields(channels(0, 3 * c * k), c, 3 * k), 3, axis=1 if channels_first else -1)
         if cfg.likelihood == "mixture":
             return lik.MixtureOfLogistics(logits=logits, loc=lik.to_levels(loc), scale=scale_fn(raw))
-        coef = jnp.tanh(coef.reshape(coef.shape[:-1] + (c * (c - 1) // 2, k)))
+        coef = jnp.tanh(fields(channels(3 * c * k, cfg.head_channels), c * (c - 1) // 2, k))
         return lik.CoupledMixture(logits=logits, loc=lik.to_levels(loc), scale=scale_fn(raw), coef=coef)
+    c = cfg.image_channels
+    loc = channels(0, c)
     if cfg.predict_scale:
-        loc, raw = jnp.split(out, 2, axis=-1)
+        raw = channels(c, 2 * c)
     else:
-        loc, raw = out, jnp.broadcast_to(raw_scale, out.shape)
+        raw = jnp.broadcast_to(raw_scale.reshape(c, *(1,) * len(pixels)) if channels_first else raw_scale, loc.shape)
     return lik.Logistic(loc=lik.to_levels(loc), scale=scale_fn(raw))
 
 
