@@ -213,6 +213,11 @@ def _float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from irec_jax import codec, lossy
+    from irec_jax.settings import CoderSettings
+
+    coder = CoderSettings()
+    side = int(codec.REFINE_PIXELS ** 0.5)
     parser = argparse.ArgumentParser(
         prog="irec", description="Lossless and lossy image compression by relative entropy coding (iREC).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -232,13 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--omega", type=_float, help="nats per iREC step (default 3)")
     c.add_argument("--epsilon", type=_float, help="candidate oversampling (default 0.2; lossy 0)")
     c.add_argument("--beams", type=int,
-                   help="beam width B of the encoder's search (default 20, lossy 10; small latent tensors "
-                        "use at least 64)")
+                   help=f"beam width B of the encoder's search (default {coder.beams}, lossy "
+                        f"{lossy.DEFAULT_BEAMS}; small latent tensors use at least {coder.small_beams})")
     c.add_argument("--seed", type=int, help="shared-randomness seed (default 0)")
     c.add_argument("--refine", type=int, default=None,
                    help="Adam steps refining each tile's posteriors for this image before coding "
-                        "(0: off; more: smaller files, slower encode; default: lossy 50, lossless 50 on "
-                        "tiles of at most 128x128 pixels, 0 on larger ones)")
+                        f"(0: off; more: smaller files, slower encode; default: lossy {lossy.REFINE_STEPS}, "
+                        f"lossless {codec.REFINE_STEPS} on tiles of at most {side}x{side} pixels, 0 on larger ones)")
     c.add_argument("--tile", type=int, default=1024,
                    help="code the image as independent TILE x TILE tiles (even; default 1024): bounds memory")
     c.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
