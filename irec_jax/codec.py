@@ -159,7 +159,7 @@ def pixel_params(dist: Any, shape: tuple[int, int, int], index: int = 0) -> entr
 
 # Posterior refinement (encoder only): Adam steps per tile on the bottom-up terms of the posteriors,
 # against the tile's own negative ELBO (``IntegerRVAE.refine``). By default only on tiles of at most
-# REFINE_PIXELS pixels, where it costs about 0.2-2 s; on a 500x500 photo a step costs about 0.6 s here.
+# REFINE_PIXELS pixels, where it costs about 0.2-2 s; on a 500x500 photo a step costs about 0.5 s here.
 REFINE_STEPS = 50  # 30: held-out 64x64 files 0.45% larger (docs/models.md, the refinement's schedule)
 REFINE_PIXELS = 128 * 128
 REFINE_KEY = 1  # the fixed key of the refinement's samples (folded with the tile's index)

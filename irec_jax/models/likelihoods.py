@@ -121,12 +121,12 @@ def coupled_loc(loc: jax.Array, coef: jax.Array, x: jax.Array, *, channels_first
     """Component means after the coupling shift, given levels x: loc [B, H, W, C, K], coef
     [B, H, W, C (C - 1) / 2, K], x [B, H, W, C] -> [B, H, W, C, K] (any leading axes); with
     ``channels_first``, loc [C, K, ...], coef [C (C - 1) / 2, K, ...], x [C, ...] -> [C, K, ...]."""
-    ch = 0 if channels_first else -2  # the channel (pair) axis of loc and coef
-    k = 0 if channels_first else -1  # the component axis once the channel axis is indexed away
+    # The channel (pair) axis of loc and coef, and x's channel axis, which is also where a channel of x
+    # gets a length-1 axis to broadcast against one of coef's [K, ...] or [..., K] slices.
+    ch, xa = (0, 0) if channels_first else (-2, -1)
     c = loc.shape[ch]
     centred = x.astype(loc.dtype) - 127.5
-    xs = [jnp.expand_dims(jax.lax.index_in_dim(centred, j, ch if channels_first else -1, keepdims=False), k)
-          for j in range(c)]
+    xs = [jnp.expand_dims(jax.lax.index_in_dim(centred, j, xa, keepdims=False), xa) for j in range(c - 1)]
     shifts = [jnp.zeros_like(jax.lax.index_in_dim(loc, 0, ch, keepdims=False))]
     for channel in range(1, c):
         shifts.append(sum(jax.lax.index_in_dim(coef, pair_index(channel, j), ch, keepdims=False) * xs[j]
