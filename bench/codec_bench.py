@@ -22,6 +22,7 @@ photos, none of them in the default model's training set):
     python bench/codec_bench.py                      # bundled images, default model
     python bench/codec_bench.py --images DIR --model PATH --json out.json
     python bench/codec_bench.py --refine 0           # the encoder network's posteriors as they are
+    python bench/codec_bench.py --effort best        # the encoder's "best" preset (codec.EFFORTS)
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def main() -> None:
     ap.add_argument("--refine", type=int, default=None,
                     help="posterior refinement steps (default: the codec's, codec.REFINE_STEPS on images up to "
                          "codec.REFINE_PIXELS pixels; 0: off)")
+    ap.add_argument("--effort", default="default", help="the encoder preset: fast, default or best (codec.EFFORTS); "
+                    "--omega/--epsilon/--beams/--refine override it")
     ap.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = ap.parse_args()
 
@@ -69,20 +72,27 @@ def main() -> None:
     from irec_jax.benchmark.classical import classical_codecs
 
     cm = modelzoo.load_model(args.model)
-    settings = codec.coder_settings(args.omega, args.epsilon, args.beams, base=cm.defaults)
     try:
         codec.check_refine(args.refine)
+        effort = codec.check_effort(args.effort)
     except ValueError as e:
-        sys.exit(f"codec_bench.py: error: --refine: {e}")
+        sys.exit(f"codec_bench.py: error: {e}")
+
+    def settings_for(img):
+        return codec.coder_settings(args.omega, args.epsilon, args.beams,
+                                    base=codec.effort_settings(cm, img.shape, effort=effort))
+
     classical = classical_codecs(["PNG", "WebP", "JPEG-XL"])
     images = _load(args)
     warmed: set = set()
     rows = []
     for name, img in tqdm(images, desc="images", file=sys.stderr):
+        settings = settings_for(img)
         if img.shape not in warmed:  # compile for this size outside the timings
-            codec.decompress(codec.compress(img, model=cm, settings=settings, refine=args.refine), model=cm)
+            codec.decompress(codec.compress(img, model=cm, settings=settings, refine=args.refine, effort=effort),
+                             model=cm)
             warmed.add(img.shape)
-        data, rep = codec.compress_report(img, model=cm, settings=settings, refine=args.refine)
+        data, rep = codec.compress_report(img, model=cm, settings=settings, refine=args.refine, effort=effort)
         t0 = time.perf_counter()
         out = codec.decompress(data, model=cm)
         dec_s = time.perf_counter() - t0
@@ -93,6 +103,7 @@ def main() -> None:
         dims = img.size
         row = {
             "image": name, "shape": list(img.shape), "bytes": len(data),
+            "omega": settings.omega, "epsilon": settings.epsilon, "beams": settings.beams,
             "bpd": 8 * len(data) / dims, "stored": rep.stored, "model_bytes": rep.model_bytes,
             "model_bpd": rep.model_bpd, "stored_bpd": 8 * rep.stored_bytes / dims,
             "header_bpd": 8 * rep.header_bytes / dims,
@@ -115,9 +126,10 @@ def main() -> None:
     names = [c.name for c in classical]
     head = (f"{'image':22s} {'bpd':>7s} {'model':>6s} {'hdr':>5s} {'index':>6s} {'resid':>6s} {'flush':>5s} {'nelbo':>6s} "
             f"{'/elbo':>6s} {'rnelbo':>6s} {'/relbo':>6s} " + " ".join(f"{n:>7s}" for n in names) + f" {'enc s':>6s} {'dec s':>6s} exact")
-    print(f"Lossless iREC codec, model {cm.name} ({cm.ref.param_hash.hex()}), Omega {settings.omega:g}, "
-          f"eps {settings.epsilon:g}, B {settings.beams}; jax {jax.__version__} on "
-          f"{jax.default_backend()}, {platform.machine()}")
+    coders = sorted({(r["omega"], r["epsilon"], r["beams"]) for r in rows})
+    print(f"Lossless iREC codec, model {cm.name} ({cm.ref.param_hash.hex()}), effort {effort.name}, "
+          + ", ".join(f"Omega {o:g} eps {e:g} B {b}" for o, e, b in coders)
+          + f"; jax {jax.__version__} on {jax.default_backend()}, {platform.machine()}")
     print(head)
     for r in rows:
         print(f"{r['image']:22s} {r['bpd']:6.3f}{'s' if r['stored'] else ' '} {r['model_bpd']:6.3f} "

@@ -74,6 +74,8 @@ def _cmd_compress_lossy(args: argparse.Namespace, cm) -> None:
 
     if args.no_fallback:
         raise ValueError("--no-fallback applies to lossless coding only (a lossy file has no stored mode)")
+    if args.effort is not None:
+        raise ValueError("--effort applies to lossless coding only (lossy: --refine, --beams)")
     refine = lossy.refine_steps(cm, args.refine)
     pixels = imageio.read_image(args.input)
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed,
@@ -97,7 +99,7 @@ def _cmd_compress_lossy(args: argparse.Namespace, cm) -> None:
 
 
 def _cmd_compress(args: argparse.Namespace) -> None:
-    from irec_jax import codec, imageio, modelzoo
+    from irec_jax import codec, entropy, imageio, modelzoo
 
     _check_output(args.output, args.force)
     if args.quality is not None:  # a bundled lossy model; --model with it is refused there
@@ -107,12 +109,15 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     if cm.lossy:
         return _cmd_compress_lossy(args, cm)
     codec.check_refine(args.refine)
+    effort = codec.check_effort(args.effort or codec.DEFAULT_EFFORT)
+    tile = entropy.check_tile(args.tile)
     pixels = imageio.read_image(args.input)
-    settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed, base=cm.defaults)
+    settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed,
+                                    base=codec.effort_settings(cm, pixels.shape, tile, effort))
     update, close = _progress_bar(args.quiet, "compress")
     try:
-        data, report = codec.compress_report(pixels, model=cm, settings=settings, tile=args.tile,
-                                             progress=update, fallback=not args.no_fallback, refine=args.refine)
+        data, report = codec.compress_report(pixels, model=cm, settings=settings, tile=tile, progress=update,
+                                             fallback=not args.no_fallback, refine=args.refine, effort=effort)
         if not args.no_verify:
             decoded = codec.decompress(data, model=cm)
             if decoded.shape != pixels.shape or not (decoded == pixels).all():
@@ -244,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Adam steps refining each tile's posteriors for this image before coding "
                         f"(0: off; more: smaller files, slower encode; default: lossy {lossy.REFINE_STEPS}, "
                         f"lossless {codec.REFINE_STEPS} on tiles of at most {side}x{side} pixels, 0 on larger ones)")
+    c.add_argument("--effort", choices=tuple(codec.EFFORTS), default=None,
+                   help="lossless: how hard the encoder works, default 'default'; 'best' takes several "
+                        "times the encode time for files about 1-2%% smaller (" +
+                        "; ".join(f"{e.name}: {e.describe()}" for e in codec.EFFORTS.values()) +
+                        "). --omega/--epsilon/--beams/--refine override it")
     c.add_argument("--tile", type=int, default=1024,
                    help="code the image as independent TILE x TILE tiles (even; default 1024): bounds memory")
     c.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")

@@ -174,12 +174,73 @@ def check_refine(refine: int | None) -> int | None:
     return None if refine is None else int(refine)
 
 
-def refine_steps(refine: int | None, tile_shape: tuple[int, ...]) -> int:
+@dataclasses.dataclass(frozen=True)
+class Effort:
+    """An encoder preset: how hard ``compress`` works for a smaller file (``effort=``;
+    ``irec compress --effort``). Decoding does not depend on it: the file records the Omega and
+    epsilon it picks (where they differ from the model's defaults); the rest steers the encoder.
+
+    Attributes:
+      name: its name in ``EFFORTS``.
+      refine: refinement steps of a tile of at most ``REFINE_PIXELS`` pixels, and of a larger one.
+      small, large: ``CoderSettings`` fields set over the model's defaults for an image whose
+        tiles are small (its first tile has at most ``REFINE_PIXELS`` pixels) or large.
+    """
+
+    name: str
+    refine: tuple[int, int]
+    small: tuple[tuple[str, Any], ...] = ()
+    large: tuple[tuple[str, Any], ...] = ()
+
+    def is_small(self, tile_shape: tuple[int, ...]) -> bool:
+        return tile_shape[0] * tile_shape[1] <= REFINE_PIXELS
+
+    def refine_steps(self, tile_shape: tuple[int, ...]) -> int:
+        """Refinement steps of a tile of ``tile_shape`` (h, w, ...)."""
+        return self.refine[0] if self.is_small(tile_shape) else self.refine[1]
+
+    def describe(self) -> str:
+        """One line: what it sets, for help texts."""
+        side = int(REFINE_PIXELS ** 0.5)
+        fields = ["".join(f", {k} {v:g}" for k, v in f) for f in (self.small, self.large)]
+        return (f"images up to {side}x{side}: {self.refine[0]} refinement steps{fields[0]}; "
+                f"larger: {self.refine[1]}{fields[1]}")
+
+    def settings(self, base: entropy.CoderSettings, tile_shape: tuple[int, ...]) -> entropy.CoderSettings:
+        """``base`` (the model's defaults) with this preset's fields for an image whose first tile
+        has ``tile_shape`` (h, w, ...)."""
+        return dataclasses.replace(base, **dict(self.small if self.is_small(tile_shape) else self.large))
+
+
+# "best": Omega = 6 nats per step with epsilon = 0.1 (N = 735 candidates) wastes 0.6 nats a step, as
+# Omega = 3 with epsilon = 0.2 does, but over twice the nats: index bits 1.1 x KL instead of 1.2 x,
+# for about 10x the search work per nat (4x the encode time of a 32x32 image; large images get
+# Omega = 4, epsilon = 0.15 and 32 beams). Chosen on crops of the default model's training photos
+# (docs/models.md, "Effort"), never on the held-out sets.
+EFFORTS = {e.name: e for e in (
+    Effort("fast", (0, 0)),
+    Effort("default", (REFINE_STEPS, 0)),
+    Effort("best", (150, 20), small=(("omega", 6.0), ("epsilon", 0.1)),
+           large=(("omega", 4.0), ("epsilon", 0.15), ("beams", 32))),
+)}
+DEFAULT_EFFORT = "default"
+
+
+def check_effort(effort: "str | Effort") -> Effort:
+    """The ``Effort`` named ``effort`` (or ``effort`` itself), else ValueError listing the names."""
+    if isinstance(effort, Effort):
+        return effort
+    if isinstance(effort, str) and effort in EFFORTS:
+        return EFFORTS[effort]
+    raise ValueError(f"effort must be one of {', '.join(EFFORTS)}; got {effort!r}")
+
+
+def refine_steps(refine: int | None, tile_shape: tuple[int, ...], effort: "str | Effort" = DEFAULT_EFFORT) -> int:
     """The refinement steps of a tile of ``tile_shape`` (h, w, ...): ``refine`` checked
-    (``check_refine``), or with None ``REFINE_STEPS`` for tiles of at most ``REFINE_PIXELS`` pixels,
-    else 0."""
+    (``check_refine``), or with None the ``effort``'s (default: ``REFINE_STEPS`` for tiles of at
+    most ``REFINE_PIXELS`` pixels, else 0)."""
     if check_refine(refine) is None:
-        return REFINE_STEPS if tile_shape[0] * tile_shape[1] <= REFINE_PIXELS else 0
+        return check_effort(effort).refine_steps(tile_shape)
     return int(refine)
 
 
@@ -328,13 +389,13 @@ def _steps_counter(total: int, progress: Progress | None) -> Callable[[], None]:
 
 
 def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings, tile: int,
-            progress: Progress | None, refine: int | None) -> tuple[bytes, CodecReport]:
+            progress: Progress | None, refine: int | None, effort: Effort) -> tuple[bytes, CodecReport]:
     t0 = time.perf_counter()
     h, w, c = pixels.shape
     header = entropy.Header(cm.ref, settings, h, w, c, entropy.check_tile(tile))
     grid = header.tiles()
     layers = cm.model.num_layers
-    streams, steps = [], [refine_steps(refine, (th, tw)) for _, _, th, tw in grid]
+    streams, steps = [], [refine_steps(refine, (th, tw), effort) for _, _, th, tw in grid]
     step = _steps_counter(len(grid) * (layers + 1) + sum(steps), progress)
     stats = _TileStats.empty(layers)
     for i, (y, x, th, tw) in enumerate(grid):
@@ -343,6 +404,14 @@ def _encode(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
     data = _pack(header, streams, pixels)
     report = stats.report((h, w, c), data, sum(map(len, streams)), len(grid), time.perf_counter() - t0)
     return data, dataclasses.replace(report, refine_steps=max(steps))
+
+
+def effort_settings(cm: CodecModel, shape: tuple[int, ...], tile: int = entropy.DEFAULT_TILE,
+                    effort: "str | Effort" = DEFAULT_EFFORT) -> entropy.CoderSettings:
+    """The coder settings ``compress`` uses for an image of ``shape`` (H, W, ...) cut into
+    ``tile`` x ``tile`` tiles when given none: ``cm``'s defaults with the ``effort``'s fields
+    (``Effort.settings``) for the size of its first tile."""
+    return check_effort(effort).settings(cm.defaults, (min(shape[0], tile), min(shape[1], tile)))
 
 
 def _lossless_model(model: "str | CodecModel") -> CodecModel:
@@ -356,15 +425,18 @@ def _lossless_model(model: "str | CodecModel") -> CodecModel:
 def compress_report(image: Any, *, model: "str | CodecModel" = "default",
                     settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
                     progress: Progress | None = None, fallback: bool = True,
-                    refine: int | None = None) -> tuple[bytes, CodecReport]:
+                    refine: int | None = None, effort: "str | Effort" = DEFAULT_EFFORT) -> tuple[bytes, CodecReport]:
     """``compress`` plus a ``CodecReport`` of the sizes, KLs and codelengths
     (of the model's coding, and which file was written)."""
     t0 = time.perf_counter()
     cm = _lossless_model(model)
     check_refine(refine)  # bad values fail before any work
+    effort = check_effort(effort)
+    tile = entropy.check_tile(tile)
     pixels = imageio.to_array(image)
-    settings = cm.defaults if settings is None else coder_settings(base=settings)
-    data, report = _encode(pixels, cm, settings, tile, progress, refine)
+    settings = (effort_settings(cm, pixels.shape, tile, effort) if settings is None
+                else coder_settings(base=settings))
+    data, report = _encode(pixels, cm, settings, tile, progress, refine, effort)
     return _with_fallback(pixels, data, report, fallback, t0)
 
 
@@ -385,7 +457,7 @@ def batch_groups(count: int) -> int:
 def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "default",
                    settings: entropy.CoderSettings | None = None,
                    progress: Progress | None = None, fallback: bool = True,
-                   refine: int | None = None) -> list[tuple[bytes, CodecReport]]:
+                   refine: int | None = None, effort: "str | Effort" = DEFAULT_EFFORT) -> list[tuple[bytes, CodecReport]]:
     """``compress_report`` of many images of one shape in one pass: the model
     runs on the whole batch and every latent layer is searched for all
     images at once (``rec.encode_batch``), one compiled program per batch
@@ -402,7 +474,7 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
     Args:
       images: a non-empty sequence of images of one shape (as ``compress``
         takes them), each at most one tile (1024 x 1024).
-      model, settings, fallback, refine: as for ``compress``; ``settings.final_choices`` must be 1.
+      model, settings, fallback, refine, effort: as for ``compress``; ``settings.final_choices`` must be 1.
       progress: called with (done, total) after each refinement step and each latent layer.
 
     Returns:
@@ -413,6 +485,7 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
     t0 = time.perf_counter()
     cm = _lossless_model(model)
     check_refine(refine)  # bad values fail before any work
+    effort = check_effort(effort)
     pixels = [imageio.to_array(im) for im in images]
     if not pixels:
         raise ValueError("compress_batch needs at least one image")
@@ -423,10 +496,10 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
     if max(h, w) > entropy.DEFAULT_TILE:
         raise ImageError(f"compress_batch codes images of at most {entropy.DEFAULT_TILE} x "
                          f"{entropy.DEFAULT_TILE} pixels (one tile); this one is {h} x {w}: use compress")
-    settings = cm.defaults if settings is None else coder_settings(base=settings)
+    settings = effort_settings(cm, shape, effort=effort) if settings is None else coder_settings(base=settings)
     if settings.final_choices != 1:
         raise ValueError("invalid coder settings: final_choices must be 1 in compress_batch (use compress)")
-    steps = refine_steps(refine, shape)
+    steps = refine_steps(refine, shape, effort)
     edges = np.linspace(0, len(pixels), batch_groups(len(pixels)) + 1).round().astype(int)
     groups = list(zip(edges[:-1], edges[1:]))
     step = _steps_counter(len(groups) * (cm.model.num_layers + steps) + 1, progress)
@@ -445,7 +518,8 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
 
 def compress(image: Any, *, model: "str | CodecModel" = "default",
              settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
-             progress: Progress | None = None, fallback: bool = True, refine: int | None = None) -> bytes:
+             progress: Progress | None = None, fallback: bool = True, refine: int | None = None,
+             effort: "str | Effort" = DEFAULT_EFFORT) -> bytes:
     """Losslessly compresses an image to the bytes of an ``.irec`` file.
 
     Args:
@@ -455,8 +529,9 @@ def compress(image: Any, *, model: "str | CodecModel" = "default",
       model: "default" (bundled), a model folder, a train.py workdir or a
         ``CodecModel``.
       settings: iREC settings (Omega, epsilon, beams, seed, ...); None: the
-        model's defaults. The file stores Omega, epsilon and seed where they
-        differ from the model's defaults; the rest only steer the encoder.
+        model's defaults as ``effort`` sets them (``effort_settings``). The
+        file stores Omega, epsilon and seed where they differ from the
+        model's defaults; the rest only steer the encoder.
       tile: tile side T (even, >= 2): the image is coded as independent
         T x T tiles, which bounds memory and time per tile; the default
         (1024) leaves photos up to a megapixel whole. The file stores T if
@@ -470,15 +545,21 @@ def compress(image: Any, *, model: "str | CodecModel" = "default",
       refine: Adam steps that refine each tile's posteriors for this image
         before coding (encoder only: float work whose result the file
         carries, so the decoder never repeats it; the bytes may differ
-        between machines, every one decodes exactly). None: ``REFINE_STEPS``
-        for tiles of at most ``REFINE_PIXELS`` pixels, 0 above; 0: off.
+        between machines, every one decodes exactly). None: the ``effort``'s
+        (default: ``REFINE_STEPS`` for tiles of at most ``REFINE_PIXELS``
+        pixels, 0 above); 0: off.
+      effort: "fast" (no refinement), "default" or "best" (``EFFORTS``: more
+        refinement, and Omega = 6 / epsilon = 0.1 on small images, Omega = 4 /
+        epsilon = 0.15 and 32 beams on large ones; several times the encode
+        time for about 1-2% smaller files). It fills in what ``settings``
+        and ``refine`` leave as None.
 
     Raises:
       ImageError for unsupported images, ModelError for unusable models,
       ValueError for invalid settings.
     """
     return compress_report(image, model=model, settings=settings, tile=tile, progress=progress,
-                           fallback=fallback, refine=refine)[0]
+                           fallback=fallback, refine=refine, effort=effort)[0]
 
 
 def _unpack(data: bytes, model: "str | CodecModel | None") -> tuple[entropy.Container, CodecModel]:

@@ -59,6 +59,28 @@ def test_compress_info_decompress(png, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["back.png", "in.png", "x.irec"]  # no temp files left
 
 
+def test_effort_option(png, tmp_path, capsys):
+    """--effort picks a preset (fast: no refinement; best: Omega 6 in the header of a small image);
+    --omega still overrides it; an unknown name is a usage error."""
+    fast, best, mixed = (str(tmp_path / f"{n}.irec") for n in ("fast", "best", "mixed"))
+    assert _run("compress", png, fast, "--effort", "fast") == 0
+    assert "posteriors refined" not in capsys.readouterr().out
+    assert _run("compress", png, best, "--effort", "best", "--no-fallback") == 0
+    assert f"posteriors refined, {codec.EFFORTS['best'].refine[0]} steps" in capsys.readouterr().out
+    assert _run("compress", png, mixed, "--effort", "best", "--omega", "3.5", "--refine", "1", "--no-fallback") == 0
+    capsys.readouterr()
+    assert _run("info", best, "--json") == 0 and json.loads(capsys.readouterr().out)["omega"] == 6.0
+    assert _run("info", mixed, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["omega"], info["epsilon"]) == (3.5, 0.1)
+    for path in (fast, best, mixed):
+        assert _run("decompress", path, path + ".png", "-q") == 0
+        np.testing.assert_array_equal(imageio.read_image(path + ".png"), imageio.read_image(png))
+    with pytest.raises(SystemExit) as e:
+        _run("compress", png, str(tmp_path / "x.irec"), "--effort", "max")
+    assert e.value.code == 2 and "invalid choice: 'max'" in capsys.readouterr().err
+
+
 def test_stored_mode_is_announced_and_can_be_turned_off(tmp_path, capsys):
     src = str(tmp_path / "flat.png")
     Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(src)

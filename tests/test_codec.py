@@ -139,6 +139,36 @@ def test_refinement_by_default_on_small_images_smaller_files_and_bad_values(crop
             codec.compress_batch(crops[:2], refine=bad)
 
 
+def test_effort_presets_set_refinement_and_the_coder_and_decode_exactly(crops):
+    """effort="fast" does not refine; "best" refines longer and writes its Omega and epsilon in the
+    header (small images 6 / 0.1, large ones 4 / 0.15 with 32 beams); explicit settings and refine win
+    over the preset; the files decode exactly; an unknown effort fails before any work."""
+    cm = modelzoo.load_model()
+    img = crops[0]
+    assert codec.compress_report(img, effort="fast")[1].refine_steps == 0
+    data, rep = codec.compress_report(img, effort="best", fallback=False)
+    assert rep.refine_steps == codec.EFFORTS["best"].refine[0] > codec.REFINE_STEPS
+    info = codec.read_info(data)
+    assert (info["omega"], info["epsilon"]) == (6.0, 0.1) and info["candidates"] == 735
+    np.testing.assert_array_equal(codec.decompress(data), img)
+    [(batch_data, batch_rep)] = codec.compress_batch([img], effort="best", fallback=False)
+    assert batch_rep.refine_steps == rep.refine_steps and codec.read_info(batch_data)["omega"] == 6.0
+    np.testing.assert_array_equal(codec.decompress(batch_data), img)
+
+    large = codec.effort_settings(cm, (500, 500, 3), effort="best")
+    assert (large.omega, large.epsilon, large.beams, large.seed) == (4.0, 0.15, 32, cm.defaults.seed)
+    assert codec.refine_steps(None, (500, 500), "best") == codec.EFFORTS["best"].refine[1]
+    assert codec.effort_settings(cm, (500, 500, 3), tile=64, effort="best").omega == 6.0  # its tiles are small
+    assert codec.effort_settings(cm, (500, 500, 3)) == cm.defaults == codec.effort_settings(cm, (32, 32, 3), effort="fast")
+    data, rep = codec.compress_report(img, effort="best", settings=cm.defaults, refine=2)
+    assert rep.refine_steps == 2 and codec.read_info(data)["omega"] == cm.defaults.omega
+    for bad in ("max", "", 3, None):
+        with pytest.raises(ValueError, match="effort must be one of fast, default, best"):
+            codec.compress(img, effort=bad)
+        with pytest.raises(ValueError, match="effort must be one of"):
+            codec.compress_batch([img], effort=bad)
+
+
 def test_progress_counts_refinement_steps_layers_and_tiles(crops):
     """A progress bar moves during refinement too and ends exactly at its total."""
     calls = []

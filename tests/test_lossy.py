@@ -141,6 +141,8 @@ def test_cli_lossy_compress_decompress_info(lossy_model_dir, photo, tmp_path, ca
     assert "lossy (iREC latents only)" in capsys.readouterr().out
     assert cli.main(["compress", str(src), str(tmp_path / "q.irec"), "--model", lossy_model_dir, "--no-fallback"]) == 1
     assert "--no-fallback applies to lossless coding only" in capsys.readouterr().err
+    assert cli.main(["compress", str(src), str(tmp_path / "q.irec"), "--model", lossy_model_dir, "--effort", "best"]) == 1
+    assert "--effort applies to lossless coding only" in capsys.readouterr().err
     assert cli.main(["compress", str(src), str(tmp_path / "q.irec"), "--quality", "999"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("irec: error:") and err.count("\n") == 1
