@@ -4,6 +4,7 @@
     python eval.py --images DIR [--images NAME=DIR]   # folders of PNGs, one set each
     python eval.py --dataset cifar10 --split test --limit 100 [--data-dir DIR]   # prepared tfds data only
     python eval.py --suite quick --codecs PNG,JPEG-XL --out eval_out
+    python eval.py --suite quick --effort best        # iREC's encoder at its "best" preset (fast|default|best)
     python eval.py --ablation [--grid default|full|coder] [--model PATH|default] [--images DIR] [--out DIR]
         # iREC over omega x (1+epsilon) x beams (x block_kl x final_choices):
         # ablation.json, ablation_table.txt, heatmaps
@@ -38,6 +39,8 @@ import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from irec_jax.codec import EFFORTS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 1)[1])
@@ -100,6 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="posterior refinement steps per tile for iREC's files (and, with --lossy, its ideal); "
                         "default: the codec's (lossless: 50 on images up to 128x128, 0 above; lossy: 50 for "
                         "models whose card names their beta); 0: off")
+    p.add_argument("--effort", choices=tuple(EFFORTS), default=None,
+                   help="the lossless encoder's preset for iREC's files (irec_jax.codec.EFFORTS; default: default)")
     return p.parse_args(argv)
 
 
@@ -172,6 +177,9 @@ def main(argv=None) -> int:
         if given and not args.lossy:
             print(f"eval.py: error: {flag} only applies with --lossy", file=sys.stderr)
             return 2
+    if args.ablation and args.effort is not None:
+        print("eval.py: error: --effort does not apply to --ablation (it sets the coder's grid itself)", file=sys.stderr)
+        return 2
     if args.ablation and not args.lossy and args.refine is not None:
         print("eval.py: error: --refine applies to the lossless benchmark and to both lossy ones, not to the "
               "lossless ablation (a study of the coder on the encoder network's posteriors: never refined)",
@@ -185,7 +193,8 @@ def main(argv=None) -> int:
     if used:
         print(f"eval.py: error: {', '.join(used)} only apply with --ablation", file=sys.stderr)
         return 2
-    lossless_only = [f for f, used in (("--model", args.model != "default"), ("--batch", args.batch != 32)) if used]
+    lossless_only = [f for f, used in (("--model", args.model != "default"), ("--batch", args.batch != 32),
+                                       ("--effort", args.effort is not None)) if used]
     if args.lossy and lossless_only:
         print(f"eval.py: error: --lossy does not use {', '.join(lossless_only)} (lossless benchmark only)",
               file=sys.stderr)
@@ -202,7 +211,8 @@ def main(argv=None) -> int:
     spec = EvalSpec(suite=args.suite, images=tuple(args.images), dataset=args.dataset, split=args.split,
                     limit=args.limit, data_dir=args.data_dir, model=args.model, codecs=codecs, out=args.out,
                     progress=not args.no_progress, plots=not args.no_plots,
-                    warmup=not args.no_warmup, batch=args.batch, refine=args.refine)
+                    warmup=not args.no_warmup, batch=args.batch, refine=args.refine,
+                    effort=args.effort or "default")
     try:
         if args.lossy:
             from irec_jax.benchmark.lossy_report import run_lossy_suite

@@ -224,18 +224,32 @@ def test_same_image_rules():
 def test_extra_codecs_hook_plugs_in(monkeypatch):
     png = _png_codec()
     monkeypatch.setattr(ev, "extra_codecs",
-                        lambda spec, refine=None: [rows.codec_row(f"Model[{spec}]", png.encode, png.decode)])
+                        lambda spec, refine=None, effort="default": [rows.codec_row(f"Model[{spec}]", png.encode,
+                                                                                     png.decode)])
     built = ev.build_codecs(None, "m.ckpt")
     assert built[-1].name == "Model[m.ckpt]" and len(built) == 7
     assert [c.name for c in ev.build_codecs(["model[m.ckpt]", "PNG"], "m.ckpt")] == ["Model[m.ckpt]", "PNG"]
 
-    def broken(spec, refine=None):
+    def broken(spec, refine=None, effort="default"):
         raise OSError("no such model")
 
     monkeypatch.setattr(ev, "extra_codecs", broken)
     assert [c.name for c in ev.build_codecs(["PNG"], "x")] == ["PNG"]  # classical subsets still run
     with pytest.raises(EvalError, match="no such model"):
         ev.build_codecs(None, "x")
+
+
+def test_effort_reaches_the_irec_row_and_bad_values_fail_first(capsys):
+    from irec_jax.benchmark.model_rows import irec_row
+
+    assert "effort best (images up to 128x128: 150 refinement steps, omega 6" in irec_row(effort="best").description
+    assert "effort default" in irec_row().description
+    with pytest.raises(EvalError, match="effort must be one of fast, default, best; got 'max'"):
+        ev.build_codecs(None, "default", effort="max")
+    assert eval_cli.main(["--ablation", "--effort", "best"]) == 2
+    assert capsys.readouterr().err.startswith("eval.py: error: --effort does not apply to --ablation")
+    assert eval_cli.main(["--lossy", "--suite", "quick", "--effort", "best"]) == 2
+    assert capsys.readouterr().err == "eval.py: error: --lossy does not use --effort (lossless benchmark only)\n"
 
 
 def test_bundled_sets_load():

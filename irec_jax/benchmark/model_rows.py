@@ -40,9 +40,10 @@ def _loader(model_spec: str | None) -> tuple[str, Callable]:
     return spec, lambda: modelzoo.load_model(spec)  # cached by load_model
 
 
-def irec_row(model_spec: str | None = "default", refine: int | None = None) -> CodecRow:
+def irec_row(model_spec: str | None = "default", refine: int | None = None, effort: str = "default") -> CodecRow:
     """The iREC codec's row: whole ``.irec`` files of ``model_spec`` ("default", a model folder or a workdir),
-    posteriors refined ``refine`` steps per tile (None: the codec's default)."""
+    coded with the encoder preset ``effort`` (``codec.EFFORTS``), posteriors refined ``refine`` steps per
+    tile (None: the effort's)."""
     from irec_jax import codec as irec
 
     spec, cm = _loader(model_spec)
@@ -50,16 +51,17 @@ def irec_row(model_spec: str | None = "default", refine: int | None = None) -> C
     def coded(data: bytes, report: "irec.CodecReport") -> Coded:
         return Coded(data, report.model_bytes, report.stored)
 
-    irec.check_refine(refine)  # a bad value fails here, before any image
-    refined = (f"default posterior refinement ({irec.REFINE_STEPS} steps on images of at most "
-               f"{irec.REFINE_PIXELS} pixels)" if refine is None
-               else f"posteriors refined {refine} steps" if refine else "no posterior refinement")
-    row = codec_row("iREC", lambda img: coded(*irec.compress_report(img, model=cm(), refine=refine)),
+    irec.check_refine(refine)  # bad values fail here, before any image
+    preset = irec.check_effort(effort)
+    refined = ("" if refine is None else f", posteriors refined {refine} steps" if refine
+               else ", no posterior refinement")
+    row = codec_row("iREC", lambda img: coded(*irec.compress_report(img, model=cm(), refine=refine, effort=preset)),
                     lambda b: irec.decompress(b, model=cm()),
-                    f"iREC .irec files (stored mode where smaller), model {spec}, {refined}")
+                    f"iREC .irec files (stored mode where smaller), model {spec}, effort {preset.name} "
+                    f"({preset.describe()}){refined}")
     return dataclasses.replace(
         row, encode_batch_fn=lambda images: [coded(*f) for f in irec.compress_batch(images, model=cm(),
-                                                                                    refine=refine)])
+                                                                                    refine=refine, effort=preset)])
 
 
 def bbans_rows(model_spec: str | None = "default") -> list:
@@ -102,7 +104,8 @@ def bbans_rows(model_spec: str | None = "default") -> list:
     ]
 
 
-def model_rows(model_spec: str | None = "default", refine: int | None = None) -> list[CodecRow | SetCodecRow]:
+def model_rows(model_spec: str | None = "default", refine: int | None = None,
+               effort: str = "default") -> list[CodecRow | SetCodecRow]:
     """The rows ``eval.py`` adds to the classical ones: iREC (``refine``: its posterior refinement steps,
-    None: the codec's default), then the BB-ANS rows, on one model."""
-    return [irec_row(model_spec, refine), *bbans_rows(model_spec)]
+    None: the ``effort``'s), then the BB-ANS rows, on one model."""
+    return [irec_row(model_spec, refine, effort), *bbans_rows(model_spec)]

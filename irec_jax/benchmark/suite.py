@@ -29,12 +29,18 @@ __all__ = ["EvalSpec", "extra_codecs", "build_codecs", "run_suite"]
 
 
 def build_codecs(names: Sequence[str] | None = None, model_spec: str | None = "default",
-                 refine: int | None = None) -> list:
-    """Classical rows plus ``extra_codecs(model_spec, refine)``; ``names`` (case-insensitive) picks and orders
-    them."""
+                 refine: int | None = None, effort: str = "default") -> list:
+    """Classical rows plus ``extra_codecs(model_spec, refine, effort)``; ``names`` (case-insensitive) picks and
+    orders them."""
+    from irec_jax import codec
+
+    try:
+        codec.check_effort(effort)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
     rows = list(classical.classical_codecs())
     try:
-        extra = list(extra_codecs(model_spec, refine=refine))
+        extra = list(extra_codecs(model_spec, refine=refine, effort=effort))
     except Exception as e:
         wanted = None if names is None else {n.lower() for n in names}
         if wanted is None or not wanted <= {c.name.lower() for c in rows}:
@@ -73,12 +79,13 @@ class EvalSpec:
     plots: bool = True
     warmup: bool = True
     batch: int = 32  # iREC encodes images of one shape this many at a time (runner.run)
-    refine: int | None = None  # iREC's posterior refinement steps per tile (None: the codec's default)
+    refine: int | None = None  # iREC's posterior refinement steps per tile (None: the effort's)
+    effort: str = "default"  # iREC's encoder preset (codec.EFFORTS)
 
 
 def run_suite(spec: EvalSpec, echo: Callable[[str], None] = print) -> tuple[Results, dict[str, str]]:
     """Load the sets, build the rows, run, write the outputs to ``spec.out`` and echo the table."""
-    codecs = build_codecs(spec.codecs, spec.model, spec.refine)  # before loading: an unknown codec fails fast
+    codecs = build_codecs(spec.codecs, spec.model, spec.refine, spec.effort)  # before loading: an unknown codec fails fast
     sets = load_sets(spec.suite, spec.images, spec.dataset, spec.split, spec.limit, spec.data_dir,
                      spec.progress)
     results = run(sets, codecs, progress=spec.progress, warmup=spec.warmup, batch=spec.batch)
