@@ -239,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quality", type=int, default=None,
                    help="lossy: the bundled lossy model of this quality (see `irec models`); higher: "
                         "more bits, less distortion")
-    c.add_argument("--omega", type=_float, help="nats per iREC step (default 3)")
-    c.add_argument("--epsilon", type=_float, help="candidate oversampling (default 0.2; lossy 0)")
+    c.add_argument("--omega", type=_float, help=f"nats per iREC step (default {coder.omega:g}, lossy "
+                                                f"{lossy.DEFAULT_OMEGA:g}; --effort best: more)")
+    c.add_argument("--epsilon", type=_float, help=f"candidate oversampling (default {coder.epsilon:g}; lossy 0)")
     c.add_argument("--beams", type=int,
                    help=f"beam width B of the encoder's search (default {coder.beams}, lossy "
                         f"{lossy.DEFAULT_BEAMS}; small latent tensors use at least {coder.small_beams})")

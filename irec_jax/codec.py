@@ -193,6 +193,7 @@ class Effort:
     large: tuple[tuple[str, Any], ...] = ()
 
     def is_small(self, tile_shape: tuple[int, ...]) -> bool:
+        """Whether a tile of ``tile_shape`` (h, w, ...) gets the small-image fields and steps."""
         return tile_shape[0] * tile_shape[1] <= REFINE_PIXELS
 
     def refine_steps(self, tile_shape: tuple[int, ...]) -> int:
@@ -212,11 +213,12 @@ class Effort:
         return dataclasses.replace(base, **dict(self.small if self.is_small(tile_shape) else self.large))
 
 
-# "best": Omega = 6 nats per step with epsilon = 0.1 (N = 735 candidates) wastes 0.6 nats a step, as
-# Omega = 3 with epsilon = 0.2 does, but over twice the nats: index bits 1.1 x KL instead of 1.2 x,
-# for about 10x the search work per nat (4x the encode time of a 32x32 image; large images get
-# Omega = 4, epsilon = 0.15 and 32 beams). Chosen on crops of the default model's training photos
-# (docs/models.md, "Effort"), never on the held-out sets.
+# "best": Omega = 6 nats per step with epsilon = 0.1 (N = 735 candidates) leaves 0.6 nats of slack a
+# step, as Omega = 3 with epsilon = 0.2 does, but over twice the nats: index bits 1.1 x KL instead of
+# 1.2 x, for about 10x the search work per nat (about 2x the encode time of a 32x32 image, 4.5x in a
+# batch; large images, where the search dominates, get Omega = 4, epsilon = 0.15 and 32 beams).
+# Chosen on crops of the default model's training photos (docs/models.md, "Encoder presets"), never
+# on the held-out sets.
 EFFORTS = {e.name: e for e in (
     Effort("fast", (0, 0)),
     Effort("default", (REFINE_STEPS, 0)),

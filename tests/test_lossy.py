@@ -163,9 +163,10 @@ def test_a_lossless_file_flagged_lossy_is_refused_as_corrupt():
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "codec")
 REGEN = os.environ.get("IREC_REGEN_GOLDEN") == "1"
-# The encoder-only search setting the golden file was written with (the default until 2026-11-30;
-# lossy beams are lossy_settings' own): files do not store it.
-GOLDEN_PRUNE = 1e-3
+# The search the golden file was written with: the pruning (an encoder-only setting, the default until
+# 2026-11-30), Omega 4 (the models' file default, so the header omits it) and 10 beams, all compared by
+# distortion (the encoder's defaults until 2026-12-01).
+GOLDEN_SEARCH = {"prune_fraction": 1e-3, "omega": 4.0, "beams": 10, "final_choices": 10}
 
 
 def test_bundled_lossy_models_are_listed_in_rate_order():
@@ -190,14 +191,14 @@ def test_golden_lossy_file_of_a_bundled_model():
     Regenerate deliberately with IREC_REGEN_GOLDEN=1 (and bump the format or model version).
     Without posterior refinement: its float optimization is the encoder's own business and may round
     differently on another CPU (the decoder does not depend on it; its own tests are below). The
-    search's pruning is pinned (``GOLDEN_PRUNE``)."""
+    search is pinned (``GOLDEN_SEARCH``)."""
     from irec_jax import imageio
     from irec_jax.assets import bundled_images
     img = imageio.read_image(next(p for p in bundled_images("photos") if p.endswith("kodim23_64.png")))
     quality = modelzoo.lossy_qualities()[1]
     path = os.path.join(GOLDEN, f"kodim23_64_lossy_q{quality}.irec")
     cm = modelzoo.lossy_model(quality)
-    settings = dataclasses.replace(lossy.lossy_settings(cm), prune_fraction=GOLDEN_PRUNE)
+    settings = dataclasses.replace(lossy.lossy_settings(cm), **GOLDEN_SEARCH)
     data = lossy.compress(img, model=cm, refine=0, settings=settings)
     if REGEN:
         with open(path, "wb") as f:
