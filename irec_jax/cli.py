@@ -165,7 +165,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(info, indent=2))
         return
-    print(f"{args.input}: .irec, {info['width']}x{info['height']}x{info['channels']}, "
+    print(f"{args.input}: .irec version {info['format_version']}, {info['width']}x{info['height']}x{info['channels']}, "
           f"{info['total_bytes']:,} bytes, {info['bpd']:.4f} bits/dim")
     if info["mode"] == "stored":
         print("  mode        stored (PNG-filtered scanlines through deflate; no model)")

@@ -601,7 +601,8 @@ def decompress(data: bytes, *, model: "str | CodecModel | None" = None,
     step = _steps_counter(len(grid) * (cm.model.num_layers + 1), progress)
     pixels = np.empty((h, w, c), np.uint8)
     for i, ((y, x, th, tw), stream) in enumerate(zip(grid, container.sections)):
-        pixels[y:y + th, x:x + tw] = _decode_tile(stream, cm, header.settings, (th, tw, c), f"tile {i}", step)
+        pixels[y:y + th, x:x + tw] = _decode_tile(stream, cm, header.settings, (th, tw, c), f"tile {i}", step,
+                                                  header.version)
         step()
     return entropy.check_pixels(container, pixels)
 
@@ -613,29 +614,29 @@ def _decode_stored(data: bytes) -> np.ndarray:
 
 
 def _decode_layers(queue, stream: bytes, cm: CodecModel, settings: entropy.CoderSettings,
-                   what: str) -> list[entropy.LayerIndices]:
-    """Pops every latent layer's step counts and indices off a tile's stream."""
+                   what: str, version: int = entropy.VERSION) -> list[entropy.LayerIndices]:
+    """Pops every latent layer's step counts and indices off a tile's stream (of format ``version``)."""
     num = settings.num_candidates
     bound = entropy.max_indices(len(stream), num)
     out = []
     for layer in range(cm.model.num_layers):
-        out.append(entropy.pop_layer(queue, num, max_indices=bound, what=f"{what}, layer {layer}"))
+        out.append(entropy.pop_layer(queue, num, max_indices=bound, what=f"{what}, layer {layer}", version=version))
     return out
 
 
 def decode_latents(stream: bytes, cm: CodecModel, settings: entropy.CoderSettings, image_shape: tuple[int, ...],
-                   what: str, step: Callable[[], None]) -> tuple[Any, Any]:
+                   what: str, step: Callable[[], None], version: int = entropy.VERSION) -> tuple[Any, Any]:
     """Pops a tile's latent layers off its stream and runs the model's decoder
     path through them: (the range decoder, positioned after the layers; the
     model state after the last layer). ``image_shape`` [1, H, W, C] is what
-    the encoder gave ``initial_state``. The lossless and lossy codecs share it."""
+    the encoder gave ``initial_state``; ``version`` the file's format. The lossless and lossy codecs share it."""
     import jax.numpy as jnp
 
     from irec_jax import rec
 
     model, params = cm.model, cm.params
     queue = entropy.open_queue(stream, what)
-    layers = _decode_layers(queue, stream, cm, settings, what)  # the stream holds them first
+    layers = _decode_layers(queue, stream, cm, settings, what, version)  # the stream holds them first
     state = model.initial_state(params, image_shape)
     for layer, li in enumerate(layers):
         p = model.prior(params, state, layer)
@@ -651,11 +652,12 @@ def decode_latents(stream: bytes, cm: CodecModel, settings: entropy.CoderSetting
 
 
 def _decode_tile(stream: bytes, cm: CodecModel, settings: entropy.CoderSettings,
-                 shape: tuple[int, int, int], what: str, step: Callable[[], None]) -> np.ndarray:
-    """uint8 [th, tw, c] pixels of one tile's coded stream (``_encode_tile``)."""
+                 shape: tuple[int, int, int], what: str, step: Callable[[], None],
+                 version: int = entropy.VERSION) -> np.ndarray:
+    """uint8 [th, tw, c] pixels of one tile's coded stream (``_encode_tile``) of format ``version``."""
     th, tw, c = shape
     queue, state = decode_latents(stream, cm, settings, (1, th + th % 2, tw + tw % 2, cm.image_channels), what,
-                                  step)
+                                  step, version)
     lik = pixel_params(cm.model.likelihood(cm.params, state), shape)
     return np.asarray(entropy.pop_pixels(queue, lik, what), np.uint8).reshape(shape)
 
@@ -670,7 +672,7 @@ def read_info(data: bytes, *, model: "str | CodecModel | None" = None) -> dict:
     if entropy.is_stored(data):
         stored = entropy.unpack(data, [])
         return {
-            "mode": "stored", "model": None, "model_hash": None,
+            "mode": "stored", "format_version": data[2], "model": None, "model_hash": None,
             "height": stored.height, "width": stored.width, "channels": stored.channels,
             "total_bytes": len(data), "stream_bytes": stored.payload_bytes,
             "header_bytes": len(data) - stored.payload_bytes,
@@ -687,11 +689,11 @@ def read_info(data: bytes, *, model: "str | CodecModel | None" = None) -> dict:
     steps = np.zeros(cm.model.num_layers, np.int64)
     for i, stream in enumerate(container.sections):
         queue = entropy.open_queue(stream, f"tile {i}")
-        for layer, li in enumerate(_decode_layers(queue, stream, cm, h.settings, f"tile {i}")):
+        for layer, li in enumerate(_decode_layers(queue, stream, cm, h.settings, f"tile {i}", h.version)):
             blocks[layer] += li.steps.shape[0]
             steps[layer] += int(li.steps.sum())
     return {
-        "mode": "lossy" if h.lossy else "model", "model": h.model.name, "model_hash": h.model.param_hash.hex(),
+        "mode": "lossy" if h.lossy else "model", "format_version": h.version, "model": h.model.name, "model_hash": h.model.param_hash.hex(),
         "height": h.height, "width": h.width, "channels": h.channels, "tile": h.tile,
         "tiles": len(container.sections),
         "omega": h.settings.omega, "epsilon": h.settings.epsilon, "seed": h.settings.seed, "candidates": h.settings.num_candidates,

@@ -335,7 +335,7 @@ def decode_container(container: entropy.Container, cm: CodecModel, progress: Pro
     out = np.empty((h, w, c), np.uint8)
     for i, ((y, x, th, tw), stream) in enumerate(zip(grid, container.sections)):
         _, state = decode_latents(stream, cm, settings, (1, max(th, MIN_SIDE), max(tw, MIN_SIDE), 3), f"tile {i}",
-                                  step)
+                                  step, header.version)
         out[y:y + th, x:x + tw] = np.asarray(model.reconstruct(params, state))[0, :th, :tw]
     return entropy.check_pixels(container, out)
 

@@ -387,7 +387,7 @@ def _likelihood(h: np.ndarray, p: dict, cfg: dict, shape: tuple[int, int, int]) 
 
 
 def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
-    """The uint8 [H, W, C] pixels of an ``.irec`` file (lossless, format 4), model-coded or stored.
+    """The uint8 [H, W, C] pixels of an ``.irec`` file (lossless, format 5 or 4), model-coded or stored.
 
     ``model_dir``: a model folder (``model.json`` + ``params.npz``, integer form)
     for files written with a model other than the bundled default. Raises
@@ -419,7 +419,7 @@ def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
     # 2. Tiles, raster order, each decoded on its own from its one range-coded stream.
     pixels = np.empty((h, w, c), np.uint8)
     for i, ((y, x, th, tw), stream) in enumerate(zip(header.tiles(), container.sections)):
-        pixels[y:y + th, x:x + tw] = _decode_tile(stream, model, settings, (th, tw, c), f"tile {i}")
+        pixels[y:y + th, x:x + tw] = _decode_tile(stream, model, settings, (th, tw, c), f"tile {i}", header.version)
     return entropy.check_pixels(container, pixels)
 
 
@@ -457,8 +457,9 @@ def unfilter_rows(scanlines: np.ndarray, bpp: int) -> np.ndarray:
 
 
 def _decode_tile(stream: bytes, model: dict, settings: entropy.CoderSettings,
-                 shape: tuple[int, int, int], what: str) -> np.ndarray:
-    """uint8 [th, tw, c] pixels of one tile's stream."""
+                 shape: tuple[int, int, int], what: str, version: int) -> np.ndarray:
+    """uint8 [th, tw, c] pixels of one tile's stream (format ``version``: 4 and 5 differ only in
+    how ``entropy.pop_layer`` reads the step counts)."""
     cfg, p = model["config"], model["params"]
     num = settings.num_candidates  # the container checked the settings' limits
     h, w, c = shape
@@ -466,7 +467,7 @@ def _decode_tile(stream: bytes, model: dict, settings: entropy.CoderSettings,
 
     # 3. Every layer's step counts and indices come first in the stream.
     bound = entropy.max_indices(len(stream), num)
-    layers = [entropy.pop_layer(queue, num, max_indices=bound, what=f"{what}, layer {i}")
+    layers = [entropy.pop_layer(queue, num, max_indices=bound, what=f"{what}, layer {i}", version=version)
               for i in range(cfg["num_layers"])]
 
     # 4. Top-down: the model runs at even sizes (odd sides padded), latents at half size.

@@ -11,6 +11,7 @@ Regenerate the golden files with IREC_REGEN_GOLDEN=1 pytest tests/test_entropy.p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pathlib
@@ -146,10 +147,11 @@ def toy_decompress(data: bytes, base: E.Likelihood,
     n = num_candidates(header.settings)
     queue = E.open_queue(stream, "tile 0")
     bound = E.max_indices(len(stream), n, index_model)
-    count = E.pop_count(queue, "tile 0")
+    count = E.pop_count(queue, "tile 0", version=header.version)
     if count > 8 * len(stream) + 64:
         raise FormatError(f"tile 0: {count} layers declared")
-    layers = [E.pop_layer(queue, n, index_model, max_indices=bound, what="tile 0") for _ in range(count)]
+    layers = [E.pop_layer(queue, n, index_model, max_indices=bound, what="tile 0", version=header.version)
+              for _ in range(count)]
     pixels = E.pop_pixels(queue, _toy_likelihood(base, header, layers), "tile 0")
     return E.check_pixels(container, pixels)
 
@@ -226,6 +228,72 @@ def test_container_roundtrip_and_header_size():
         data = check_roundtrip(lambda v: E.pack(v, known), lambda b: E.unpack(b, known), c, same_container)
         if model is TOY_MODEL and shape == (32, 32, 3):
             assert len(data) - sum(map(len, secs)) == 10  # magic 2, version, flags, model, height, CRC 4
+
+
+def test_header_floats_take_the_fewest_decimal_digits_and_version_4_floats_still_read():
+    """Format 5 writes omega / epsilon as m / 10^e (6 and 0.1: one byte each, 0.15: two); anything
+    else as a raw float64. A format-4 header (k / 1000 zigzagged) reads to the same settings."""
+    for omega, epsilon, size in [(6.0, 0.1, 3), (4.0, 0.15, 4), (2.5, 0.0, 4), (3.0, 0.1234567, 5),
+                                 (7.25, 1e-9, 12)]:
+        s = E.CoderSettings(omega=omega, epsilon=epsilon)
+        c = E.Container(E.Header(TOY_MODEL, s, 32, 32, 3), (b"\x01",), 7)
+        data = E.pack(c, MODELS)
+        assert len(data) - 11 == size  # settings mask + the fields that differ from the defaults
+        back = E.unpack(data, MODELS).header
+        assert (back.settings.omega, back.settings.epsilon, back.version) == (omega, epsilon, E.VERSION)
+    # version 4 as the previous release wrote it: omega 6 -> zigzag(6000) << 1, epsilon 0.1 -> zigzag(100) << 1
+    out = bytearray(E.MAGIC + bytes([4, 0x01, 0x00, 0x03]))
+    _bytes.put_uvarint(out, 24000)
+    _bytes.put_uvarint(out, 400)
+    header = E.unpack(bytes(out) + b"\x20\x01" + b"\0" * 4, MODELS).header
+    assert (header.settings.omega, header.settings.epsilon, header.version) == (6.0, 0.1, 4)
+    with pytest.raises(ValueError, match="writes format version 5 only"):
+        E.pack(E.Container(dataclasses.replace(header, version=4), (b"\x01",), 0), MODELS)
+
+
+def test_counts_cost_what_layer_bits_says():
+    """``push_count`` is Elias delta (1 bit for 0, 4 for 1-2, 10 for 31-62); a layer's step offsets
+    are adaptive below ``ADAPTIVE_STEP_WIDTH``, uniform above; ``layer_bits`` is the exact codelength
+    of all of it, and everything round-trips."""
+    from irec_jax.entropy import indices
+    assert [indices._count_bits(v) for v in (0, 1, 2, 3, 30, 31, 62, (1 << 40) - 1)] == [1, 4, 4, 5, 9, 10, 10, 51]
+    rng = np.random.default_rng(3)
+    for steps in [np.array([5]), np.array([40, 41, 44, 39]), 30 + rng.binomial(16, 0.5, 4096),
+                  1 + rng.integers(0, 2 * indices.ADAPTIVE_STEP_WIDTH, 64)]:
+        layer = E.LayerIndices(steps, rng.integers(0, 36, int(steps.sum())))
+        queue = E.new_queue()
+        E.push_layer(queue, layer, 36)
+        data = E.finish_queue(queue)
+        assert 0 <= 8 * len(data) - E.layer_bits(layer, 36) <= 64
+        back = E.pop_layer(E.open_queue(data, "t"), 36, max_indices=E.max_indices(len(data), 36))
+        assert layers_equal([back], [layer])
+    peaked = E.LayerIndices(30 + rng.binomial(16, 0.5, 4096), np.zeros(0, np.int64))
+    uniform_cost = 4096 * np.log2(int(peaked.steps.max() - peaked.steps.min()) + 1)
+    assert E.layer_bits(E.LayerIndices(peaked.steps, np.zeros(int(peaked.steps.sum()), np.int64)), 36) < (
+        uniform_cost + int(peaked.steps.sum()) * np.log2(36)) - 0.15 * uniform_cost
+
+
+def test_corrupt_counts_are_format_errors():
+    with pytest.raises(FormatError, match="corrupt count"):
+        E.pop_count(E.open_queue(b"\0" * 16, "t"), "t")  # zero bits forever: no Elias-gamma length ends
+    from irec_jax.entropy import _coder
+    queue = E.new_queue()
+    _coder.push_uniform(queue, np.array([0] * 5 + [1] * 6), 2)  # a 63-bit length: longer than any count
+    with pytest.raises(FormatError, match="corrupt count"):
+        E.pop_count(E.open_queue(E.finish_queue(queue), "t"), "t")
+
+
+@pytest.mark.parametrize("name", ["coupled_30x20_rgb", "default_32x32_rgb", "gray_table_indices",
+                                  "mixture_explicit_model", "quantized_40x24_rgb"])
+def test_format_4_bitstreams_still_decode(name):
+    """The golden bitstreams as format 4 wrote them (uniform count lengths and step offsets, k / 1000
+    floats) decode to the same pixels with ``version=4`` read from their header."""
+    case = _golden_cases()[name]
+    pixels, base, _ = _load_inputs(GOLDEN_DIR / f"{name}.npz", case["family"])
+    data = (GOLDEN_DIR / "v4" / f"{name}.irec").read_bytes()
+    assert data[2] == 4 and E.unpack(data, MODELS).header.version == 4
+    index_model = _golden_index_model(case["index_model"], num_candidates(case["settings"]))
+    np.testing.assert_array_equal(toy_decompress(data, base, index_model), pixels)
 
 
 def same_container(a: E.Container, b: E.Container) -> bool:

@@ -22,7 +22,7 @@ from irec_jax.entropy._coder import (finish as finish_queue, new_decoder as open
                                      new_encoder as new_queue, new_stack, pop_categorical, pop_uniform,
                                      push_categorical, push_uniform)
 from irec_jax.entropy.container import (
-    DEFAULT_TILE, MAGIC, VERSION, Container, Header, ModelRef, StoredImage, check_pixels, check_tile,
+    DEFAULT_TILE, MAGIC, READ_VERSIONS, VERSION, Container, Header, ModelRef, StoredImage, check_pixels, check_tile,
     is_lossy, is_stored, pack, pack_stored, param_hash, pixel_crc, tile_grid, unpack)
 from irec_jax.entropy.stored import unfilter
 from irec_jax.entropy.indices import (
@@ -36,7 +36,7 @@ from irec_jax.errors import FormatError
 from irec_jax.settings import CoderSettings
 
 __all__ = [
-    "DEFAULT_TILE", "MAGIC", "VERSION", "PRECISION", "AdaptiveIndexModel", "CoderSettings", "coded_bits", "Container",
+    "DEFAULT_TILE", "MAGIC", "READ_VERSIONS", "VERSION", "PRECISION", "AdaptiveIndexModel", "CoderSettings", "coded_bits", "Container",
     "FloatLogistic", "FloatLogisticMixture", "FormatError", "Header", "IndexModel", "LayerIndices",
     "Likelihood", "ModelRef", "PixelTables", "QuantizedLogistic", "QuantizedMixture", "StoredImage",
     "TableIndexModel",

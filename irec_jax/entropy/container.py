@@ -4,7 +4,7 @@ Layout (all integers unsigned LEB128 varints unless sized; docs/format.md
 has the full specification):
 
   2 bytes  magic b"\\xecR"
-  1 byte   format version (4)
+  1 byte   format version (5; this reader also reads 4)
   1 byte   flags: bit 0 explicit settings, bit 1 explicit model,
            bit 2 width != height, bits 3-4 channel code (0: 3, 1: 1, 2: 4,
            3: explicit varint), bit 5 explicit tile side, bit 6 stored mode,
@@ -48,7 +48,8 @@ from irec_jax.errors import FormatError
 from irec_jax.settings import FILE_FIELDS, CoderSettings, check_storable
 
 MAGIC = b"\xecR"
-VERSION = 4  # 4: stored mode; 3: tiles, one stream each; 2: two sections; 1: float decoder (none read)
+VERSION = 5  # 5: tighter counts and settings; 4: stored mode; 3: tiles, one stream each; 2: two sections; 1: float
+READ_VERSIONS = (4, 5)  # what ``unpack`` reads: 4 differs in its step counts (``indices``) and settings floats
 MAX_SIDE = 1 << 20
 MAX_SUBPIXELS = 1 << 28
 DEFAULT_TILE = 1024  # tile side T in pixels unless the header stores another (even, >= 2)
@@ -84,6 +85,7 @@ class Header:
     channels: int
     tile: int = DEFAULT_TILE
     lossy: bool = False
+    version: int = VERSION  # the format the file was written in (``pack`` writes only VERSION)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -179,23 +181,32 @@ def check_pixels(container: "Container | StoredImage", pixels: np.ndarray) -> np
     return pixels
 
 
+_FLOAT_DIGITS = 8  # decimal exponents e in [0, 8): value = m / 10^e
+
+
 def _put_float(out: bytearray, value: float) -> None:
-    """Exact float: zigzag(k) << 1 if value == k / 1000, else 1 + float64."""
-    k = round(value * 1000)
-    if abs(k) < 1 << 53 and k / 1000 == value and math.copysign(1, value) > 0:
-        _bytes.put_uvarint(out, _bytes.zigzag(k) << 1)
-    else:
-        _bytes.put_uvarint(out, 1)
-        out += struct.pack(">d", value)
+    """Exact float (format 5): (m << 4) | (e << 1) if value == m / 10^e for an
+    integer 0 <= m < 2^53 and the least e in [0, 8) (6 and 0.1 take 1 byte,
+    0.15 two), else 1 + float64."""
+    for e in range(_FLOAT_DIGITS):
+        m = round(value * 10 ** e) if math.isfinite(value) else -1
+        if 0 <= m < 1 << 53 and m / 10 ** e == value and math.copysign(1, value) > 0:
+            _bytes.put_uvarint(out, (m << 4) | (e << 1))
+            return
+    _bytes.put_uvarint(out, 1)
+    out += struct.pack(">d", value)
 
 
-def _get_float(r: _bytes.Reader, field: str) -> float:
-    tag = r.uvarint(field, 1 << 56)
+def _get_float(r: _bytes.Reader, field: str, version: int = VERSION) -> float:
+    """Inverse of ``_put_float``; ``version`` 4: zigzag(k) << 1 for k / 1000."""
+    tag = r.uvarint(field, 1 << 57)
     if tag & 1:
         if tag != 1:
             raise FormatError(f"header: bad float encoding for {field}")
         return struct.unpack(">d", r.take(8, field))[0]
-    return _bytes.unzigzag(tag >> 1) / 1000
+    if version == 4:
+        return _bytes.unzigzag(tag >> 1) / 1000
+    return (tag >> 4) / 10 ** ((tag >> 1) & 7)
 
 
 def _check_shape(shape: tuple[int, int, int]) -> None:
@@ -246,14 +257,14 @@ def pack_stored(pixels: np.ndarray) -> bytes:
 
 
 def is_stored(data: bytes) -> bool:
-    """Whether ``data`` starts like a stored-mode file of this format version
+    """Whether ``data`` starts like a stored-mode file of a format version this reader reads
     (``unpack`` still checks the rest): no model is needed to decode it."""
-    return len(data) >= 4 and bytes(data[:2]) == MAGIC and data[2] == VERSION and bool(data[3] & _F_STORED)
+    return len(data) >= 4 and bytes(data[:2]) == MAGIC and data[2] in READ_VERSIONS and bool(data[3] & _F_STORED)
 
 
 def is_lossy(data: bytes) -> bool:
-    """Whether ``data`` starts like a lossy file of this format version (``unpack`` checks the rest)."""
-    return len(data) >= 4 and bytes(data[:2]) == MAGIC and data[2] == VERSION and bool(data[3] & _F_LOSSY)
+    """Whether ``data`` starts like a lossy file of a format version this reader reads (``unpack`` checks the rest)."""
+    return len(data) >= 4 and bytes(data[:2]) == MAGIC and data[2] in READ_VERSIONS and bool(data[3] & _F_LOSSY)
 
 
 def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
@@ -265,6 +276,8 @@ def pack(container: Container, models: Sequence[ModelRef]) -> bytes:
         is written as its 1-byte position, any other by name + hash.
     """
     h = container.header
+    if h.version != VERSION:
+        raise ValueError(f"this writer writes format version {VERSION} only, the header says {h.version}")
     check_storable(h.settings)
     _check_shape(h.shape)
     check_tile(h.tile)
@@ -328,7 +341,7 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
         raise FormatError(f"file too short ({len(data)} bytes) to be an .irec file")
     if data[:2] != MAGIC:
         raise FormatError(f"not an .irec file (magic {data[:2].hex()}, expected {MAGIC.hex()})")
-    if data[2] != VERSION:
+    if data[2] not in READ_VERSIONS:
         old = {1: " (version 1 files were decoded with float arithmetic that is not reproducible "
                   "across machines; re-encode the image)",
                2: " (version 2 files predate tiles; decode them with the release that wrote "
@@ -336,8 +349,8 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
                3: " (version 3 files predate the stored mode; decode them with the release that "
                   "wrote them, or re-encode the image)"}.get(data[2], "")
         raise FormatError(f"unsupported .irec format version {data[2]}{old}; this reader "
-                          f"supports version {VERSION}")
-    flags = data[3]
+                          f"supports versions {READ_VERSIONS[0]} to {READ_VERSIONS[-1]}")
+    version, flags = data[2], data[3]
     if flags & _F_STORED and flags & _F_NOT_STORED:
         raise FormatError(f"unsupported header flags {flags:#04x}")
     r = _bytes.Reader(data[4:-4], "header")
@@ -371,7 +384,7 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
         for i, f in enumerate(FILE_FIELDS):
             if mask >> i & 1:
                 if f in ("omega", "epsilon"):
-                    values[f] = _get_float(r, f)
+                    values[f] = _get_float(r, f, version)
                 else:
                     values[f] = r.uvarint(f, (1 << 64) - 1)
     try:
@@ -397,5 +410,5 @@ def unpack(data: bytes, models: Sequence[ModelRef], *,
         lengths.append(n)
     sections = [r.take(n, f"tile {i}") for i, n in enumerate(lengths)]
     sections.append(r.rest())
-    header = Header(model, settings, height, width, channels, tile, bool(flags & _F_LOSSY))
+    header = Header(model, settings, height, width, channels, tile, bool(flags & _F_LOSSY), version)
     return Container(header, tuple(sections), crc)

@@ -4,14 +4,19 @@ Per latent layer the coder produces `steps` (K_b >= 1 steps for each of the
 layer's blocks) and `indices` (one index in [0, N) per step, block-major).
 ``push_layer`` / ``pop_layer`` put one layer on a range coder shared with
 whatever else the stream holds (the codec: all layers, then the pixels, in
-one stream per tile):
+one stream per tile). Format 5 (``docs/format.md`` §5):
 
   count(num_blocks); if num_blocks > 0: count(min K_b - 1), count(max - min)
-  if max > min: each K_b - min, uniform over [0, max - min]
+  if max > min: each K_b - min under the adaptive model over [0, max - min]
+    (``AdaptiveIndexModel()``: uniform for the first 16 blocks, then the
+    blocks' own counts), or uniform where max - min >= ``ADAPTIVE_STEP_WIDTH``
   the layer's indices in order, under the index model over [0, N)
 
-where count(v) is the bit length of v + 1 (uniform over 41 values) and then
-its bits below the leading one (``push_count``). ``encode_indices`` writes
+where count(v) is an Elias-delta code of v + 1: its bit length l in Elias
+gamma (floor(log2 l) zero bits, then l's bits), then the l - 1 bits of v + 1
+below its leading one (``push_count``): 1 bit for 0, 4 for 1 or 2, 10 for
+31..62. Format 4 (still read: ``version=4``) coded l uniformly over 41
+values (5.36 bits) and every K_b - min uniformly. ``encode_indices`` writes
 all layers as a section of their own (a varint of the layer count and index
 model kind, then the stream).
 
@@ -28,6 +33,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from irec_jax.entropy import _bytes, _coder, tables
+from irec_jax.entropy.container import VERSION
 from irec_jax.errors import FormatError
 from irec_jax.settings import MAX_CANDIDATES
 _SLACK_BITS = 64  # range coder flush and word padding, in bits.
@@ -156,31 +162,51 @@ def _code_indices(coder, symbols: np.ndarray | None, total: int, model: IndexMod
 
 
 def push_count(coder, value: int) -> None:
-    """Pushes an integer 0 <= value < 2^40 onto a range coder: the bit length
-    l of value + 1, uniform over [1, 41) (as l - 1 over 40 symbols), then
-    the l - 1 bits below its leading one, uniform, in pieces of at most 24
-    bits, most significant first. About 5.3 + log2(value + 1) bits."""
+    """Pushes an integer 0 <= value < 2^40 onto a range coder (format 5): the
+    Elias-delta code of v = value + 1, one uniform bit at a time for its
+    prefix -- the bit length l of v in Elias gamma: floor(log2 l) zeros, then
+    l's bits from its leading one -- then the l - 1 bits of v below its
+    leading one, in pieces of at most 24 bits, most significant first.
+    2 floor(log2 l) + l bits: 1 for 0, 4 for 1..2, 5 for 3..6, 10 for 31..62."""
     value = int(value)
     if not 0 <= value < _COUNT_LIMIT:
         raise ValueError(f"count {value} out of range [0, 2^40)")
     v = value + 1
     length = v.bit_length()
-    _coder.push_uniform(coder, np.array([length - 1]), _COUNT_LENGTHS)
-    for bits, piece in _count_pieces(v, length):
-        _coder.push_uniform(coder, np.array([piece]), 1 << bits)
+    prefix = length.bit_length() - 1
+    bits = [0] * prefix + [(length >> i) & 1 for i in range(prefix, -1, -1)]
+    _coder.push_uniform(coder, np.array(bits), 2)
+    for width, piece in _count_pieces(v, length):
+        _coder.push_uniform(coder, np.array([piece]), 1 << width)
 
 
-def pop_count(coder, what: str) -> int:
-    """Inverse of ``push_count``; FormatError(what...) on corrupt data."""
-    length = int(_coder.pop_uniform(coder, _COUNT_LENGTHS, 1, what)[0]) + 1
+def pop_count(coder, what: str, *, version: int = VERSION) -> int:
+    """Inverse of ``push_count`` (``version`` 4: of format 4's count, the bit
+    length uniform over 41 values); FormatError(what...) on corrupt data."""
+    if version == 4:
+        length = int(_coder.pop_uniform(coder, _COUNT_LENGTHS, 1, what)[0]) + 1
+    else:
+        prefix = 0
+        while not int(_coder.pop_uniform(coder, 2, 1, what)[0]):
+            prefix += 1
+            if prefix > _MAX_PREFIX:
+                raise FormatError(f"{what}: corrupt count (more than {_MAX_PREFIX} leading zero bits)")
+        length = 1
+        for _ in range(prefix):
+            length = (length << 1) | int(_coder.pop_uniform(coder, 2, 1, what)[0])
+        if length > _COUNT_LENGTHS:
+            raise FormatError(f"{what}: corrupt count ({length}-bit value, at most {_COUNT_LENGTHS})")
     v = 1
-    for bits, _ in _count_pieces(1 << (length - 1), length):
-        v = (v << bits) | int(_coder.pop_uniform(coder, 1 << bits, 1, what)[0])
+    for width, _ in _count_pieces(1 << (length - 1), length):
+        v = (v << width) | int(_coder.pop_uniform(coder, 1 << width, 1, what)[0])
     return v - 1
 
 
 _COUNT_LIMIT = 1 << 40
-_COUNT_LENGTHS = 41
+_COUNT_LENGTHS = 41  # bit lengths of count + 1: 1..41
+_MAX_PREFIX = _COUNT_LENGTHS.bit_length() - 1  # Elias gamma zeros before a length <= 41
+ADAPTIVE_STEP_WIDTH = 1 << 12  # step counts spread wider than this are coded uniformly (format 5)
+_STEP_MODEL = AdaptiveIndexModel()
 
 
 def _count_pieces(v: int, length: int) -> list[tuple[int, int]]:
@@ -211,12 +237,19 @@ def _check_layer(layer: LayerIndices, num_candidates: int, i: int) -> tuple[np.n
     return steps.astype(np.int64), idx.astype(np.int32)
 
 
+def _step_offsets_adaptive(width: int, version: int) -> bool:
+    """Whether a layer's K_b - min K_b (over [0, width]) go under the adaptive model."""
+    return version >= 5 and width < ADAPTIVE_STEP_WIDTH
+
+
 def push_layer(coder, layer: LayerIndices, num_candidates: int,
                model: IndexModel = UniformIndexModel(), *, index: int = 0) -> None:
-    """Pushes one latent layer's step counts and indices onto a range coder:
+    """Pushes one latent layer's step counts and indices onto a range coder
+    (format 5):
 
       count(num_blocks); if num_blocks > 0: count(min K_b - 1), count(max K_b - min K_b)
-      if max > min: each K_b - min, uniform over [0, max - min]
+      if max > min: each K_b - min over [0, max - min], adaptive (uniform if that is
+        ``ADAPTIVE_STEP_WIDTH`` or wider)
       the indices, under the index model over [0, N)
 
     (``push_count`` codes the counts). ``index`` names the layer in errors.
@@ -229,30 +262,37 @@ def push_layer(coder, layer: LayerIndices, num_candidates: int,
         push_count(coder, lo - 1)
         push_count(coder, hi - lo)
         if hi > lo:
-            _coder.push_uniform(coder, steps - lo, hi - lo + 1)
+            offsets = (steps - lo).astype(np.int32)
+            if _step_offsets_adaptive(hi - lo, VERSION):
+                _code_indices(coder, offsets, offsets.size, _STEP_MODEL, hi - lo + 1, decode=False)
+            else:
+                _coder.push_uniform(coder, offsets, hi - lo + 1)
     if idx.size:
         _code_indices(coder, idx, idx.size, model, num_candidates, decode=False)
 
 
 def pop_layer(coder, num_candidates: int, model: IndexModel = UniformIndexModel(), *,
-              max_indices: int, what: str = "index data") -> LayerIndices:
-    """Inverse of ``push_layer``. ``max_indices`` bounds the blocks and steps
+              max_indices: int, what: str = "index data", version: int = VERSION) -> LayerIndices:
+    """Inverse of ``push_layer`` (``version`` 4: of format 4's, whose counts
+    and step offsets were uniform). ``max_indices`` bounds the blocks and steps
     a layer may declare (what the payload can hold): anything larger is a
     FormatError before it is allocated or decoded."""
     _check_model(model, num_candidates)
-    blocks = pop_count(coder, what)
+    blocks = pop_count(coder, what, version=version)
     if blocks > max_indices:
         raise FormatError(f"{what}: {blocks} blocks declared, the payload holds at most {max_indices} indices "
                           "(corrupt or truncated data)")
     if not blocks:
         return LayerIndices(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    lo = pop_count(coder, what) + 1
-    width = pop_count(coder, what)
+    lo = pop_count(coder, what, version=version) + 1
+    width = pop_count(coder, what, version=version)
     if lo + width > max_indices or width >= MAX_CANDIDATES:
         raise FormatError(f"{what}: step counts {lo}..{lo + width} exceed what the payload can hold "
                           f"({max_indices} indices; corrupt or truncated data)")
     steps = np.full(blocks, lo, np.int64)
-    if width:
+    if width and _step_offsets_adaptive(width, version):
+        steps += _code_indices(coder, None, blocks, _STEP_MODEL, width + 1, decode=True, what=what)
+    elif width:
         steps += _coder.pop_uniform(coder, width + 1, blocks, what)
     total = int(steps.sum())
     if total > max_indices:
@@ -271,12 +311,28 @@ def layer_bits(layer: LayerIndices, num_candidates: int) -> float:
     bits = _count_bits(steps.size)
     if steps.size:
         lo, hi = int(steps.min()), int(steps.max())
-        bits += _count_bits(lo - 1) + _count_bits(hi - lo) + steps.size * math.log2(hi - lo + 1)
+        bits += _count_bits(lo - 1) + _count_bits(hi - lo)
+        if _step_offsets_adaptive(hi - lo, VERSION):
+            bits += _adaptive_bits(steps - lo, hi - lo + 1, _STEP_MODEL)
+        else:
+            bits += steps.size * math.log2(hi - lo + 1)
     return bits + idx.size * math.log2(num_candidates)
 
 
 def _count_bits(value: int) -> float:
-    return math.log2(_COUNT_LENGTHS) + (value + 1).bit_length() - 1
+    """``push_count``'s bits for ``value``."""
+    length = (value + 1).bit_length()
+    return 2 * (length.bit_length() - 1) + length
+
+
+def _adaptive_bits(symbols: np.ndarray, num: int, model: AdaptiveIndexModel) -> float:
+    """The exact codelength in bits of int [m] ``symbols`` over [0, num) under the adaptive model."""
+    counts, bits = np.zeros(num, np.int64), 0.0
+    for start, stop in _adaptive_refreshes(symbols.size, model.max_refresh):
+        chunk = symbols[start:stop]
+        bits += tables.table_bits(_adaptive_table(counts, model).astype(np.int64) + 1, chunk)
+        counts += np.bincount(chunk, minlength=num)
+    return bits
 
 
 def max_indices(payload_bytes: int, num_candidates: int, model: IndexModel = UniformIndexModel()) -> int:
