@@ -4,7 +4,7 @@ Per latent layer the coder produces `steps` (K_b >= 1 steps for each of the
 layer's blocks) and `indices` (one index in [0, N) per step, block-major).
 ``push_layer`` / ``pop_layer`` put one layer on a range coder shared with
 whatever else the stream holds (the codec: all layers, then the pixels, in
-one stream per tile). Format 5 (``docs/format.md`` §5):
+one stream per tile). Format 5 (``docs/format.md`` §2):
 
   count(num_blocks); if num_blocks > 0: count(min K_b - 1), count(max - min)
   if max > min: each K_b - min under the adaptive model over [0, max - min]
