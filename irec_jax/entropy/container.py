@@ -188,11 +188,12 @@ def _put_float(out: bytearray, value: float) -> None:
     """Exact float (format 5): (m << 4) | (e << 1) if value == m / 10^e for an
     integer 0 <= m < 2^53 and the least e in [0, 8) (6 and 0.1 take 1 byte,
     0.15 two), else 1 + float64."""
-    for e in range(_FLOAT_DIGITS):
-        m = round(value * 10 ** e) if math.isfinite(value) else -1
-        if 0 <= m < 1 << 53 and m / 10 ** e == value and math.copysign(1, value) > 0:
-            _bytes.put_uvarint(out, (m << 4) | (e << 1))
-            return
+    if math.isfinite(value) and math.copysign(1, value) > 0:
+        for e in range(_FLOAT_DIGITS):
+            m = round(value * 10 ** e)
+            if m < 1 << 53 and m / 10 ** e == value:
+                _bytes.put_uvarint(out, (m << 4) | (e << 1))
+                return
     _bytes.put_uvarint(out, 1)
     out += struct.pack(">d", value)
 

@@ -123,12 +123,12 @@ def _adaptive_refreshes(total: int, max_refresh: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _adaptive_table(counts: np.ndarray, model: AdaptiveIndexModel) -> np.ndarray:
-    """float32 coder weights [N] from integer counts [N] (KT + uniform mix)."""
+def _adaptive_freqs(counts: np.ndarray, model: AdaptiveIndexModel) -> np.ndarray:
+    """Integer frequencies [N] (summing to 2^24) from integer counts [N] (KT + uniform mix)."""
     n = counts.shape[0]
     kt = (counts + 0.5) / (counts.sum() + 0.5 * n)
     mass = (1.0 - model.uniform_weight) * kt + model.uniform_weight / n
-    return tables.coder_weights(tables.freqs_from_pmf(mass))
+    return tables.freqs_from_pmf(mass)
 
 
 def _code_indices(coder, symbols: np.ndarray | None, total: int, model: IndexModel,
@@ -150,7 +150,7 @@ def _code_indices(coder, symbols: np.ndarray | None, total: int, model: IndexMod
     counts = np.zeros(num_candidates, np.int64)
     out = np.empty(total, np.int32) if decode else None
     for start, stop in _adaptive_refreshes(total, model.max_refresh):
-        m = _coder.categorical(_adaptive_table(counts, model))
+        m = _coder.categorical(tables.coder_weights(_adaptive_freqs(counts, model)))
         if decode:
             chunk = _coder.guarded(what, lambda: coder.decode(m, stop - start))
             out[start:stop] = chunk
@@ -330,7 +330,7 @@ def _adaptive_bits(symbols: np.ndarray, num: int, model: AdaptiveIndexModel) -> 
     counts, bits = np.zeros(num, np.int64), 0.0
     for start, stop in _adaptive_refreshes(symbols.size, model.max_refresh):
         chunk = symbols[start:stop]
-        bits += tables.table_bits(_adaptive_table(counts, model).astype(np.int64) + 1, chunk)
+        bits += tables.table_bits(_adaptive_freqs(counts, model), chunk)
         counts += np.bincount(chunk, minlength=num)
     return bits
 
