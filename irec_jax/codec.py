@@ -217,12 +217,15 @@ class Effort:
 # step, as Omega = 3 with epsilon = 0.2 does, but over twice the nats: index bits 1.1 x KL instead of
 # 1.2 x, for about 10x the search work per nat (about 2x the encode time of a 32x32 image, 4.5x in a
 # batch; large images, where the search dominates, get Omega = 4, epsilon = 0.15 and 32 beams).
+# Small images also pick each latent layer's code among 16 final beams by what the rest of the file
+# costs (final_choices, layer_choices: -0.5% on 32x32 crops, -0.2% on 64x64, for about 1.3x the time).
 # Chosen on crops of the default model's training photos (docs/models.md, "Encoder presets"), never
 # on the held-out sets.
 EFFORTS = {e.name: e for e in (
     Effort("fast", (0, 0)),
     Effort("default", (REFINE_STEPS, 0)),
-    Effort("best", (150, 20), small=(("omega", 6.0), ("epsilon", 0.1)),
+    Effort("best", (150, 20),
+           small=(("omega", 6.0), ("epsilon", 0.1), ("final_choices", 16), ("layer_choices", 16)),
            large=(("omega", 4.0), ("epsilon", 0.15), ("beams", 32))),
 )}
 DEFAULT_EFFORT = "default"
@@ -299,7 +302,7 @@ def _encode_tiles(tiles: Sequence[np.ndarray], cm: CodecModel, settings: entropy
     exactly ``rec.encode``). A stream holds every latent layer
     (``entropy.push_layer``), then the pixels (``entropy.push_pixels``), on
     one range coder. ``stats[m]`` accumulates tile m's codelengths;
-    ``final_choices`` > 1 needs M = 1."""
+    ``final_choices`` or ``layer_choices`` > 1 (``_choose``) needs M = 1."""
     import jax.numpy as jnp
 
     from irec_jax import rec
@@ -315,8 +318,8 @@ def _encode_tiles(tiles: Sequence[np.ndarray], cm: CodecModel, settings: entropy
         p = model.prior(params, state, layer)
         q = model.posterior(params, state, acts, layer)
         dists = [np.asarray(a) for a in (q.loc, q.scale, p.loc, p.scale)]
-        if layer == model.num_layers - 1 and settings.final_choices > 1:
-            code, z, state, info = _final_choice(tiles[0], cm, settings, state, [d[0] for d in dists], layer)
+        if layer_choices(settings, layer, model.num_layers) > 1:
+            code, z, state, info = _choose(tiles[0], cm, settings, state, acts, [d[0] for d in dists], layer)
             codes, z, infos = [code], z[None], [info]
         else:
             codes, z, infos = rec.encode_batch(*dists, settings, stream=layer)
@@ -335,24 +338,66 @@ def _encode_tiles(tiles: Sequence[np.ndarray], cm: CodecModel, settings: entropy
     return [entropy.finish_queue(queue) for queue in queues]
 
 
-def _final_choice(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings, state: Any,
-                  dists: Sequence[np.ndarray], layer: int) -> tuple[Any, np.ndarray, Any, Any]:
-    """The last layer's code among the search's ``final_choices`` best final
-    beams whose pixels cost the fewest bits (all cost the same index bits):
-    (code, z, the state after it, the search's EncodeInfo)."""
+def layer_choices(settings: entropy.CoderSettings, layer: int, num_layers: int) -> int:
+    """How many final beams of latent ``layer`` (of ``num_layers``) the encoder compares:
+    ``final_choices`` for the last layer, ``layer_choices`` for the others."""
+    return settings.final_choices if layer == num_layers - 1 else settings.layer_choices
+
+
+LOOKAHEAD_PIXELS = 1 << 18  # pixels a lookahead pass runs at once (choices x tile): bounds its memory
+
+
+def _choose(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings, state: Any, acts: Any,
+            dists: Sequence[np.ndarray], layer: int) -> tuple[Any, np.ndarray, Any, Any]:
+    """Latent ``layer``'s code among the search's best final beams (``layer_choices``; all cost
+    this layer's index bits) that leads to the smallest rest of the file (``_rest_bits``): exact
+    for the last layer, an estimate for the others. ``pixels``: uint8 [h, w, c], the tile;
+    ``state``, ``acts``: the model's, batch 1; ``dists``: the layer's (q loc, q scale, p loc,
+    p scale), unbatched. Returns (code, z, the state after it, the search's EncodeInfo)."""
+    import jax
     import jax.numpy as jnp
 
     from irec_jax import rec
 
     model, params = cm.model, cm.params
-    codes, zs, info = rec.encode_choices(*dists, settings, stream=layer, choices=settings.final_choices)
-    best = None
-    for code, z in zip(codes, zs):
-        after = model.advance(params, state, jnp.asarray(z)[None], layer)
-        bits = entropy.coded_bits(pixels, pixel_params(model.likelihood(params, after), pixels.shape))
-        if best is None or bits < best[0]:
-            best = (bits, code, z, after)
-    return best[1], best[2], best[3], info
+    count = layer_choices(settings, layer, model.num_layers)
+    codes, zs, info = rec.encode_choices(*dists, settings, stream=layer, choices=count)
+    zs = zs.reshape((len(codes),) + dists[0].shape)
+    chunk = max(1, LOOKAHEAD_PIXELS // (pixels.shape[0] * pixels.shape[1]))
+    bits, after = [], []
+    for start in range(0, len(codes), chunk):
+        z = jnp.asarray(zs[start:start + chunk])
+        states = model.advance(params, jax.tree.map(lambda a: jnp.repeat(a, len(z), axis=0), state), z, layer)
+        bits.extend(_rest_bits(pixels, cm, states, acts, layer, settings.epsilon))
+        after.append(states)
+    best = int(np.argmin(bits))
+    chosen = jax.tree.map(lambda a: a[best % chunk:best % chunk + 1], after[best // chunk])
+    return codes[best], zs[best], chosen, info
+
+
+def _rest_bits(pixels: np.ndarray, cm: CodecModel, states: Any, acts: Any, layer: int,
+               epsilon: float) -> list[float]:
+    """What the file costs after latent ``layer``, in bits, for each of a batch of model
+    ``states`` [n] that coded it (``acts``: the bottom-up terms, batch 1): the later layers'
+    (1 + epsilon) KL(q || p) / ln 2 (what their indices cost, about), each layer advanced by its
+    posterior mean, then the exact codelength of ``pixels`` [h, w, c] at the end of that path.
+    After the last layer: the exact codelength alone."""
+    import jax
+    import jax.numpy as jnp
+
+    from irec_jax.models.interface import gaussian_kl
+
+    model, params = cm.model, cm.params
+    n = int(states.h.shape[0])
+    acts = jax.tree.map(lambda a: jnp.repeat(a, n, axis=1), acts)  # [L, B, ...]: batch on axis 1
+    bits = np.zeros(n)
+    for later in range(layer + 1, model.num_layers):
+        p, q = model.prior(params, states, later), model.posterior(params, states, acts, later)
+        bits += (1.0 + epsilon) * np.asarray(gaussian_kl(q, p), np.float64).reshape(n, -1).sum(1) / np.log(2.0)
+        states = model.advance(params, states, q.loc, later)
+    dist = model.likelihood(params, states)
+    return [float(b) + entropy.coded_bits(pixels, pixel_params(dist, pixels.shape, index=m))
+            for m, b in enumerate(bits)]
 
 
 def _pack(header: entropy.Header, streams: Sequence[bytes], pixels: np.ndarray) -> bytes:
@@ -476,7 +521,9 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
     Args:
       images: a non-empty sequence of images of one shape (as ``compress``
         takes them), each at most one tile (1024 x 1024).
-      model, settings, fallback, refine, effort: as for ``compress``; ``settings.final_choices`` must be 1.
+      model, settings, fallback, refine, effort: as for ``compress``. Settings that compare final
+        beams (``final_choices`` or ``layer_choices`` > 1, as ``effort="best"`` sets for small images)
+        code each image in its own pass, on the groups' threads.
       progress: called with (done, total) after each refinement step and each latent layer.
 
     Returns:
@@ -499,16 +546,22 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
         raise ImageError(f"compress_batch codes images of at most {entropy.DEFAULT_TILE} x "
                          f"{entropy.DEFAULT_TILE} pixels (one tile); this one is {h} x {w}: use compress")
     settings = effort_settings(cm, shape, effort=effort) if settings is None else coder_settings(base=settings)
-    if settings.final_choices != 1:
-        raise ValueError("invalid coder settings: final_choices must be 1 in compress_batch (use compress)")
     steps = refine_steps(refine, shape, effort)
-    edges = np.linspace(0, len(pixels), batch_groups(len(pixels)) + 1).round().astype(int)
+    # Comparing final beams (final_choices, layer_choices) runs the model per image: each group
+    # then codes its images one by one (so there may be a group per core however few the images).
+    one_by_one = max(settings.final_choices, settings.layer_choices) > 1
+    count = min(batch_groups(BATCH_GROUP_MIN * len(pixels)), len(pixels)) if one_by_one else batch_groups(len(pixels))
+    edges = np.linspace(0, len(pixels), count + 1).round().astype(int)
     groups = list(zip(edges[:-1], edges[1:]))
-    step = _steps_counter(len(groups) * (cm.model.num_layers + steps) + 1, progress)
+    passes = len(pixels) if one_by_one else len(groups)
+    step = _steps_counter(passes * (cm.model.num_layers + steps) + 1, progress)
     stats = [_TileStats.empty(cm.model.num_layers) for _ in pixels]
-    streams = [s for part in parallel.map_threads(
-        lambda g: _encode_tiles(pixels[g[0]:g[1]], cm, settings, stats[g[0]:g[1]], step, steps), groups,
-        name="irec-batch") for s in part]
+
+    def encode_group(group: tuple[int, int]) -> list[bytes]:
+        parts = [(i, i + 1) for i in range(*group)] if one_by_one else [group]
+        return [s for a, b in parts for s in _encode_tiles(pixels[a:b], cm, settings, stats[a:b], step, steps)]
+
+    streams = [s for part in parallel.map_threads(encode_group, groups, name="irec-batch") for s in part]
     files = [_pack(entropy.Header(cm.ref, settings, h, w, c), (st,), px) for st, px in zip(streams, pixels)]
     step()
     out = [_with_fallback(px, data, dataclasses.replace(st.report(shape, data, len(stream), 1, 0.0),
@@ -551,7 +604,8 @@ def compress(image: Any, *, model: "str | CodecModel" = "default",
         (default: ``REFINE_STEPS`` for tiles of at most ``REFINE_PIXELS``
         pixels, 0 above); 0: off.
       effort: "fast" (no refinement), "default" or "best" (``EFFORTS``: more
-        refinement, and Omega = 6 / epsilon = 0.1 on small images, Omega = 4 /
+        refinement, and Omega = 6 / epsilon = 0.1 and 16 final beams compared per
+        layer on small images, Omega = 4 /
         epsilon = 0.15 and 32 beams on large ones; several times the encode
         time for about 1-2% smaller files). It fills in what ``settings``
         and ``refine`` leave as None.

@@ -102,7 +102,12 @@ def lossy_settings(cm: CodecModel, settings: entropy.CoderSettings | None = None
     if settings is None:
         settings = dataclasses.replace(cm.defaults, omega=DEFAULT_OMEGA, beams=DEFAULT_BEAMS,
                                        final_choices=DEFAULT_BEAMS, block_kl=BLOCK_KL, min_block_kl=BLOCK_KL)
-    return coder_settings(base=settings)
+    settings = coder_settings(base=settings)
+    if settings.layer_choices != 1:
+        raise ValueError(f"invalid coder settings: layer_choices={settings.layer_choices} applies to the "
+                         "lossless codec only (the lossy encoder compares z1's final beams by distortion: "
+                         "final_choices)")
+    return settings
 
 
 def check_lossy_model(cm: CodecModel) -> CodecModel:

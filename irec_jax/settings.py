@@ -7,7 +7,7 @@ the .irec container (``irec_jax.entropy``), with one set of limits.
 ``rec.RecSettings`` and ``entropy.CoderSettings`` are this class. A file
 stores ``FILE_FIELDS`` (omega, epsilon, seed), what the decoder needs;
 ``beams``, ``small_beams``, ``block_kl``, ``min_block_kl``,
-``prune_fraction`` and ``final_choices`` steer only the encoder; ``schedule`` is the
+``prune_fraction``, ``final_choices`` and ``layer_choices`` steer only the encoder; ``schedule`` is the
 format's power law (:class:`PowerLawSchedule`), which the file does not store.
 
 This module imports neither ``rec`` nor ``entropy`` (nor JAX): both import it.
@@ -108,6 +108,13 @@ class CoderSettings:
         Every final beam costs the same index bits, so this is invisible to
         the decoder; it costs one likelihood pass per choice. Not stored in
         files.
+      layer_choices: the same for every other latent layer (1 .. beams; 1: the
+        beam search's best): the encoder compares that many of the layer's
+        final beams by an estimate of what the rest of the file costs (the
+        later layers' (1 + epsilon) KL along their posterior means, plus the
+        pixels' exact codelength at the end of that path) and codes the
+        cheapest. Invisible to the decoder; one pass of the rest of the model
+        per choice. Lossless codec only. Not stored in files.
       schedule: how the prior variance is split over the auxiliary steps (any
         object with a ``step_variances(k)`` method, ``rec.AuxSchedule``). Not
         stored in files: the .irec format codes with ``PowerLawSchedule()``.
@@ -123,6 +130,7 @@ class CoderSettings:
     min_block_kl: float = 50.0
     prune_fraction: float = 3e-3
     final_choices: int = 1
+    layer_choices: int = 1
     schedule: Any = PowerLawSchedule()
 
     def __post_init__(self) -> None:
@@ -136,7 +144,7 @@ class CoderSettings:
             if not math.isfinite(value):
                 raise bad(name, "must be finite")
             object.__setattr__(self, name, float(value))
-        for name in ("beams", "small_beams", "seed", "final_choices"):
+        for name in ("beams", "small_beams", "seed", "final_choices", "layer_choices"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise bad(name, "must be an integer")
@@ -157,8 +165,9 @@ class CoderSettings:
             raise bad("beams", f"must be in [1, {MAX_BEAMS}]")
         if not 1 <= self.small_beams <= MAX_BEAMS:
             raise bad("small_beams", f"must be in [1, {MAX_BEAMS}]")
-        if not 1 <= self.final_choices <= MAX_BEAMS:
-            raise bad("final_choices", f"must be in [1, {MAX_BEAMS}]")
+        for name in ("final_choices", "layer_choices"):
+            if not 1 <= getattr(self, name) <= MAX_BEAMS:
+                raise bad(name, f"must be in [1, {MAX_BEAMS}]")
         if not 0 <= self.seed < SEED_LIMIT:
             raise bad("seed", "must be in [0, 2^32)")
         if self.block_kl < self.omega:
@@ -191,7 +200,7 @@ def check_storable(settings: CoderSettings) -> CoderSettings:
     """Returns ``settings`` if an .irec header can record them, else ValueError:
     a file stores FILE_FIELDS only, so the schedule must be the format's
     ``PowerLawSchedule()`` (beams, small_beams, block_kl, min_block_kl,
-    prune_fraction and final_choices do not affect decoding)."""
+    prune_fraction, final_choices and layer_choices do not affect decoding)."""
     if not isinstance(settings, CoderSettings):
         raise ValueError(f"invalid coder settings: need a CoderSettings, got {type(settings).__name__}")
     if settings.schedule != PowerLawSchedule():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irec_jax import FormatError, codec, entropy, imageio, modelzoo, parallel, reference
+from irec_jax import FormatError, codec, entropy, imageio, lossy, modelzoo, parallel, reference
 from irec_jax.assets import bundled_images
 from irec_jax.errors import ImageError, ModelError
 
@@ -91,6 +91,77 @@ def test_final_choice_keeps_the_smallest_file_and_decodes_exactly():
         dataclasses.replace(cm.defaults, final_choices=0)
 
 
+def test_layer_choices_code_the_choice_whose_rest_costs_least_and_decode_exactly(monkeypatch):
+    """layer_choices compares every latent layer's best final beams but the last by the estimated
+    cost of the rest of the file, and codes the cheapest; 1 is the search's own pick."""
+    img = _photo("kodim23_crop1_32.png")
+    cm = modelzoo.load_model()
+    picks, rest_bits = [], codec._rest_bits
+
+    def spy(pixels, cm_, states, acts, layer, epsilon):
+        bits = rest_bits(pixels, cm_, states, acts, layer, epsilon)
+        picks.append((layer, bits))
+        return bits
+
+    monkeypatch.setattr(codec, "_rest_bits", spy)
+    settings = dataclasses.replace(cm.defaults, layer_choices=4)
+    data, rep = codec.compress_report(img, settings=settings, fallback=False)
+    np.testing.assert_array_equal(codec.decompress(data), img)
+    # every layer but the last compared 4 choices, each by a finite estimate that depends on the choice
+    assert [layer for layer, _ in picks] == list(range(cm.model.num_layers - 1))
+    assert all(len(bits) == 4 and np.all(np.isfinite(bits)) and len(set(bits)) > 1 for _, bits in picks)
+    assert any(np.argmin(bits) != 0 for _, bits in picks)  # the estimate overrode the search's pick
+    monkeypatch.undo()
+    default = codec.compress(img, fallback=False)
+    assert data != default  # another path through the layers (sizes may tie: the coder writes words)
+    assert codec.compress(img, settings=dataclasses.replace(cm.defaults, layer_choices=1), fallback=False) == default
+
+
+def test_rest_bits_is_the_later_layers_kl_then_the_pixels_codelength(crops):
+    """Along the posterior means, the estimate after layer l - 1 is layer l's (1 + eps) KL in bits
+    plus the estimate after layer l; after the last layer it is the pixels' exact codelength."""
+    import jax.numpy as jnp
+
+    from irec_jax.models.interface import gaussian_kl
+
+    img, eps = crops[1], 0.1
+    cm = modelzoo.load_model()
+    model, params = cm.model, cm.params
+    x = codec.model_input(img, cm.image_channels)
+    acts = model.bottom_up(params, jnp.asarray(x))
+    state = model.initial_state(params, x.shape)
+    estimates, kl_bits = [], []
+    for layer in range(model.num_layers):
+        if layer:
+            estimates += codec._rest_bits(img, cm, state, acts, layer - 1, eps)
+        p, q = model.prior(params, state, layer), model.posterior(params, state, acts, layer)
+        kl_bits.append(float(np.sum(gaussian_kl(q, p))) / np.log(2.0))
+        state = model.advance(params, state, q.loc, layer)
+    estimates += codec._rest_bits(img, cm, state, acts, model.num_layers - 1, eps)
+    assert estimates[-1] == entropy.coded_bits(img, codec.pixel_params(model.likelihood(params, state), img.shape))
+    for layer in range(1, model.num_layers):
+        assert estimates[layer - 1] == pytest.approx((1 + eps) * kl_bits[layer] + estimates[layer], rel=1e-5)
+
+
+def test_choices_are_checked_and_lossless_only():
+    cm = modelzoo.load_model()
+    for name in ("final_choices", "layer_choices"):
+        for bad in (0, -1, 2.5, True):
+            with pytest.raises(ValueError, match=name):
+                dataclasses.replace(cm.defaults, **{name: bad})
+    with pytest.raises(ValueError, match="layer_choices=2 applies to the lossless codec only"):
+        lossy.lossy_settings(modelzoo.lossy_model(1), dataclasses.replace(cm.defaults, layer_choices=2))
+
+
+def test_batch_with_choices_codes_each_image_as_compress_does(crops):
+    cm = modelzoo.load_model()
+    settings = dataclasses.replace(cm.defaults, final_choices=2, layer_choices=2)
+    out = codec.compress_batch(crops[:3], settings=settings, fallback=False)
+    for (data, _), img in zip(out, crops[:3]):
+        assert data == codec.compress(img, settings=settings, fallback=False)
+        np.testing.assert_array_equal(codec.decompress(data), img)
+
+
 def test_batch_files_stand_alone_and_match_single_files(crops):
     out = codec.compress_batch(crops[:5])
     assert len(out) == 5
@@ -155,8 +226,11 @@ def test_effort_presets_set_refinement_and_the_coder_and_decode_exactly(crops):
     assert batch_rep.refine_steps == rep.refine_steps and codec.read_info(batch_data)["omega"] == 6.0
     np.testing.assert_array_equal(codec.decompress(batch_data), img)
 
+    small = codec.effort_settings(cm, img.shape, effort="best")
+    assert (small.final_choices, small.layer_choices) == (16, 16)
     large = codec.effort_settings(cm, (500, 500, 3), effort="best")
     assert (large.omega, large.epsilon, large.beams, large.seed) == (4.0, 0.15, 32, cm.defaults.seed)
+    assert (large.final_choices, large.layer_choices) == (1, 1)
     assert codec.refine_steps(None, (500, 500), "best") == codec.EFFORTS["best"].refine[1]
     assert codec.effort_settings(cm, (500, 500, 3), tile=64, effort="best").omega == 6.0  # its tiles are small
     assert codec.effort_settings(cm, (500, 500, 3)) == cm.defaults == codec.effort_settings(cm, (32, 32, 3), effort="fast")
@@ -191,9 +265,6 @@ def test_batch_bad_input(images, match, crops):
         images = [np.zeros((1100, 4, 3), np.uint8)]
     with pytest.raises(ValueError, match=match):
         codec.compress_batch(images)
-    cm = modelzoo.load_model()
-    with pytest.raises(ValueError, match="final_choices"):
-        codec.compress_batch(crops[:1], settings=dataclasses.replace(cm.defaults, final_choices=2))
 
 
 def test_same_input_same_bytes():
