@@ -318,7 +318,7 @@ def _encode_tiles(tiles: Sequence[np.ndarray], cm: CodecModel, settings: entropy
         p = model.prior(params, state, layer)
         q = model.posterior(params, state, acts, layer)
         dists = [np.asarray(a) for a in (q.loc, q.scale, p.loc, p.scale)]
-        if layer_choices(settings, layer, model.num_layers) > 1:
+        if _choices(settings, layer, model.num_layers) > 1:
             code, z, state, info = _choose(tiles[0], cm, settings, state, acts, [d[0] for d in dists], layer)
             codes, z, infos = [code], z[None], [info]
         else:
@@ -338,7 +338,7 @@ def _encode_tiles(tiles: Sequence[np.ndarray], cm: CodecModel, settings: entropy
     return [entropy.finish_queue(queue) for queue in queues]
 
 
-def layer_choices(settings: entropy.CoderSettings, layer: int, num_layers: int) -> int:
+def _choices(settings: entropy.CoderSettings, layer: int, num_layers: int) -> int:
     """How many final beams of latent ``layer`` (of ``num_layers``) the encoder compares:
     ``final_choices`` for the last layer, ``layer_choices`` for the others."""
     return settings.final_choices if layer == num_layers - 1 else settings.layer_choices
@@ -349,7 +349,7 @@ LOOKAHEAD_PIXELS = 1 << 18  # pixels a lookahead pass runs at once (choices x ti
 
 def _choose(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings, state: Any, acts: Any,
             dists: Sequence[np.ndarray], layer: int) -> tuple[Any, np.ndarray, Any, Any]:
-    """Latent ``layer``'s code among the search's best final beams (``layer_choices``; all cost
+    """Latent ``layer``'s code among the search's best final beams (``_choices`` of them; all cost
     this layer's index bits) that leads to the smallest rest of the file (``_rest_bits``): exact
     for the last layer, an estimate for the others. ``pixels``: uint8 [h, w, c], the tile;
     ``state``, ``acts``: the model's, batch 1; ``dists``: the layer's (q loc, q scale, p loc,
@@ -360,19 +360,19 @@ def _choose(pixels: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings,
     from irec_jax import rec
 
     model, params = cm.model, cm.params
-    count = layer_choices(settings, layer, model.num_layers)
+    count = _choices(settings, layer, model.num_layers)
     codes, zs, info = rec.encode_choices(*dists, settings, stream=layer, choices=count)
-    zs = zs.reshape((len(codes),) + dists[0].shape)
     chunk = max(1, LOOKAHEAD_PIXELS // (pixels.shape[0] * pixels.shape[1]))
-    bits, after = [], []
+    best = (np.inf, 0, state)  # (bits, choice, the state after it): only the best state is kept
     for start in range(0, len(codes), chunk):
         z = jnp.asarray(zs[start:start + chunk])
         states = model.advance(params, jax.tree.map(lambda a: jnp.repeat(a, len(z), axis=0), state), z, layer)
-        bits.extend(_rest_bits(pixels, cm, states, acts, layer, settings.epsilon))
-        after.append(states)
-    best = int(np.argmin(bits))
-    chosen = jax.tree.map(lambda a: a[best % chunk:best % chunk + 1], after[best // chunk])
-    return codes[best], zs[best], chosen, info
+        bits = _rest_bits(pixels, cm, states, acts, layer, settings.epsilon)
+        k = int(np.argmin(bits))
+        if bits[k] < best[0]:
+            best = (bits[k], start + k, jax.tree.map(lambda a: a[k:k + 1], states))
+    _, j, after = best
+    return codes[j], zs[j], after, info
 
 
 def _rest_bits(pixels: np.ndarray, cm: CodecModel, states: Any, acts: Any, layer: int,
@@ -490,15 +490,15 @@ def compress_report(image: Any, *, model: "str | CodecModel" = "default",
 BATCH_GROUP_MIN = 8  # images per thread at least: smaller groups lose more to overheads than threads win
 
 
-def batch_groups(count: int) -> int:
+def batch_groups(count: int, min_group: int = BATCH_GROUP_MIN) -> int:
     """How many groups ``compress_batch`` codes ``count`` images in, each on its own thread: on the
-    CPU backend one per usable core (``parallel.usable_cores``), each of at least ``BATCH_GROUP_MIN``
+    CPU backend one per usable core (``parallel.usable_cores``), each of at least ``min_group``
     images; elsewhere 1 (one program fills an accelerator better)."""
     import jax
 
     if jax.default_backend() != "cpu":
         return 1
-    return max(1, min(parallel.usable_cores(), count // BATCH_GROUP_MIN))
+    return max(1, min(parallel.usable_cores(), count // min_group))
 
 
 def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "default",
@@ -548,9 +548,9 @@ def compress_batch(images: Sequence[Any], *, model: "str | CodecModel" = "defaul
     settings = effort_settings(cm, shape, effort=effort) if settings is None else coder_settings(base=settings)
     steps = refine_steps(refine, shape, effort)
     # Comparing final beams (final_choices, layer_choices) runs the model per image: each group
-    # then codes its images one by one (so there may be a group per core however few the images).
+    # then codes its images one by one, so a group of one image is worth its thread.
     one_by_one = max(settings.final_choices, settings.layer_choices) > 1
-    count = min(batch_groups(BATCH_GROUP_MIN * len(pixels)), len(pixels)) if one_by_one else batch_groups(len(pixels))
+    count = batch_groups(len(pixels), min_group=1) if one_by_one else batch_groups(len(pixels))
     edges = np.linspace(0, len(pixels), count + 1).round().astype(int)
     groups = list(zip(edges[:-1], edges[1:]))
     passes = len(pixels) if one_by_one else len(groups)
