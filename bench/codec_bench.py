@@ -7,7 +7,8 @@ photos, none of them in the default model's training set):
   (magic, header, tile lengths, CRC: real bytes) and, within the coded
   streams, the exact codelengths of the latent step counts and indices and
   of the pixel residual, and the range coders' flush (the rest of the
-  stream bytes);
+  stream bytes: how each stream ends, a few bits; below zero where its last
+  symbols are implied by the zero padding, docs/format.md section 4);
 * the model's negative ELBO of the same image (Monte Carlo over posterior
   samples: an estimate, shown with its standard error) and file / ELBO,
   and where the encoder refines the posteriors (``--refine``; by default on
@@ -124,7 +125,7 @@ def main() -> None:
         rows.append(row)
 
     names = [c.name for c in classical]
-    head = (f"{'image':22s} {'bpd':>7s} {'model':>6s} {'hdr':>5s} {'index':>6s} {'resid':>6s} {'flush':>5s} {'nelbo':>6s} "
+    head = (f"{'image':22s} {'bpd':>7s} {'model':>6s} {'hdr':>5s} {'index':>6s} {'resid':>6s} {'flush':>6s} {'nelbo':>6s} "
             f"{'/elbo':>6s} {'rnelbo':>6s} {'/relbo':>6s} " + " ".join(f"{n:>7s}" for n in names) + f" {'enc s':>6s} {'dec s':>6s} exact")
     coders = sorted({(r["omega"], r["epsilon"], r["beams"]) for r in rows})
     print(f"Lossless iREC codec, model {cm.name} ({cm.ref.param_hash.hex()}), effort {effort.name}, "
@@ -134,7 +135,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['image']:22s} {r['bpd']:6.3f}{'s' if r['stored'] else ' '} {r['model_bpd']:6.3f} "
               f"{r['header_bpd']:5.3f} {r['index_bpd']:6.3f} "
-              f"{r['residual_bpd']:6.3f} {r['flush_bpd']:5.3f} {r['elbo_bpd']:6.3f} {r['over_elbo']:6.3f} "
+              f"{r['residual_bpd']:6.3f} {r['flush_bpd']:6.3f} {r['elbo_bpd']:6.3f} {r['over_elbo']:6.3f} "
               f"{r['refined_elbo_bpd']:6.3f} {r['model_over_refined_elbo']:6.3f} "
               + " ".join(f"{r[n]:7.3f}" for n in names)
               + f" {r['encode_s']:6.2f} {r['decode_s']:6.2f} {'yes' if r['exact'] else 'NO'}")
@@ -147,7 +148,7 @@ def main() -> None:
              for k in ("bpd", "model_bpd", "header_bpd", "index_bpd", "residual_bpd", "flush_bpd", "elbo_bpd", "over_elbo",
                        "refined_elbo_bpd", "model_over_refined_elbo", "encode_s", "decode_s", *names)}
         print(f"{label:22s} {m['bpd']:6.3f}  {m['model_bpd']:6.3f} {m['header_bpd']:5.3f} {m['index_bpd']:6.3f} "
-              f"{m['residual_bpd']:6.3f} {m['flush_bpd']:5.3f} {m['elbo_bpd']:6.3f} {m['over_elbo']:6.3f} "
+              f"{m['residual_bpd']:6.3f} {m['flush_bpd']:6.3f} {m['elbo_bpd']:6.3f} {m['over_elbo']:6.3f} "
               f"{m['refined_elbo_bpd']:6.3f} {m['model_over_refined_elbo']:6.3f} "
               + " ".join(f"{m[n]:7.3f}" for n in names)
               + f" {m['encode_s']:6.2f} {m['decode_s']:6.2f} "

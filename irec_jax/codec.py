@@ -64,8 +64,8 @@ class CodecReport:
     Every other field describes the **model's** coding, whether or not it was
     written: ``model_bytes`` = ``header_bytes`` (magic, header, tile
     lengths, CRC) + ``stream_bytes`` (the tiles' coded streams). Within the
-    streams, exact codelengths in bits (what the range coder writes, before
-    its flush of a few bytes per tile; figures, not bytes):
+    streams, exact codelengths in bits (what the range coder writes, but for
+    how each tile's stream ends, about a byte; figures, not bytes):
     ``index_bits`` (step counts and candidate indices of every layer) and
     ``residual_bits`` (-log2 p(x | z_hat) under the coder's integer tables).
     ``index_bits_ideal``: sum over layers and tiles of K_b log2 N (the
@@ -110,7 +110,8 @@ class CodecReport:
 
     @property
     def flush_bits(self) -> float:
-        """Stream bits beyond the exact codelengths: the range coders' flush."""
+        """Stream bits beyond the exact codelengths: how the tiles' range-coded streams end (a few
+        bits each, below zero where a stream's last symbols are implied by its zero padding)."""
         return 8.0 * self.stream_bytes - self.index_bits - self.residual_bits
 
 

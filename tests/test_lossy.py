@@ -212,6 +212,10 @@ def test_golden_lossy_file_of_a_bundled_model():
         old = f.read()  # format 4, as the previous release wrote it: same choices, same pixels
     assert old[2] == 4 and len(old) >= len(golden)
     np.testing.assert_array_equal(lossy.decompress(old), out)
+    with open(os.path.join(GOLDEN, "v5_word_seal", os.path.basename(path)), "rb") as f:
+        old = f.read()  # format 5 with every stream sealed by a whole word (before 2026-12-01's shortest ends)
+    assert old[2] == 5 and len(old) > len(golden)
+    np.testing.assert_array_equal(lossy.decompress(old), out)
 
 
 def test_the_reference_decoder_says_it_reads_lossless_files_only(lossy_model_dir, photo):

@@ -86,13 +86,7 @@ class Reader:
         return self.take(self.remaining, "rest")
 
 
-def words_to_bytes(words: np.ndarray) -> bytes:
-    """Range-coder output (uint32 words) -> big-endian bytes, trailing zero
-    bytes dropped (`bytes_to_words` restores them)."""
-    return np.asarray(words, dtype=">u4").tobytes().rstrip(b"\0")
-
-
 def bytes_to_words(data: bytes) -> np.ndarray:
-    """Inverse of `words_to_bytes`: zero-pads to whole words. Returns uint32 [n]."""
+    """Coded bytes (as `_coder.finish` writes them) -> uint32 words [n], zero-padded to whole words."""
     data = bytes(data) + b"\0" * (-len(data) % 4)
     return np.frombuffer(data, dtype=">u4").astype(np.uint32)

@@ -36,7 +36,7 @@ from irec_jax.entropy import _bytes, _coder, tables
 from irec_jax.entropy.container import VERSION
 from irec_jax.errors import FormatError
 from irec_jax.settings import MAX_CANDIDATES
-_SLACK_BITS = 64  # range coder flush and word padding, in bits.
+_SLACK_BITS = 64  # what a stream's shortest end may leave implied, and word padding, in bits (format.md §4).
 
 
 @dataclasses.dataclass(frozen=True)
