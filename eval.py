@@ -6,10 +6,11 @@
     python eval.py --suite quick --codecs PNG,JPEG-XL --out eval_out
     python eval.py --suite quick --effort best        # iREC's encoder at its "best" preset (fast|default|best)
     python eval.py --ablation [--grid default|full|coder] [--model PATH|default] [--images DIR] [--out DIR]
-        # iREC over omega x (1+epsilon) x beams (x block_kl x final_choices):
+        # iREC over omega x (1+epsilon) x beams (x block_kl x final_choices x layer_choices):
         # ablation.json, ablation_table.txt, heatmaps
     python eval.py --ablation --omega 2,3 --one-plus-epsilon 1.0,1.2 --beams 1,10 --limit 2
     python eval.py --ablation --omega 3 --beams 20 --block-kl 50,200 --final-choices 1,20 --limit 2
+    python eval.py --ablation --omega 6 --one-plus-epsilon 1.1 --beams 16 --final-choices 16 --layer-choices 1,16
     python eval.py --lossy --images DIR [--codecs JPEG-420,WebP,JPEG-XL] [--bd-anchor JPEG-420] --out DIR
         # classical lossy codecs swept over quality: compressai/<codec>.json, lossy_results.json,
         # lossy_rows.csv, lossy_table.txt, RD plots (PSNR / MS-SSIM dB vs bpp), BD table
@@ -64,14 +65,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="time the first image of each set too (default: one untimed warm-up encode/decode)")
     a = p.add_argument_group("ablation (--ablation)")
     a.add_argument("--ablation", action="store_true",
-                   help="run the iREC ablation over omega, 1+epsilon, beams, block_kl and final_choices "
-                        "instead of the codec benchmark")
+                   help="run the iREC ablation over omega, 1+epsilon, beams, block_kl, final_choices and "
+                        "layer_choices instead of the codec benchmark")
     a.add_argument("--grid", choices=["default", "full", "coder", "small"], default=None,
                    help="default: omega 2,3,4 x 1+eps 1.0,1.2 x B 1,10,20 on 4 crops (~4 min on 2 CPU cores); "
                         "full: the paper's omega 2..6 x 1+eps 1.0,1.1,1.2,1.5 x B 1,10,50 on 8 crops (~1 h); "
                         "coder: the encoder's knobs at omega 3, B 20: 1+eps 1.0,1.1,1.2 x block_kl 50,200 x "
-                        "final_choices 1,20 on 4 crops (~1 min). block_kl and final_choices default to the "
-                        "coder's (200, 1) where a grid does not vary them. With --lossy: default: omega 2,3,4 x "
+                        "final_choices 1,20 x layer_choices 1,20 on 4 crops (~3 min). block_kl, final_choices and "
+                        "layer_choices default to the coder's (200, 1, 1) where a grid does not vary them. With --lossy: default: omega 2,3,4 x "
                         "1+eps 1.0,1.1,1.2 x B 1,10,20, each B with final_choices 1 and B (45 points); small: "
                         "omega 3 x 1+eps 1.0,1.2 x B 4 x final_choices 1,4 (4 points)")
     a.add_argument("--omega", default=None, metavar="LIST", help="override the grid's omegas, e.g. 2,3,4")
@@ -84,6 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.add_argument("--final-choices", default=None, metavar="LIST",
                    help="override the grid's final_choices (last-layer beams compared by the pixels' codelength, "
                         "each <= every beam width), e.g. 1,20")
+    a.add_argument("--layer-choices", default=None, metavar="LIST",
+                   help="override the grid's layer_choices (every other layer's final beams compared by an estimate "
+                        "of the rest of the file, each <= every beam width), e.g. 1,16")
     a.add_argument("--mc-samples", type=int, default=None,
                    help="posterior samples per image for the Monte Carlo ELBO (default 16)")
     a.add_argument("--seed", type=int, default=0, help="coder seed (shared randomness) and MC seed (default 0)")
@@ -108,8 +112,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# The ablation's grid axes, as argparse dests (--omega, --one-plus-epsilon, --beams, --block-kl, --final-choices).
-AXES = ("omega", "one_plus_epsilon", "beams", "block_kl", "final_choices")
+# The ablation's grid axes, as argparse dests (--omega, --one-plus-epsilon, --beams, --block-kl, --final-choices,
+# --layer-choices).
+AXES = ("omega", "one_plus_epsilon", "beams", "block_kl", "final_choices", "layer_choices")
 
 
 # The lossy ablation's axes (it pairs every B with final_choices 1 and B itself).
@@ -128,7 +133,8 @@ def _ablation(args: argparse.Namespace) -> int:
             raise EvalError(f"--seed must be in [0, 2^32), got {args.seed}")
         if args.lossy:
             refused = [f for f, v in (("--block-kl", args.block_kl), ("--final-choices", args.final_choices),
-                                      ("--mc-samples", args.mc_samples), ("--bd-anchor", args.bd_anchor))
+                                      ("--layer-choices", args.layer_choices), ("--mc-samples", args.mc_samples),
+                                      ("--bd-anchor", args.bd_anchor))
                        if v is not None]
             if refused:
                 raise EvalError(f"{', '.join(refused)} do(es) not apply to the lossy ablation (it compares "

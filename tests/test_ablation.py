@@ -24,9 +24,11 @@ import eval as eval_cli  # noqa: E402  (the repo-root CLI)
 # Two grid points (N = 20 and 36), beam width 2, on the first bundled 32x32 crop.
 ARGS = ["--ablation", "--omega", "3", "--one-plus-epsilon", "1.0,1.2", "--beams", "2", "--limit", "1",
         "--mc-samples", "4", "--no-progress"]
-# The encoder's knobs: block_kl 50 and 200 x final_choices 1 and 4 at one (Ω, 1+ε, B = 4).
+# The encoder's knobs: block_kl 50 and 200 x final_choices 1 and 4 x layer_choices 1 and 4 at one (Ω, 1+ε, B = 4).
 KNOB_ARGS = ["--ablation", "--omega", "3", "--one-plus-epsilon", "1.2", "--beams", "4", "--block-kl", "50,200",
-             "--final-choices", "1,4", "--limit", "1", "--mc-samples", "2", "--no-progress", "--no-plots"]
+             "--final-choices", "1,4", "--layer-choices", "1,4", "--limit", "1", "--mc-samples", "2",
+             "--no-progress", "--no-plots"]
+KNOBS = [(k, c, lc) for k in (50.0, 200.0) for c in (1, 4) for lc in (1, 4)]  # grid order
 HEATMAPS = ("ablation_total_overhead.png", "ablation_coding_overhead.png", "ablation_residual_overhead.png",
             "ablation_encode_s.png")
 
@@ -95,9 +97,11 @@ def test_json_has_documented_keys_and_types(doc, model_dir):
     assert len(doc["points"]) == 2 and len(doc["rows"]) == 2
     defaults = codec.coder_settings()
     assert doc["grid"]["block_kl"] == [defaults.block_kl] and doc["grid"]["final_choices"] == [1]
+    assert doc["grid"]["layer_choices"] == [1]
     for p in doc["grid"]["points"] + doc["points"] + doc["rows"]:
         assert isinstance(p["block_kl"], float) and p["block_kl"] == defaults.block_kl == 200.0
         assert isinstance(p["final_choices"], int) and p["final_choices"] == defaults.final_choices == 1
+        assert isinstance(p["layer_choices"], int) and p["layer_choices"] == defaults.layer_choices == 1
     for p in doc["points"]:
         assert p["error"] is None and p["num_images"] == 1 and p["num_ok"] == 1
         for k in ("total_overhead", "coding_overhead", "coding_overhead_ideal", "residual_overhead",
@@ -128,8 +132,9 @@ def test_overheads_come_from_the_real_bytes(doc, model_dir):
         assert (len(data), rep.stream_bytes, rep.index_bits, rep.residual_bits) == (
             r["total_bytes"], r["stream_bytes"], r["index_bits"], r["residual_bits"])
         assert r["header_bytes"] + r["stream_bytes"] == r["total_bytes"]
-        # the stream holds the two exact codelengths and the range coder's flush
-        assert 0 <= 8 * r["stream_bytes"] - r["index_bits"] - r["residual_bits"] <= 64
+        # the stream holds the two exact codelengths and how it ends (a few bits either way: its last
+        # symbols may be implied by the zero padding, docs/format.md section 4)
+        assert -16 < 8 * r["stream_bytes"] - r["index_bits"] - r["residual_bits"] <= 64
         kl_bits = sum(rep.kl_nats) / math.log(2)
         assert r["kl_bits"] == pytest.approx(kl_bits, rel=1e-9)
         assert r["coding_overhead"] == pytest.approx(r["index_bits"] / kl_bits, rel=1e-9)
@@ -158,53 +163,69 @@ def test_heatmaps_and_table_are_written(run_dir, doc):
         table = f.read()
     assert "1+ε" in table and "1/1" in table and "FAILED" not in table
     header = next(line for line in table.splitlines() if line.lstrip().startswith("B "))
-    assert header.split() == ["B", "Ω", "1+ε", "N", "block", "choice", "bpd", "total", "coding", "(ideal)",
+    assert header.split() == ["B", "Ω", "1+ε", "N", "block", "choice", "layer", "bpd", "total", "coding", "(ideal)",
                               "residual", "index", "b", "resid", "b", "enc", "s", "dec", "s", "exact"]
 
 
-# --- the encoder's knobs: block_kl and final_choices ---------------------------------------------------
+# --- the encoder's knobs: block_kl, final_choices and layer_choices ------------------------------------
+
+def _knob(d: dict) -> tuple:
+    return d["block_kl"], d["final_choices"], d["layer_choices"]
+
 
 def test_knob_keys_and_types(knobs_doc):
     grid = knobs_doc["grid"]
     assert grid["block_kl"] == [50.0, 200.0] and grid["final_choices"] == [1, 4] and grid["beams"] == [4]
-    # grid order: B, then block_kl, then final_choices, then Ω, then 1+ε
-    assert [(p["block_kl"], p["final_choices"]) for p in grid["points"]] == [(50.0, 1), (50.0, 4), (200.0, 1),
-                                                                            (200.0, 4)]
-    assert len(knobs_doc["points"]) == len(knobs_doc["rows"]) == 4
+    assert grid["layer_choices"] == [1, 4]
+    # grid order: B, then block_kl, then final_choices, then layer_choices, then Ω, then 1+ε
+    assert [_knob(p) for p in grid["points"]] == [_knob(p) for p in knobs_doc["points"]] == KNOBS
+    assert len(knobs_doc["points"]) == len(knobs_doc["rows"]) == 8
     for p in grid["points"] + knobs_doc["points"] + knobs_doc["rows"]:
-        assert type(p["block_kl"]) is float and type(p["final_choices"]) is int
+        assert type(p["block_kl"]) is float and type(p["final_choices"]) is int and type(p["layer_choices"]) is int
     for p in knobs_doc["points"]:
         assert p["error"] is None
         for k in ("index_bits", "residual_bits", "coding_overhead", "residual_overhead", "bpd", "encode_s"):
             assert isinstance(p[k], float) and math.isfinite(p[k]) and p[k] > 0, k
-    for k in ("block_kl", "final_choices", "index_bits", "residual_bits"):
+    for k in ("block_kl", "final_choices", "layer_choices", "index_bits", "residual_bits"):
         assert k in knobs_doc["metrics"]
-    assert {"block", "choice"} <= set(knobs_doc["table_columns"])
+    assert {"block", "choice", "layer"} <= set(knobs_doc["table_columns"])
 
 
 def test_final_choices_only_lower_the_residual(knobs_doc):
-    by = {(p["block_kl"], p["final_choices"]): p for p in knobs_doc["rows"]}
+    by = {_knob(p): p for p in knobs_doc["rows"]}
     for block in (50.0, 200.0):
-        one, four = by[block, 1], by[block, 4]
-        # choice 0 is the search's own pick, and every final beam costs the same index bits
-        assert four["index_bits"] == one["index_bits"] and four["kl_bits"] == one["kl_bits"]
-        assert four["residual_bits"] <= one["residual_bits"]
+        for layer in (1, 4):
+            one, four = by[block, 1, layer], by[block, 4, layer]
+            # choice 0 is the search's own pick, and every final beam costs the same index bits
+            assert four["index_bits"] == one["index_bits"] and four["kl_bits"] == one["kl_bits"]
+            assert four["residual_bits"] <= one["residual_bits"]
+
+
+def test_layer_choices_keep_the_first_layers_bits_and_reach_the_coder(knobs_doc):
+    by = {_knob(p): p for p in knobs_doc["rows"]}
+    for block in (50.0, 200.0):
+        for final in (1, 4):
+            one, four = by[block, final, 1], by[block, final, 4]
+            # a layer's final beams all cost its index bits; which one is coded moves the later layers' KL
+            assert four["kl_bits_per_layer"][0] == one["kl_bits_per_layer"][0]
+    assert any(by[k + (4,)]["kl_bits_per_layer"][1:] != by[k + (1,)]["kl_bits_per_layer"][1:]
+               for k in {(b, c) for b, c, _ in KNOBS})
 
 
 def test_both_block_sizes_decode_exactly(knobs_doc):
     for p in knobs_doc["points"]:
-        assert p["all_exact"] and p["num_exact"] == 1, (p["block_kl"], p["final_choices"])
+        assert p["all_exact"] and p["num_exact"] == 1, _knob(p)
     assert all(r["exact"] and r["error"] is None for r in knobs_doc["rows"])
     # the knob reached the coder: smaller blocks send more step counts
-    by = {(r["block_kl"], r["final_choices"]): r for r in knobs_doc["rows"]}
-    assert by[50.0, 1]["index_bits"] != by[200.0, 1]["index_bits"]
+    by = {_knob(r): r for r in knobs_doc["rows"]}
+    assert by[50.0, 1, 1]["index_bits"] != by[200.0, 1, 1]["index_bits"]
 
 
 def test_knob_table_shows_the_knobs(knobs_dir):
     with open(os.path.join(knobs_dir, "ablation_table.txt")) as f:
         lines = f.read().splitlines()
     body = [line.split() for line in lines if line.lstrip().startswith("4 ")]
-    assert [(r[4], r[5]) for r in body] == [("50", "1"), ("50", "4"), ("200", "1"), ("200", "4")]
+    assert [(r[4], r[5], r[6]) for r in body] == [(f"{k:g}", str(c), str(lc)) for k, c, lc in KNOBS]
     assert all(r[-1] == "1/1" for r in body)
 
 
@@ -214,17 +235,22 @@ def test_heatmap_panels_tell_the_knobs_apart():
     assert [name for name, *_ in _panels(grid)] == ["B = 4, block = 50", "B = 4, block = 200",
                                                     "B = 8, block = 50", "B = 8, block = 200"]
     assert [name for name, *_ in _panels(ablation.make_grid((3.0,), (1.2,), (4,)))] == ["B = 4"]
+    grid = ablation.make_grid((3.0,), (1.2,), (4,), final_choices=(1, 4), layer_choices=(1, 4))
+    assert [name for name, *_ in _panels(grid)] == [
+        "B = 4, choices = 1, layer choices = 1", "B = 4, choices = 1, layer choices = 4",
+        "B = 4, choices = 4, layer choices = 1", "B = 4, choices = 4, layer choices = 4"]
 
 
 def test_grid_point_settings_carry_the_knobs():
-    point = ablation.GridPoint(3.0, 1.2, 20, block_kl=50.0, final_choices=20)
+    point = ablation.GridPoint(3.0, 1.2, 20, block_kl=50.0, final_choices=20, layer_choices=16)
     s = point.settings(seed=7)
-    assert (s.omega, s.epsilon, s.beams, s.seed, s.block_kl, s.final_choices) == (3.0, 0.2, 20, 7, 50.0, 20)
+    assert (s.omega, s.epsilon, s.beams, s.seed, s.block_kl, s.final_choices, s.layer_choices) == (
+        3.0, 0.2, 20, 7, 50.0, 20, 16)
     assert s.prune_fraction == codec.coder_settings().prune_fraction
     default = ablation.GridPoint(3.0, 1.2, 20)
-    assert (default.block_kl, default.final_choices) == (codec.coder_settings().block_kl,
-                                                          codec.coder_settings().final_choices)
-    assert "block=50" in point.label and "choices=20" in point.label
+    assert (default.block_kl, default.final_choices, default.layer_choices) == (
+        codec.coder_settings().block_kl, codec.coder_settings().final_choices, codec.coder_settings().layer_choices)
+    assert "block=50" in point.label and "choices=20:16" in point.label
 
 
 @pytest.mark.parametrize("axes, words", [
@@ -238,13 +264,17 @@ def test_grid_point_settings_carry_the_knobs():
     (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), block_kl=(0.0,)), "block_kl 0.0 must be > 0"),
     (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), block_kl=(math.inf,)), "block_kl value inf is not"),
     (dict(omega=(2.0, 4.0), one_plus_epsilon=(1.2,), beams=(1,), block_kl=(3.0,)),
-     "Ω=4 1+ε=1.2 B=1 block=3 choices=1: invalid coder settings: block_kl=3.0 must be >= omega"),
+     "Ω=4 1+ε=1.2 B=1 block=3 choices=1:1: invalid coder settings: block_kl=3.0 must be >= omega"),
     (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), block_kl=(50, 50)), "block_kl repeats"),
     (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), final_choices=(0,)), "final_choices 0 must be an"),
     (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), final_choices=(2.5,)), "final_choices 2.5 must be"),
     (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), final_choices=(5000,)), "in [1, 4096]"),
     (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(2, 8), final_choices=(4,)),
-     "B=2 block=200 choices=4: final_choices 4 must be <= beams (2)"),
+     "B=2 block=200 choices=4:1: final_choices 4 must be <= beams (2)"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), layer_choices=(0,)), "layer_choices 0 must be an"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(1,), layer_choices=(1, 1)), "layer_choices repeats"),
+    (dict(omega=(3.0,), one_plus_epsilon=(1.2,), beams=(2, 8), layer_choices=(4,)),
+     "B=2 block=200 choices=1:4: layer_choices 4 must be <= beams (2)"),
 ])
 def test_bad_grid_values_are_clear_errors(axes, words):
     with pytest.raises(EvalError) as e:
@@ -258,14 +288,15 @@ def test_named_grids():
     assert max(p.num_candidates for p in full.points) == math.floor(math.exp(9.0))
     assert len(ablation.named_grid("default").points) == 3 * 2 * 3
     coder = ablation.named_grid("coder")
-    assert len(coder.points) == 3 * 2 * 2 and coder.beams == (20,) and coder.omega == (codec.coder_settings().omega,)
-    assert coder.block_kl == (50.0, 200.0) and coder.final_choices == (1, 20)
+    assert len(coder.points) == 3 * 2 * 2 * 2 and coder.beams == (20,)
+    assert coder.omega == (codec.coder_settings().omega,)
+    assert coder.block_kl == (50.0, 200.0) and coder.final_choices == (1, 20) and coder.layer_choices == (1, 20)
     for p in coder.points:
         s = p.settings()
-        assert s.final_choices <= s.beams and s.block_kl >= s.omega
+        assert s.final_choices <= s.beams and s.layer_choices <= s.beams and s.block_kl >= s.omega
     for name in ("default", "full"):  # the grids that do not name the knobs take the coder's defaults
         g = ablation.named_grid(name)
-        assert g.block_kl == (200.0,) and g.final_choices == (1,)
+        assert g.block_kl == (200.0,) and g.final_choices == (1,) and g.layer_choices == (1,)
     with pytest.raises(EvalError, match="unknown ablation grid"):
         ablation.named_grid("huge")
 
@@ -281,9 +312,13 @@ def test_named_grids():
     (["--ablation", "--final-choices", "1,x"], "--final-choices: 'x' is not an integer"),
     (["--ablation", "--block-kl", "50,,200"], "--block-kl '50,,200': give comma-separated numbers"),
     (["--ablation", "--block-kl", "abc"], "--block-kl: 'abc' is not a number"),
-    (["--ablation", "--block-kl", "3"], "block=3 choices=1: invalid coder settings: block_kl=3.0 must be >= omega"),
+    (["--ablation", "--block-kl", "3"], "block=3 choices=1:1: invalid coder settings: block_kl=3.0 must be >= omega"),
     (["--ablation", "--final-choices", "20"], "final_choices 20 must be <= beams (1)"),
     (["--ablation", "--final-choices", "0", "--beams", "20"], "final_choices 0 must be an integer in [1, 4096]"),
+    (["--ablation", "--layer-choices", "1,x"], "--layer-choices: 'x' is not an integer"),
+    (["--ablation", "--layer-choices", "20"], "layer_choices 20 must be <= beams (1)"),
+    (["--ablation", "--lossy", "--layer-choices", "2"], "--layer-choices do(es) not apply to the lossy ablation"),
+    (["--layer-choices", "1,20"], "--layer-choices only apply with --ablation"),
     (["--block-kl", "50"], "--block-kl only apply with --ablation"),
     (["--final-choices", "1,20"], "--final-choices only apply with --ablation"),
 ])
@@ -317,4 +352,4 @@ def test_a_failing_point_is_recorded_and_the_run_goes_on(monkeypatch, model_dir)
     bad, good = res.points
     assert bad["error"] == "RuntimeError: injected failure" and bad["total_overhead"] is None
     assert good["error"] is None and good["all_exact"]
-    assert "failed: B=2 Ω=3 1+ε=1 block=200 choices=1: RuntimeError: injected failure" in ablation.format_table(res)
+    assert "failed: B=2 Ω=3 1+ε=1 block=200 choices=1:1: RuntimeError: injected failure" in ablation.format_table(res)

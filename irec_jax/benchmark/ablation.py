@@ -1,24 +1,27 @@
 """The paper's ablation of the iREC coder over Ω, 1+ε and B, and the encoder's
-own knobs block_kl and final_choices: ``python eval.py --ablation``.
+own knobs block_kl, final_choices and layer_choices: ``python eval.py --ablation``.
 
 Every grid point (Ω nats per step, 1+ε candidate oversampling, B beams; N =
 floor(exp(Ω(1+ε))) candidates per step; ``block_kl``, the target KL per
-block in nats, and ``final_choices``, how many of the last latent layer's
+block in nats; ``final_choices``, how many of the last latent layer's
 final beams the encoder compares by the exact codelength of the pixels,
-keeping the smallest file) codes every image with the real codec
+keeping the smallest file; ``layer_choices``, how many of every other
+layer's final beams it compares by an estimate of what the rest of the file
+costs, ``codec._rest_bits``) codes every image with the real codec
 (``irec_jax.codec.compress_report``, the model's file: no stored-mode
 fallback and no posterior refinement, since the study is of the coder on
 the encoder network's posteriors, which the Monte Carlo estimates below
 sample too), decodes it back (``codec.decompress``)
-and checks the pixels bit for bit. block_kl and final_choices steer only the
+and checks the pixels bit for bit. block_kl and the choices steer only the
 encoder (files do not store them; they default to ``CoderSettings()``'s, 200
-nats and 1): smaller blocks mean less search work per block but more side
+nats, 1 and 1): smaller blocks mean less search work per block but more side
 information (one step count per block) and more rounding of K_b = ⌈KL_b/Ω⌉,
 seen in ``coding_overhead``; more final choices can only lower
 ``residual_bits`` (the search's own pick is always among them, and every
 choice costs the same index bits), at one likelihood pass each, seen in
-``residual_overhead`` and ``encode_s``. A point needs block_kl >= Ω and
-final_choices <= B. Per image and point it reports, from the *real* byte
+``residual_overhead`` and ``encode_s``; layer choices move bits between
+the later layers' indices and the pixels, seen in ``total_overhead``. A
+point needs block_kl >= Ω and final_choices, layer_choices <= B. Per image and point it reports, from the *real* byte
 counts of the file:
 
 - ``coding_overhead`` = index_bits / KL bits, index_bits the exact
@@ -28,8 +31,8 @@ counts of the file:
   (Σ_b K_b log2 N, the indices alone) / KL bits.
 - ``residual_overhead`` = residual_bits (−log2 p(x|ẑ), the exact codelength
   of the pixels under the coder's integer tables) / E_q[−log2 p(x|z)].
-  The stream bytes hold both codelengths plus each tile's range-coder
-  flush (a few bytes), which ``total_overhead`` counts. The expectation is
+  The stream bytes hold both codelengths plus how each tile's range-coded
+  stream ends (a few bits either way), which ``total_overhead`` counts. The expectation is
   a **Monte Carlo estimate** (S posterior samples through the codec's
   integer model, ``irec_jax.analysis.elbo_samples``, with −log2 p(x|z)
   under the same integer tables; the standard error is reported).
@@ -44,7 +47,7 @@ counts of the file:
 
 All overheads are ratios: 1.00 = no overhead, 1.18 = +18%. Rows and points
 also carry ``index_bits`` and ``residual_bits`` (the two exact codelengths)
-and the point's ``block_kl`` and ``final_choices``.
+and the point's ``block_kl``, ``final_choices`` and ``layer_choices``.
 
 A point's aggregates are means over the images that did not fail (inexact
 ones included and counted). A failing point or image is recorded with its
@@ -52,7 +55,7 @@ error and the run goes on.
 
 Outputs (``write_outputs``): ``ablation.json`` (see ``to_json``),
 ``ablation_table.txt`` and Ω × (1+ε) heatmaps (one PNG per metric, one
-panel per B, block_kl and final_choices): ``ablation_total_overhead.png``,
+panel per B, block_kl, final_choices and layer_choices): ``ablation_total_overhead.png``,
 ``ablation_coding_overhead.png``, ``ablation_residual_overhead.png``,
 ``ablation_encode_s.png``.
 
@@ -146,7 +149,7 @@ def _row(point: GridPoint, stats: ImageStats, rep, exact: bool, detail: str | No
         "channels": stats.shape[2], "dims": stats.dims,
         "omega": point.omega, "one_plus_epsilon": point.one_plus_epsilon, "epsilon": point.epsilon,
         "beams": point.beams, "num_candidates": point.num_candidates,
-        "block_kl": point.block_kl, "final_choices": point.final_choices,
+        "block_kl": point.block_kl, "final_choices": point.final_choices, "layer_choices": point.layer_choices,
         "total_bytes": rep.total_bytes, "header_bytes": rep.header_bytes, "stream_bytes": rep.stream_bytes,
         "index_bits": float(rep.index_bits), "residual_bits": float(rep.residual_bits),
         "kl_bits": kl_bits, "kl_bits_per_layer": [float(k / math.log(2.0)) for k in rep.kl_nats],
@@ -170,7 +173,8 @@ def _failed_row(point: GridPoint, stats: ImageStats, error: str) -> dict:
             "channels": stats.shape[2], "dims": stats.dims, "omega": point.omega,
             "one_plus_epsilon": point.one_plus_epsilon, "epsilon": point.epsilon, "beams": point.beams,
             "num_candidates": point.num_candidates, "block_kl": point.block_kl,
-            "final_choices": point.final_choices, "exact": False, "error": error}
+            "final_choices": point.final_choices, "layer_choices": point.layer_choices, "exact": False,
+            "error": error}
 
 
 # Per-point aggregates: means over the images that did not fail.
@@ -183,7 +187,7 @@ def _aggregate(point: GridPoint, rows: list[dict], num_images: int, warmup_s: fl
     ok = [r for r in rows if r.get("error") is None]
     agg = {"omega": point.omega, "one_plus_epsilon": point.one_plus_epsilon, "epsilon": point.epsilon,
            "beams": point.beams, "num_candidates": point.num_candidates, "block_kl": point.block_kl,
-           "final_choices": point.final_choices, "num_images": num_images,
+           "final_choices": point.final_choices, "layer_choices": point.layer_choices, "num_images": num_images,
            "num_ok": len(ok), "num_failed": num_images - len(ok),
            "num_exact": sum(1 for r in ok if r["exact"]), "warmup_s": warmup_s,
            "num_retimed": sum(1 for r in ok if r.get("retimed")),

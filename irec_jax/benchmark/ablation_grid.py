@@ -3,9 +3,10 @@
 Axes: Ω (nats per step), 1+ε (candidate oversampling), B (beams); N =
 floor(exp(Ω(1+ε))) candidates per step; and the encoder-only knobs that files
 do not store (``irec_jax.settings.CoderSettings``): ``block_kl`` (target KL
-per block, nats) and ``final_choices`` (how many of the last layer's final
-beams the encoder compares by the pixels' exact codelength). See
-``irec_jax.benchmark.ablation``.
+per block, nats), ``final_choices`` (how many of the last layer's final
+beams the encoder compares by the pixels' exact codelength) and
+``layer_choices`` (how many of every other layer's final beams it compares by
+an estimate of the rest of the file). See ``irec_jax.benchmark.ablation``.
 """
 
 from __future__ import annotations
@@ -26,35 +27,38 @@ __all__ = ["GRIDS", "DEFAULT_LIMIT", "DEFAULT_MC_SAMPLES", "GridPoint", "Grid", 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(CoderSettings)}
 DEFAULT_BLOCK_KL: float = float(_DEFAULTS["block_kl"])
 DEFAULT_FINAL_CHOICES: int = int(_DEFAULTS["final_choices"])
+DEFAULT_LAYER_CHOICES: int = int(_DEFAULTS["layer_choices"])
 
 # The original's full grid, a smaller one that runs in a few minutes on two shared CPU cores, and
-# "coder": the encoder-only knobs (block_kl x final_choices) at the coder's default Ω and B.
-# A grid leaves out block_kl / final_choices to take the coder's defaults.
+# "coder": the encoder-only knobs (block_kl x final_choices x layer_choices) at the coder's default Ω and B.
+# A grid leaves out block_kl / final_choices / layer_choices to take the coder's defaults.
 GRIDS: dict[str, dict[str, tuple]] = {
     "default": {"omega": (2.0, 3.0, 4.0), "one_plus_epsilon": (1.0, 1.2), "beams": (1, 10, 20)},
     "full": {"omega": (2.0, 3.0, 4.0, 5.0, 6.0), "one_plus_epsilon": (1.0, 1.1, 1.2, 1.5),
              "beams": (1, 10, 50)},
     "coder": {"omega": (float(_DEFAULTS["omega"]),), "one_plus_epsilon": (1.0, 1.1, 1.2), "beams": (20,),
-              "block_kl": (50.0, 200.0), "final_choices": (1, 20)},
+              "block_kl": (50.0, 200.0), "final_choices": (1, 20), "layer_choices": (1, 20)},
 }
 # Images each grid uses by default (first N bundled 32x32 crops) when no --limit is given.
 DEFAULT_LIMIT = {"default": 4, "full": 8, "coder": 4}
 # Axes whose values are integers (the rest are real numbers).
-INT_AXES = ("beams", "final_choices")
+INT_AXES = ("beams", "final_choices", "layer_choices")
 DEFAULT_MC_SAMPLES = 16
 
 
 @dataclasses.dataclass(frozen=True)
 class GridPoint:
     """One coder setting: Ω (nats per step), 1+ε (oversampling), B (beams), and the
-    encoder-only ``block_kl`` (target nats per block) and ``final_choices`` (final beams
-    compared by the pixels' codelength); those two default to ``CoderSettings()``'s."""
+    encoder-only ``block_kl`` (target nats per block), ``final_choices`` (the last layer's final
+    beams compared by the pixels' codelength) and ``layer_choices`` (every other layer's final beams
+    compared by the rest of the file's estimated cost); those three default to ``CoderSettings()``'s."""
 
     omega: float
     one_plus_epsilon: float
     beams: int
     block_kl: float = DEFAULT_BLOCK_KL
     final_choices: int = DEFAULT_FINAL_CHOICES
+    layer_choices: int = DEFAULT_LAYER_CHOICES
 
     @property
     def epsilon(self) -> float:
@@ -67,27 +71,28 @@ class GridPoint:
     @property
     def label(self) -> str:
         return (f"Ω={self.omega:g} 1+ε={self.one_plus_epsilon:g} B={self.beams} "
-                f"block={self.block_kl:g} choices={self.final_choices}")
+                f"block={self.block_kl:g} choices={self.final_choices}:{self.layer_choices}")
 
     def settings(self, seed: int = 0):
         """The codec's settings for this point; ValueError if the codec refuses them (or if
-        final_choices > beams: the codec would quietly compare only B final beams)."""
+        final_choices or layer_choices > beams: the codec would quietly compare only B final beams)."""
         from irec_jax import codec
         base = codec.coder_settings(omega=float(self.omega), epsilon=float(self.epsilon),
                                     beams=int(self.beams), seed=int(seed))
         # small_beams = beams: the point's B is the beam width of every tensor, small ones included.
         settings = dataclasses.replace(base, block_kl=float(self.block_kl), final_choices=int(self.final_choices),
-                                       small_beams=int(self.beams))
-        if settings.final_choices > settings.beams:
-            raise ValueError(f"final_choices {settings.final_choices} must be <= beams ({settings.beams}): "
-                             "the encoder has only B final beams to compare")
+                                       layer_choices=int(self.layer_choices), small_beams=int(self.beams))
+        for knob in ("final_choices", "layer_choices"):
+            if getattr(settings, knob) > settings.beams:
+                raise ValueError(f"{knob} {getattr(settings, knob)} must be <= beams ({settings.beams}): "
+                                 "the encoder has only B final beams to compare")
         return settings
 
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """The axes of an ablation and its points (B outermost, then block_kl, then final_choices,
-    then Ω, then 1+ε: each heatmap panel's Ω × (1+ε) points are consecutive)."""
+    """The axes of an ablation and its points (B outermost, then block_kl, then final_choices, then
+    layer_choices, then Ω, then 1+ε: each heatmap panel's Ω × (1+ε) points are consecutive)."""
 
     name: str
     omega: tuple
@@ -95,25 +100,28 @@ class Grid:
     beams: tuple
     block_kl: tuple = (DEFAULT_BLOCK_KL,)
     final_choices: tuple = (DEFAULT_FINAL_CHOICES,)
+    layer_choices: tuple = (DEFAULT_LAYER_CHOICES,)
 
     @property
     def points(self) -> list[GridPoint]:
-        return [GridPoint(o, e, b, k, c) for b in self.beams for k in self.block_kl for c in self.final_choices
+        return [GridPoint(o, e, b, k, c, lc) for b in self.beams for k in self.block_kl
+                for c in self.final_choices for lc in self.layer_choices
                 for o in self.omega for e in self.one_plus_epsilon]
 
 
 def make_grid(omega: Sequence[float], one_plus_epsilon: Sequence[float], beams: Sequence[int],
               name: str = "custom", seed: int = 0, block_kl: Sequence[float] = (DEFAULT_BLOCK_KL,),
-              final_choices: Sequence[int] = (DEFAULT_FINAL_CHOICES,)) -> Grid:
+              final_choices: Sequence[int] = (DEFAULT_FINAL_CHOICES,),
+              layer_choices: Sequence[int] = (DEFAULT_LAYER_CHOICES,)) -> Grid:
     """A validated ``Grid``; ``EvalError`` naming the bad value (or grid point) otherwise.
 
     Ω > 0 (finite), 1+ε >= 1 (finite), B an integer in [1, 4096], block_kl > 0
-    (finite), final_choices an integer in [1, 4096], no value repeated; and at
-    every point (Ω, 1+ε) must give 2 .. 2^24 candidates, block_kl >= Ω and
-    final_choices <= B.
+    (finite), final_choices and layer_choices integers in [1, 4096], no value
+    repeated; and at every point (Ω, 1+ε) must give 2 .. 2^24 candidates,
+    block_kl >= Ω and final_choices, layer_choices <= B.
     """
     axes = {"omega": omega, "one_plus_epsilon": one_plus_epsilon, "beams": beams, "block_kl": block_kl,
-            "final_choices": final_choices}
+            "final_choices": final_choices, "layer_choices": layer_choices}
     for axis, values in axes.items():
         values = list(values)
         if not values:
@@ -135,7 +143,7 @@ def make_grid(omega: Sequence[float], one_plus_epsilon: Sequence[float], beams: 
                 raise EvalError(f"ablation grid: block_kl {v!r} must be > 0 nats (and >= omega)")
     grid = Grid(name, tuple(float(v) for v in omega), tuple(float(v) for v in one_plus_epsilon),
                 tuple(int(v) for v in beams), tuple(float(v) for v in block_kl),
-                tuple(int(v) for v in final_choices))
+                tuple(int(v) for v in final_choices), tuple(int(v) for v in layer_choices))
     for p in grid.points:
         try:
             p.settings(seed)
@@ -152,7 +160,8 @@ def named_grid(name: str) -> Grid:
 
 
 def parse_axis(text: str, axis: str) -> tuple:
-    """``"2,3,4"`` -> (2.0, 3.0, 4.0) (beams, final_choices: ints); EvalError for anything unparsable."""
+    """``"2,3,4"`` -> (2.0, 3.0, 4.0) (beams, final_choices, layer_choices: ints); EvalError for anything
+    unparsable."""
     parts = [t.strip() for t in str(text).split(",")]
     if not parts or any(not t for t in parts):
         raise EvalError(f"--{axis.replace('_', '-')} {text!r}: give comma-separated numbers, e.g. 2,3,4")

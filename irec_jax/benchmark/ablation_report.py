@@ -44,6 +44,10 @@ METRICS_DOC = {
                       "encoder compares by the pixels' exact codelength, keeping the smallest file (<= beams; "
                       "1 = the search's own pick); same index_bits, residual_bits can only drop, one likelihood "
                       "pass per choice"),
+    "layer_choices": ("encoder knob (not stored in files): how many of every other latent layer's final beams "
+                      "the encoder compares by an estimate of the rest of the file (the later layers' (1+eps) KL "
+                      "along their posterior means, then the pixels' exact codelength), coding the cheapest "
+                      "(<= beams; 1 = the search's own pick); the same layer's index bits, the later ones move"),
     "encode_s": ("codec encode wall clock, seconds, of a call that compiled nothing: the first call of each "
                  "setting is an untimed warm-up, and an image whose padded shapes compile anew is coded twice "
                  "(retimed: true) -- unless the run had no warm-up (then compiled_in_timed_call says so)"),
@@ -55,7 +59,8 @@ METRICS_DOC = {
 # The columns of ``ablation_table.txt`` (one line per grid point; means over the images).
 TABLE_COLUMNS = {
     "B": "beams", "Ω": "omega, nats per step", "1+ε": "one_plus_epsilon", "N": "num_candidates per step",
-    "block": "block_kl, target nats per block", "choice": "final_choices", "bpd": "bpd",
+    "block": "block_kl, target nats per block", "choice": "final_choices", "layer": "layer_choices",
+    "bpd": "bpd",
     "total": "total_overhead", "coding": "coding_overhead", "(ideal)": "coding_overhead_ideal",
     "residual": "residual_overhead", "index b": "index_bits per image", "resid b": "residual_bits per image",
     "enc s": "encode_s", "dec s": "decode_s", "exact": "images decoded bit-exact / images",
@@ -66,11 +71,13 @@ def to_json(res: AblationResult) -> dict:
     """``ablation.json``: ``grid``, ``points`` (aggregates), ``rows`` (per image), ``images``
     (with their MC ELBO estimates), ``model`` (name, param_hash, card, spec), ``metrics`` (definitions),
     ``table_columns`` (the table's columns), ``started`` (UTC), ``wall_s``, ``seed``, ``mc_samples``,
-    ``environment``. Grid points, points and rows carry ``block_kl`` and ``final_choices``."""
+    ``environment``. Grid points, points and rows carry ``block_kl``, ``final_choices`` and
+    ``layer_choices``."""
     return finite({
         "name": "irec_jax iREC ablation",
         "description": ("Lossless iREC over omega (nats/step), 1+epsilon and beams B; N = floor(exp(omega"
-                        "(1+epsilon))); and the encoder-only block_kl (nats per block) and final_choices. "
+                        "(1+epsilon))); and the encoder-only block_kl (nats per block), final_choices and "
+                        "layer_choices. "
                         "Overheads are ratios (1.0 = none) from the real bytes of each file; "
                         "E_q[-log2 p(x|z)] and the negative ELBO are Monte Carlo estimates "
                         f"({res.mc_samples} posterior samples per image)."),
@@ -82,9 +89,11 @@ def to_json(res: AblationResult) -> dict:
         "grid": {"name": res.grid.name, "omega": list(res.grid.omega),
                  "one_plus_epsilon": list(res.grid.one_plus_epsilon), "beams": list(res.grid.beams),
                  "block_kl": list(res.grid.block_kl), "final_choices": list(res.grid.final_choices),
+                 "layer_choices": list(res.grid.layer_choices),
                  "points": [{"omega": p.omega, "one_plus_epsilon": p.one_plus_epsilon, "epsilon": p.epsilon,
                              "beams": p.beams, "num_candidates": p.num_candidates, "block_kl": p.block_kl,
-                             "final_choices": p.final_choices} for p in res.grid.points]},
+                             "final_choices": p.final_choices, "layer_choices": p.layer_choices}
+                            for p in res.grid.points]},
         "images": [dict(dataclasses.asdict(s), shape=list(s.shape), dims=s.dims) for s in res.images],
         "sets": [{"name": n, "source": src} for n, src in res.sources],
         "points": res.points,
@@ -101,16 +110,16 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
 
 def _key(d: dict) -> tuple:
     """A point's or row's grid coordinates."""
-    return d["omega"], d["one_plus_epsilon"], d["beams"], d["block_kl"], d["final_choices"]
+    return d["omega"], d["one_plus_epsilon"], d["beams"], d["block_kl"], d["final_choices"], d["layer_choices"]
 
 
 def _where(d: dict) -> str:
     return (f"B={d['beams']} Ω={d['omega']:g} 1+ε={d['one_plus_epsilon']:g} block={d['block_kl']:g} "
-            f"choices={d['final_choices']}")
+            f"choices={d['final_choices']}:{d['layer_choices']}")
 
 
 def format_table(res: AblationResult) -> str:
-    """The terminal table: one line per grid point (grid order: B, block, choice, Ω, 1+ε), then the
+    """The terminal table: one line per grid point (grid order: B, block, choice, layer, Ω, 1+ε), then the
     failures. Columns: ``TABLE_COLUMNS``."""
     n = len(res.images)
     nelbo = np.mean([s.nelbo_bits / s.dims for s in res.images])
@@ -120,13 +129,14 @@ def format_table(res: AblationResult) -> str:
         f"negative ELBO (MC, {res.mc_samples} samples/image): mean {nelbo:.4f} bits/dim; overheads are ratios "
         "(1.000 = none), means over images; coding: step counts + indices, (ideal): indices alone",
         "block: block_kl (target nats per block); choice: final_choices (last-layer beams compared by pixel "
-        "bits); index b / resid b: exact codelengths in bits per image",
+        "bits); layer: layer_choices (other layers' beams compared by the rest of the file); index b / resid b: "
+        "exact codelengths in bits per image",
     ]
     header = list(TABLE_COLUMNS)
     body = []
     for p in res.points:
         body.append([str(p["beams"]), f"{p['omega']:g}", f"{p['one_plus_epsilon']:g}", str(p["num_candidates"]),
-                     f"{p['block_kl']:g}", str(p["final_choices"]),
+                     f"{p['block_kl']:g}", str(p["final_choices"]), str(p["layer_choices"]),
                      _fmt(p["bpd"], ".4f"), _fmt(p["total_overhead"]), _fmt(p["coding_overhead"]),
                      _fmt(p["coding_overhead_ideal"]), _fmt(p["residual_overhead"]),
                      _fmt(p["index_bits"], ".1f"), _fmt(p["residual_bits"], ".1f"),
@@ -145,25 +155,28 @@ def format_table(res: AblationResult) -> str:
     return "\n".join(lines)
 
 
-def _panels(grid) -> list[tuple[str, int, float, int]]:
-    """(panel title, B, block_kl, final_choices) per heatmap panel, in grid order. The title
-    names block and choices only where the grid varies them (else the figure title does)."""
+def _panels(grid) -> list[tuple[str, int, float, int, int]]:
+    """(panel title, B, block_kl, final_choices, layer_choices) per heatmap panel, in grid order. The
+    title names block and choices only where the grid varies them (else the figure title does)."""
     out = []
     for b in grid.beams:
         for k in grid.block_kl:
             for c in grid.final_choices:
-                name = f"B = {b}"
-                if len(grid.block_kl) > 1:
-                    name += f", block = {k:g}"
-                if len(grid.final_choices) > 1:
-                    name += f", choices = {c}"
-                out.append((name, b, k, c))
+                for lc in grid.layer_choices:
+                    name = f"B = {b}"
+                    if len(grid.block_kl) > 1:
+                        name += f", block = {k:g}"
+                    if len(grid.final_choices) > 1:
+                        name += f", choices = {c}"
+                    if len(grid.layer_choices) > 1:
+                        name += f", layer choices = {lc}"
+                    out.append((name, b, k, c, lc))
     return out
 
 
 def plot_heatmaps(res: AblationResult, out_dir: str) -> dict[str, str]:
     """For each metric of ``HEATMAPS``: one PNG, one Ω × (1+ε) panel per (B, block_kl,
-    final_choices), annotated cells."""
+    final_choices, layer_choices), annotated cells."""
     from irec_jax.benchmark import plots
 
     by = {_key(p): p for p in res.points}
@@ -173,15 +186,17 @@ def plot_heatmaps(res: AblationResult, out_dir: str) -> dict[str, str]:
         fixed.append(f"block_kl {grid.block_kl[0]:g}")
     if len(grid.final_choices) == 1:
         fixed.append(f"final_choices {grid.final_choices[0]}")
+    if len(grid.layer_choices) == 1:
+        fixed.append(f"layer_choices {grid.layer_choices[0]}")
     paths = {}
     for key, title, fmt in HEATMAPS:
         panels = []
-        for name, b, k, c in _panels(grid):
+        for name, b, k, c, lc in _panels(grid):
             values = np.full((len(grid.omega), len(grid.one_plus_epsilon)), np.nan)
             texts = np.full(values.shape, "", dtype=object)
             for i, o in enumerate(grid.omega):
                 for j, e in enumerate(grid.one_plus_epsilon):
-                    p = by[o, e, b, k, c]
+                    p = by[o, e, b, k, c, lc]
                     v = p.get(key)
                     if v is None:
                         texts[i, j] = "failed"
