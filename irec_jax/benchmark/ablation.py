@@ -21,8 +21,8 @@ seen in ``coding_overhead``; more final choices can only lower
 choice costs the same index bits), at one likelihood pass each, seen in
 ``residual_overhead`` and ``encode_s``; layer choices move bits between
 the later layers' indices and the pixels, seen in ``total_overhead``. A
-point needs block_kl >= Ω and final_choices, layer_choices <= B. Per image and point it reports, from the *real* byte
-counts of the file:
+point needs block_kl >= Ω and final_choices, layer_choices <= B. Per image
+and point it reports, from the *real* byte counts of the file:
 
 - ``coding_overhead`` = index_bits / KL bits, index_bits the exact
   codelength of the step counts and indices in the file's streams
@@ -32,8 +32,8 @@ counts of the file:
 - ``residual_overhead`` = residual_bits (−log2 p(x|ẑ), the exact codelength
   of the pixels under the coder's integer tables) / E_q[−log2 p(x|z)].
   The stream bytes hold both codelengths plus how each tile's range-coded
-  stream ends (a few bits either way), which ``total_overhead`` counts. The expectation is
-  a **Monte Carlo estimate** (S posterior samples through the codec's
+  stream ends (a few bits either way), which ``total_overhead`` counts. The
+  expectation is a **Monte Carlo estimate** (S posterior samples through the codec's
   integer model, ``irec_jax.analysis.elbo_samples``, with −log2 p(x|z)
   under the same integer tables; the standard error is reported).
 - ``total_overhead`` = 8·total_bytes / negative-ELBO bits, with the negative
@@ -55,9 +55,9 @@ error and the run goes on.
 
 Outputs (``write_outputs``): ``ablation.json`` (see ``to_json``),
 ``ablation_table.txt`` and Ω × (1+ε) heatmaps (one PNG per metric, one
-panel per B, block_kl, final_choices and layer_choices): ``ablation_total_overhead.png``,
-``ablation_coding_overhead.png``, ``ablation_residual_overhead.png``,
-``ablation_encode_s.png``.
+panel per B, block_kl, final_choices and layer_choices):
+``ablation_total_overhead.png``, ``ablation_coding_overhead.png``,
+``ablation_residual_overhead.png``, ``ablation_encode_s.png``.
 
 Images: the model must see them as they are, so they need even H and W and
 the model's channel count (RGB); the bundled 32×32 crops and 64×64 photos
