@@ -28,6 +28,12 @@ def _photo(name: str = "monarch_64.png") -> np.ndarray:
     return imageio.read_image(next(p for p in bundled_images() if p.endswith(name)))
 
 
+def _golden_image(name: str) -> np.ndarray:
+    """The bundled image a golden file ``name`` codes ("x_gray.irec": x.png's green channel)."""
+    img = _photo(name.split("_gray")[0].removesuffix(".irec") + ".png")
+    return img[..., 1:2] if "_gray" in name else img
+
+
 @pytest.fixture(scope="module")
 def crops() -> list[np.ndarray]:
     return [imageio.read_image(p) for p in bundled_images("crops")[:5]]
@@ -114,7 +120,7 @@ def test_layer_choices_code_the_choice_whose_rest_costs_least_and_decode_exactly
     assert any(np.argmin(bits) != 0 for _, bits in picks)  # the estimate overrode the search's pick
     monkeypatch.undo()
     default = codec.compress(img, fallback=False)
-    assert data != default  # another path through the layers (sizes may tie: the coder writes words)
+    assert data != default  # another path through the layers (sizes may tie)
     assert codec.compress(img, settings=dataclasses.replace(cm.defaults, layer_choices=1), fallback=False) == default
 
 
@@ -580,9 +586,7 @@ def test_corrupt_stored_files_raise_format_error():
 def test_format_4_files_still_decode(name):
     """Files the previous release wrote (format 4: the golden files before the bump to 5) decode to
     the same pixels, with the JAX decoder and the reference decoder, and ``info`` names their format."""
-    img = _photo(name.split("_gray")[0].removesuffix(".irec") + ".png")
-    if "_gray" in name:
-        img = img[..., 1:2]
+    img = _golden_image(name)
     with open(os.path.join(GOLDEN, "v4", name), "rb") as f:
         data = f.read()
     assert data[2] == 4
@@ -597,9 +601,7 @@ def test_files_sealed_with_a_whole_word_still_decode(name):
     """Files written before the encoder ended its streams with the fewest bytes (each sealed with a
     whole 32-bit word: the golden files until 2026-12-01) decode to the same pixels with both
     decoders; the reader did not change, and today's golden file is the same file a few bytes shorter."""
-    img = _photo(name.split("_gray")[0].removesuffix(".irec") + ".png")
-    if "_gray" in name:
-        img = img[..., 1:2]
+    img = _golden_image(name)
     with open(os.path.join(GOLDEN, "v5_word_seal", name), "rb") as f:
         old = f.read()
     with open(os.path.join(GOLDEN, name), "rb") as f:
