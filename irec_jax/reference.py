@@ -387,7 +387,7 @@ def _likelihood(h: np.ndarray, p: dict, cfg: dict, shape: tuple[int, int, int]) 
 
 
 def decode(data: bytes, model_dir: str | None = None) -> np.ndarray:
-    """The uint8 [H, W, C] pixels of an ``.irec`` file (lossless, format 5 or 4), model-coded or stored.
+    """The uint8 [H, W, C] pixels of an ``.irec`` file (lossless, format 6, 5 or 4), model-coded or stored.
 
     ``model_dir``: a model folder (``model.json`` + ``params.npz``, integer form)
     for files written with a model other than the bundled default. Raises

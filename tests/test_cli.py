@@ -49,10 +49,10 @@ def test_compress_info_decompress(png, tmp_path, capsys):
     assert "bits/dim" in text and f"posteriors refined, {codec.REFINE_STEPS} steps" in text  # a small image: refined by default
     assert _run("info", out) == 0
     text = capsys.readouterr().out
-    assert "version 5, 32x32x3" in text and "coded streams" in text and "blocks" in text
+    assert "version 6, 32x32x3" in text and "coded streams" in text and "blocks" in text
     assert _run("info", out, "--json") == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["total_bytes"] == os.path.getsize(out) and info["format_version"] == 5
+    assert info["total_bytes"] == os.path.getsize(out) and info["format_version"] == 6
     assert _run("decompress", out, back, "--quiet") == 0
     assert capsys.readouterr().out == ""
     np.testing.assert_array_equal(imageio.read_image(back), imageio.read_image(png))

@@ -402,7 +402,7 @@ def test_version1_model_folder_is_converted_to_the_integer_form(tmp_path):
 @pytest.mark.parametrize("old", [1, 2, 3])
 def test_older_files_are_refused_naming_their_version(old):
     data = bytearray(codec.compress(_photo("sail_crop1_32.png")))
-    assert data[2] == entropy.VERSION == 5
+    assert data[2] == entropy.VERSION == 6
     data[2] = old
     with pytest.raises(FormatError, match=f"version {old} files"):
         codec.decompress(bytes(data))
@@ -597,16 +597,17 @@ def test_format_4_files_still_decode(name):
 
 
 @pytest.mark.parametrize("name", ["kodim23_crop1_32.irec", "sail_crop0_32_gray.irec"])
-def test_files_sealed_with_a_whole_word_still_decode(name):
-    """Files written before the encoder ended its streams with the fewest bytes (each sealed with a
-    whole 32-bit word: the golden files until 2026-12-01) decode to the same pixels with both
-    decoders; the reader did not change, and today's golden file is the same file a few bytes shorter."""
+def test_format_5_files_still_decode(name):
+    """Files of format 5, whose streams end in a whole 32-bit word (the golden files before the bump
+    to 6), decode to the same pixels with both decoders; today's golden file is the same file a few
+    bytes shorter, with version byte 6."""
     img = _golden_image(name)
-    with open(os.path.join(GOLDEN, "v5_word_seal", name), "rb") as f:
+    with open(os.path.join(GOLDEN, "v5", name), "rb") as f:
         old = f.read()
     with open(os.path.join(GOLDEN, name), "rb") as f:
         new = f.read()
-    assert old[:-4][:len(new) - 8] == new[:len(new) - 8] and 0 < len(old) - len(new) <= 4
+    assert old[2] == 5 and new[2] == 6 and codec.read_info(old)["format_version"] == 5
+    assert old[3:-4][:len(new) - 11] == new[3:len(new) - 8] and 0 < len(old) - len(new) <= 4
     np.testing.assert_array_equal(codec.decompress(old), img)
     np.testing.assert_array_equal(reference.decode(old), img)
 

@@ -212,8 +212,8 @@ def test_golden_lossy_file_of_a_bundled_model():
         old = f.read()  # format 4, as the previous release wrote it: same choices, same pixels
     assert old[2] == 4 and len(old) >= len(golden)
     np.testing.assert_array_equal(lossy.decompress(old), out)
-    with open(os.path.join(GOLDEN, "v5_word_seal", os.path.basename(path)), "rb") as f:
-        old = f.read()  # format 5 with every stream sealed by a whole word (before 2026-12-01's shortest ends)
+    with open(os.path.join(GOLDEN, "v5", os.path.basename(path)), "rb") as f:
+        old = f.read()  # format 5: every stream sealed by a whole word
     assert old[2] == 5 and len(old) > len(golden)
     np.testing.assert_array_equal(lossy.decompress(old), out)
 

@@ -4,7 +4,7 @@ Layout (all integers unsigned LEB128 varints unless sized; docs/format.md
 has the full specification):
 
   2 bytes  magic b"\\xecR"
-  1 byte   format version (5; this reader also reads 4)
+  1 byte   format version (6; this reader also reads 4 and 5)
   1 byte   flags: bit 0 explicit settings, bit 1 explicit model,
            bit 2 width != height, bits 3-4 channel code (0: 3, 1: 1, 2: 4,
            3: explicit varint), bit 5 explicit tile side, bit 6 stored mode,
@@ -48,8 +48,10 @@ from irec_jax.errors import FormatError
 from irec_jax.settings import FILE_FIELDS, CoderSettings, check_storable
 
 MAGIC = b"\xecR"
-VERSION = 5  # 5: tighter counts and settings; 4: stored mode; 3: tiles, one stream each; 2: two sections; 1: float
-READ_VERSIONS = (4, 5)  # what ``unpack`` reads: 4 differs in its step counts (``indices``) and settings floats
+VERSION = 6  # 6: streams end in the fewest bytes, reads past them are zeros; 5: tighter counts and settings;
+# 4: stored mode; 3: tiles, one stream each; 2: two sections; 1: float
+READ_VERSIONS = (4, 5, 6)  # what ``unpack`` reads: 4 differs in its step counts (``indices``) and settings floats;
+# 5 is read as 6 (its streams end in whole words, which a version-6 reader reads alike)
 MAX_SIDE = 1 << 20
 MAX_SUBPIXELS = 1 << 28
 DEFAULT_TILE = 1024  # tile side T in pixels unless the header stores another (even, >= 2)
