@@ -77,13 +77,14 @@ def _cmd_compress_lossy(args: argparse.Namespace, cm) -> None:
     if args.effort is not None:
         raise ValueError("--effort applies to lossless coding only (lossy: --refine, --beams)")
     refine = lossy.refine_steps(cm, args.refine)
+    feedback = lossy.feedback_steps(cm, args.feedback, refine)
     pixels = imageio.read_image(args.input)
     settings = codec.coder_settings(args.omega, args.epsilon, args.beams, args.seed,
                                     base=lossy.lossy_settings(cm))
     update, close = _progress_bar(args.quiet, "compress")
     try:
         data, report = lossy.compress_report(pixels, model=cm, settings=settings, tile=args.tile, refine=refine,
-                                             progress=update)
+                                             feedback=feedback, progress=update)
         if not args.no_verify:
             decoded = lossy.decompress(data, model=cm)  # checks the CRC of the encoder's own reconstruction
             if decoded.shape != pixels.shape:
@@ -95,7 +96,9 @@ def _cmd_compress_lossy(args: argparse.Namespace, cm) -> None:
         h, w, c = report.shape
         print(f"{args.input} -> {args.output}: {w}x{h}x{c}, lossy ({cm.name}), {report.total_bytes:,} bytes, "
               f"{report.bpp:.4f} bits/pixel, PSNR {report.psnr:.2f} dB, {report.encode_seconds:.1f} s"
-              + (f" (posteriors refined, {report.refine_steps} steps)" if report.refine_steps else ""))
+              + (f" (posteriors refined, {report.refine_steps} steps" if report.refine_steps else "")
+              + (f"; error feedback, {report.feedback_steps} steps a part" if report.feedback_steps else "")
+              + (")" if report.refine_steps else ""))
 
 
 def _cmd_compress(args: argparse.Namespace) -> None:
@@ -108,6 +111,8 @@ def _cmd_compress(args: argparse.Namespace) -> None:
         cm = modelzoo.load_model(args.model)
     if cm.lossy:
         return _cmd_compress_lossy(args, cm)
+    if args.feedback is not None:
+        raise ValueError("--feedback applies to lossy coding only (--quality Q or a lossy --model)")
     codec.check_refine(args.refine)
     effort = codec.check_effort(args.effort or codec.DEFAULT_EFFORT)
     tile = entropy.check_tile(args.tile)
@@ -250,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Adam steps refining each tile's posteriors for this image before coding "
                         f"(0: off; more: smaller files, slower encode; default: lossy {lossy.REFINE_STEPS}, "
                         f"lossless {codec.REFINE_STEPS} on tiles of at most {side}x{side} pixels, 0 on larger ones)")
+    c.add_argument("--feedback", type=int, default=None,
+                   help=f"lossy: Adam steps refining the posteriors of z1's dims still to code before each of "
+                        f"its {lossy.FEEDBACK_CHUNKS} parts after the first, with the coded ones in place "
+                        f"(0: off; default {lossy.FEEDBACK_STEPS} where posteriors are refined)")
     c.add_argument("--effort", choices=tuple(codec.EFFORTS), default=None,
                    help="lossless: how hard the encoder works, default 'default'; 'best' takes several "
                         "times the encode time for files about 1-2%% smaller (" +

@@ -22,11 +22,13 @@ from irec_jax.rec import (
     PowerLawSchedule,
     RecCode,
     RecSettings,
+    block_count,
     decode,
     encode,
     encode_batch,
     encode_choices,
     encode_with_info,
+    join_codes,
     kernels,
     kl_divergence,
     log_ratio,
@@ -225,6 +227,42 @@ def test_small_tensors_search_with_wider_beams():
         assert info.candidate_dims == info.normals * beams
         np.testing.assert_array_equal(decode(code, pair.p_loc, pair.p_scale, s), z)
     assert len(encode_choices(*small.args(), s, choices=8)[0]) == 8
+
+
+def test_a_tensor_coded_in_parts_decodes_as_one():
+    """Blocks searched in parts (q changed between them, the block count fixed) join into one code that
+    decodes to each part's sample on its own blocks; the whole range is the one-call search."""
+    pair = gaussian_pair(2048, 800.0, seed=12)
+    s = RecSettings(block_kl=100.0, min_block_kl=100.0, beams=2)
+    nb = block_count(*pair.args(), s)
+    assert nb == encode(*pair.args(), s)[0].num_blocks == 8
+    whole, z_whole, info = encode_choices(*pair.args(), s, choices=2)
+    again, z_again, info_again = encode_choices(*pair.args(), s, choices=2, num_blocks=nb, blocks=(0, nb))
+    assert [c == w for c, w in zip(again, whole)] == [True, True] and z_again.tobytes() == z_whole.tobytes()
+    assert info_again.kl == pytest.approx(info.kl)
+    blocks = _layout(2048, nb, s.seed, 3).dim_blocks()
+    other = gaussian_pair(2048, 700.0, seed=13)  # the second part codes another posterior
+    parts, z = [], np.zeros(2048, np.float32)
+    for (lo, hi), q in (((0, 3), pair), ((3, 8), other)):
+        codes, zs, part_info = encode_choices(q.q_loc, q.q_scale, pair.p_loc, pair.p_scale, s, stream=3,
+                                              num_blocks=nb, blocks=(lo, hi))
+        mine = (blocks >= lo) & (blocks < hi)
+        np.testing.assert_array_equal(zs[0][~mine], np.round(pair.p_loc[~mine] * 1024) / 1024)  # prior mean
+        assert codes[0].num_blocks == hi - lo and part_info.block_kl.shape == (hi - lo,)
+        assert part_info.kl == pytest.approx(part_info.block_kl.sum())
+        parts.append(codes[0])
+        z[mine] = zs[0][mine]
+    joined = join_codes(parts)
+    assert joined.num_blocks == nb
+    np.testing.assert_array_equal(decode(joined, pair.p_loc, pair.p_scale, s, stream=3), z)
+    for kwargs, message in (({"num_blocks": 3}, "power of two"), ({"num_blocks": 4096}, "power of two"),
+                            ({"blocks": (0, 2)}, "needs num_blocks"), ({"num_blocks": 8, "blocks": (2, 2)}, "lo < hi"),
+                            ({"num_blocks": 8, "blocks": (0, 9)}, "hi <= num_blocks"),
+                            ({"num_blocks": 8, "blocks": "ab"}, "pair of integers")):
+        with pytest.raises(ValueError, match=message):
+            encode_choices(*pair.args(), s, **kwargs)
+    with pytest.raises(ValueError, match="at least one code"):
+        join_codes([])
 
 
 def test_one_beam_is_argmax_importance_sampling():

@@ -263,6 +263,29 @@ def _refine_step_jit(cfg: GVAEConfig, params: Params, x: jax.Array, top: Gaussia
                             theta, opt_state, jax.random.fold_in(key, i), lr)
 
 
+def _refine_rest_loss(cfg: GVAEConfig, params: Params, x: jax.Array, prior: Gaussian, fixed: jax.Array,
+                      z_fixed: jax.Array, distortion: str, beta: jax.Array, theta: tuple, key: jax.Array) -> jax.Array:
+    """``_refine_loss`` of q(z1) alone, z2 decoded (``prior`` its level-1 prior): the dims where ``fixed``
+    (bool [1, h1, w1, M]) are ``z_fixed``, the rest one sample of N(loc, exp(log scale)^2); theta =
+    (loc, log scale) [1, h1, w1, M]; the KL counts the rest only."""
+    from irec_jax import metrics  # the owner of the distortion measures
+
+    m, ls = theta
+    q = Gaussian(m, jnp.exp(ls))
+    z1 = jnp.where(fixed, z_fixed, q.loc + q.scale * jax.random.normal(key, m.shape))
+    kl = jnp.sum(jnp.where(fixed, 0.0, gaussian_kl(q, prior)))
+    recon = _synthesis_float(cfg, params, z1, tuple(x.shape[1:3]))
+    return beta * metrics.distortion(distortion, x, recon) + kl / (x.shape[1] * x.shape[2] * math.log(2.0))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 6), static_argnames="schedule")
+def _refine_rest_step_jit(cfg: GVAEConfig, params: Params, x: jax.Array, prior: Gaussian, fixed: jax.Array,
+                          z_fixed: jax.Array, distortion: str, beta: jax.Array, key: jax.Array, theta: tuple,
+                          opt_state: Any, i: jax.Array, lr: jax.Array, *, schedule: refine.Schedule) -> tuple:
+    loss = functools.partial(_refine_rest_loss, cfg, params, x, prior, fixed, z_fixed, distortion, beta)
+    return refine.adam_step(loss, schedule, theta, opt_state, jax.random.fold_in(key, i), lr)
+
+
 @dataclasses.dataclass(frozen=True)
 class IntegerGVAE:
     """The GVAE of ``config`` with the integer decoder path (see module docstring).
@@ -356,6 +379,27 @@ class IntegerGVAE:
                                  key)
         theta = refine.run(step, refine.LOSSY, theta, steps, on_step)
         return tuple(Gaussian(m, jnp.exp(ls)) for m, ls in theta)
+
+    def refine_rest(self, params: Params, x: jax.Array, state: IntGVAEState, q1: Gaussian, fixed: jax.Array,
+                    z_fixed: jax.Array, *, beta: float, distortion: str = "mse", steps: int, key: jax.Array,
+                    on_step: Callable[[], None] | None = None) -> Gaussian:
+        """Encoder only: q(z1) refined again for image x [1, H, W, C] once some of z1 is coded.
+
+        ``state`` is after z2 (its level-1 prior is the one z1 is coded against); the dims where
+        ``fixed`` (bool [1, h1, w1, M]) are already coded as ``z_fixed`` (float, same shape); ``q1`` the
+        posterior so far. ``steps`` Adam steps (``refine.FEEDBACK``) on the means and log scales of the
+        other dims lower beta D + KL(q1 || p(z1 | z2)) of theirs / (H W ln 2) with the coded values in
+        place, so that the dims still to code make up for the coded ones' error (which a sample of q1
+        would not). The fixed dims of the result are ``q1``'s."""
+        self._check(state, 1)
+        p = self.prior(params, state, 1)
+        fixed, z_fixed = jnp.asarray(fixed, bool), jnp.asarray(z_fixed, jnp.float32)
+        theta = (jnp.asarray(q1.loc, jnp.float32), jnp.log(jnp.asarray(q1.scale, jnp.float32)))
+        step = functools.partial(_refine_rest_step_jit, self.config, params, jnp.asarray(x, jnp.float32),
+                                 Gaussian(p.loc.astype(jnp.float32), p.scale.astype(jnp.float32)), fixed, z_fixed,
+                                 str(distortion), jnp.float32(beta), key)
+        m, ls = refine.run(step, refine.FEEDBACK, theta, steps, on_step)
+        return Gaussian(jnp.where(fixed, q1.loc, m), jnp.where(fixed, q1.scale, jnp.exp(ls)))
 
     def reconstruct(self, params: Params, state: IntGVAEState) -> jax.Array:
         """The decoded image after both layers: uint8 [B, H, W, C]."""

@@ -52,6 +52,8 @@ LOSSLESS = Schedule(lr=0.02, final_fraction=0.1, b1=0.5)
 # The lossy GVAE (768x512 photos, beta D + rate): a constant 0.02 and momentum 0.9. The lossless
 # schedule cost it bits and PSNR at all four bundled rate points on four training photos.
 LOSSY = Schedule(lr=0.02, final_fraction=1.0, b1=0.9)
+# The lossy GVAE's error feedback (``IntegerGVAE.refine_rest``): a few steps from refined posteriors.
+FEEDBACK = Schedule(lr=0.01, final_fraction=1.0, b1=0.9)
 
 
 def adam_step(loss: Callable[[Any, jax.Array], jax.Array], schedule: Schedule, theta: Any, opt_state: Any,

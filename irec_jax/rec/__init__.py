@@ -4,8 +4,8 @@
     z_hat2 = decode(code, p_loc, p_scale, RecSettings())   # == z_hat, bit for bit
 """
 
-from irec_jax.rec.coder import (EncodeInfo, RecCode, decode, encode, encode_batch, encode_choices, encode_with_info,
-                                from_standard, kl_divergence, log_ratio)
+from irec_jax.rec.coder import (EncodeInfo, RecCode, block_count, decode, encode, encode_batch, encode_choices,
+                                encode_with_info, from_standard, join_codes, kl_divergence, log_ratio)
 from irec_jax.rec.schedule import AuxSchedule, EqualSchedule
 from irec_jax.rec.settings import RecSettings
 from irec_jax.settings import PowerLawSchedule
@@ -17,12 +17,14 @@ __all__ = [
     "PowerLawSchedule",
     "RecCode",
     "RecSettings",
+    "block_count",
     "decode",
     "encode",
     "encode_batch",
     "encode_choices",
     "encode_with_info",
     "from_standard",
+    "join_codes",
     "kl_divergence",
     "log_ratio",
 ]

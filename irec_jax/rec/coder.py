@@ -285,6 +285,8 @@ def encode_choices(
     *,
     stream: int = 0,
     choices: int = 1,
+    num_blocks: int | None = None,
+    blocks: tuple[int, int] | None = None,
 ) -> tuple[list[RecCode], np.ndarray, EncodeInfo]:
     """The encoder's ``choices`` best codes (at most its beam width,
     ``layout.search_beams``), for a caller that picks among them (e.g. by
@@ -294,19 +296,76 @@ def encode_choices(
     takes each block's j-th best final beam of the search (choice 0 is what
     ``encode`` sends). Returns (codes, z_hat float32 [count, S], info), each
     z_hat[j] exactly what ``decode(codes[j], ...)`` returns.
+
+    A caller that codes the tensor in parts (changing q between them) fixes
+    ``num_blocks`` (a power of two, e.g. ``block_count`` of the first q) and
+    searches ``blocks`` = (lo, hi) only: the codes are then those blocks'
+    alone (``join_codes`` puts the parts together; the whole decodes as
+    ``decode`` does, each block exactly as searched here), z_hat holds their
+    dims' samples and the prior's mean (what zero steps decode to) elsewhere,
+    and info describes the searched blocks (its kl: their KL).
     """
     if isinstance(choices, bool) or not isinstance(choices, (int, np.integer)) or choices < 1:
         raise ValueError(f"choices={choices!r} must be an integer >= 1")
     stream = _check_stream(stream)
     q_loc, q_scale, p_loc, p_scale = _check_pair(q_loc, q_scale, p_loc, p_scale)
     shape = p_loc.shape
-    (blocks,), (info,), paths, scores = _search(
-        *(a.reshape(1, -1) for a in (q_loc, q_scale, p_loc, p_scale)), settings, stream, where=lambda m: "")
+    num_blocks, blocks = _check_blocks(p_loc.size, num_blocks, blocks)
+    (plan,), (info,), paths, scores = _search(
+        *(a.reshape(1, -1) for a in (q_loc, q_scale, p_loc, p_scale)), settings, stream, where=lambda m: "",
+        num_blocks=num_blocks, block_range=blocks)
     count = min(choices, paths.shape[0])
-    codes = [_code(blocks, paths, scores, j, settings) for j in range(count)]
+    codes = [_code(plan, paths, scores, j, settings, blocks) for j in range(count)]
     prior = _prior_ints(p_loc.ravel(), p_scale.ravel())
-    z = _reconstruct([(c.steps, c.indices, blocks.lay, prior) for c in codes], settings, stream)
+    full = lambda c: c.steps if blocks is None else _pad_steps(c.steps, blocks, plan.lay.num_blocks)  # noqa: E731
+    z = _reconstruct([(full(c), c.indices, plan.lay, prior) for c in codes], settings, stream)
     return codes, z.reshape((count,) + shape), info
+
+
+def block_count(q_loc, q_scale, p_loc, p_scale, settings: RecSettings = RecSettings()) -> int:
+    """The number of blocks ``encode`` cuts this tensor into (a power of two)."""
+    q_loc, q_scale, p_loc, p_scale = _check_pair(q_loc, q_scale, p_loc, p_scale)
+    kl = float(_standardize(q_loc.ravel(), q_scale.ravel(), p_loc.ravel(), p_scale.ravel())[2].sum())
+    return layout_lib.num_blocks(kl, p_loc.size, settings.block_kl, settings.min_block_kl)
+
+
+def join_codes(parts) -> RecCode:
+    """One tensor's code from the codes of consecutive block ranges (``encode_choices``'s ``blocks``),
+    in block order."""
+    parts = list(parts)
+    if not parts or len({c.num_candidates for c in parts}) != 1:
+        raise ValueError("join_codes needs at least one code, all with the same number of candidates")
+    return RecCode(steps=np.concatenate([c.steps for c in parts]),
+                   indices=np.concatenate([c.indices for c in parts]), num_candidates=parts[0].num_candidates)
+
+
+def _check_blocks(size: int, num_blocks, blocks) -> tuple[int | None, tuple[int, int] | None]:
+    """Validated ``encode_choices`` num_blocks (a power of two, at most the largest power of two <= size)
+    and blocks ((lo, hi), 0 <= lo < hi <= num_blocks; needs num_blocks)."""
+    if num_blocks is not None:
+        most = 1 << (size.bit_length() - 1)
+        if (isinstance(num_blocks, bool) or not isinstance(num_blocks, (int, np.integer)) or num_blocks < 1
+                or num_blocks & (num_blocks - 1) or num_blocks > most):
+            raise ValueError(f"num_blocks={num_blocks!r} must be a power of two from 1 to {most}")
+        num_blocks = int(num_blocks)
+    if blocks is None:
+        return num_blocks, None
+    if num_blocks is None:
+        raise ValueError("blocks=(lo, hi) needs num_blocks")
+    try:
+        lo, hi = (int(v) for v in blocks)
+    except (TypeError, ValueError):
+        raise ValueError(f"blocks={blocks!r} must be a pair of integers (lo, hi)") from None
+    if not 0 <= lo < hi <= num_blocks:
+        raise ValueError(f"blocks={blocks!r} must satisfy 0 <= lo < hi <= num_blocks = {num_blocks}")
+    return num_blocks, (lo, hi)
+
+
+def _pad_steps(steps: np.ndarray, blocks: tuple[int, int], num_blocks: int) -> np.ndarray:
+    """int64 [num_blocks]: ``steps`` of blocks lo..hi-1, zero elsewhere."""
+    out = np.zeros(num_blocks, np.int64)
+    out[blocks[0]:blocks[1]] = steps
+    return out
 
 
 def encode_batch(
@@ -443,9 +502,11 @@ class _Blocks:
     offset: int  # the first row of the batch's block axis
 
 
-def _plan(kl: np.ndarray, settings: RecSettings, stream: int, layouts: dict, offset: int, where: str) -> _Blocks:
+def _plan(kl: np.ndarray, settings: RecSettings, stream: int, layouts: dict, offset: int, where: str,
+          num_blocks: int | None = None) -> _Blocks:
     """Blocks, steps and scored dims of one tensor from its KL float64 [D]
-    (``layouts``: Layouts of this size by block count, filled as needed)."""
+    (``layouts``: Layouts of this size by block count, filled as needed) in
+    ``num_blocks`` blocks (None: the encoder's count, ``layout.num_blocks``)."""
     size = kl.shape[0]
     total_kl = float(kl.sum())
     if not math.isfinite(total_kl) or total_kl / settings.omega > MAX_TOTAL_STEPS:
@@ -453,7 +514,8 @@ def _plan(kl: np.ndarray, settings: RecSettings, stream: int, layouts: dict, off
             f"{where}KL(q||p) = {total_kl:.4g} nats needs more than {MAX_TOTAL_STEPS} steps of "
             f"omega = {settings.omega} nats; the posterior is too far from the prior"
         )
-    num_blocks = layout_lib.num_blocks(total_kl, size, settings.block_kl, settings.min_block_kl)
+    if num_blocks is None:
+        num_blocks = layout_lib.num_blocks(total_kl, size, settings.block_kl, settings.min_block_kl)
     if num_blocks not in layouts:
         layouts[num_blocks] = layout(size, num_blocks, settings.seed, stream)
     lay = layouts[num_blocks]
@@ -502,30 +564,35 @@ def _search_rows(b: _Blocks, delta: np.ndarray, log_r: np.ndarray, r2: np.ndarra
     return rows
 
 
-def _search(q_loc, q_scale, p_loc, p_scale, settings: RecSettings, stream: int, *, where: Callable[[int], str]):
+def _search(q_loc, q_scale, p_loc, p_scale, settings: RecSettings, stream: int, *, where: Callable[[int], str],
+            num_blocks: int | None = None, block_range: tuple[int, int] | None = None):
     """The beam search of M validated tensors (float64 [M, D] each, the prior
     quantized), all blocks in one ``kernels.search`` call. ``where(m)``
-    prefixes error messages about item m.
+    prefixes error messages about item m. One tensor (M = 1) may be cut into
+    ``num_blocks`` blocks and search only blocks lo <= b < hi of them
+    (``block_range``; its rows are then those blocks, keyed as in the whole).
 
     Returns (blocks, infos) per item and the search's paths int32 [B, nb', L]
-    and scores float32 [B, nb'] (nb' >= the items' blocks in all, padded)."""
+    and scores float32 [B, nb'] (nb' >= the items' (searched) blocks in all, padded)."""
     delta, log_r, kl = _standardize(q_loc, q_scale, p_loc, p_scale)
     layouts: dict[int, layout_lib.Layout] = {}
     blocks = []
     for m in range(kl.shape[0]):
         offset = blocks[-1].offset + blocks[-1].lay.num_blocks if blocks else 0
-        blocks.append(_plan(kl[m], settings, stream, layouts, offset, where(m)))
+        blocks.append(_plan(kl[m], settings, stream, layouts, offset, where(m), num_blocks))
     nb = blocks[-1].offset + blocks[-1].lay.num_blocks
-    padded = bucket(nb)  # the block count of one tensor is a power of two: no padding
+    lo, hi = block_range or (0, nb)
+    padded = bucket(hi - lo)  # the block count of one tensor is a power of two: no padding
     if padded * max(b.lay.stride for b in blocks) > MAX_DIMS:
         raise ValueError(f"{kl.shape[0]} tensors of {kl.shape[1]} dimensions are too many for one batch; split it")
-    scored = min(bucket(max(int(b.scored_dims.max()) for b in blocks)), max(b.lay.width for b in blocks))
+    scored = min(bucket(max(int(b.scored_dims[lo:hi].max()) if block_range else int(b.scored_dims.max())
+                            for b in blocks)), max(b.lay.width for b in blocks))
     r2 = np.exp(2.0 * log_r)
     rows = [_search_rows(b, delta[m], log_r[m], r2[m], scored) for m, b in enumerate(blocks)]
     fills = (0, 1, 0, 0)
-    rows = [_pad_rows(np.concatenate(col), padded, fill) for col, fill in zip(zip(*rows), fills)]
-    steps = _pad_rows(np.concatenate([b.steps for b in blocks]), padded, 0)
-    ids = _pad_rows(np.concatenate([np.arange(b.lay.num_blocks) for b in blocks]), padded, 0)
+    rows = [_pad_rows(np.concatenate(col)[lo:hi], padded, fill) for col, fill in zip(zip(*rows), fills)]
+    steps = _pad_rows(np.concatenate([b.steps for b in blocks])[lo:hi], padded, 0)
+    ids = _pad_rows(np.concatenate([np.arange(b.lay.num_blocks) for b in blocks])[lo:hi], padded, 0)
 
     expected = max(layout_lib.target_block_kl(b.kl, settings.block_kl, settings.min_block_kl)
                    for b in blocks) / settings.omega
@@ -561,9 +628,11 @@ def _search(q_loc, q_scale, p_loc, p_scale, settings: RecSettings, stream: int, 
         paths, scores = paths[:, unsorted], scores[:, unsorted]
     infos = []
     for b in blocks:
-        normals = int(np.sum(b.steps * b.scored_dims)) * settings.num_candidates
-        infos.append(EncodeInfo(kl=b.kl, block_kl=b.block_kl, scored_dims=b.scored_dims, normals=normals,
-                                candidate_dims=normals * beams, padded_shape=(padded, length, scored)))
+        sel = slice(lo, hi) if block_range else slice(None)
+        normals = int(np.sum(b.steps[sel] * b.scored_dims[sel])) * settings.num_candidates
+        kl_searched = float(b.block_kl[sel].sum()) if block_range else b.kl
+        infos.append(EncodeInfo(kl=kl_searched, block_kl=b.block_kl[sel], scored_dims=b.scored_dims[sel],
+                                normals=normals, candidate_dims=normals * beams, padded_shape=(padded, length, scored)))
     return blocks, infos, paths, scores
 
 
@@ -574,15 +643,20 @@ def _pad_rows(a: np.ndarray, rows: int, fill) -> np.ndarray:
     return np.concatenate([a, np.full((rows - a.shape[0],) + a.shape[1:], fill, a.dtype)])
 
 
-def _code(b: _Blocks, paths: np.ndarray, scores: np.ndarray, choice: int, settings: RecSettings) -> RecCode:
-    """The code of one tensor's blocks from the search's paths [B, nb', L] and
-    scores [B, nb']: choice j takes every block's j-th best beam (the best
-    where fewer than j + 1 lived)."""
-    rows = np.arange(b.offset, b.offset + b.lay.num_blocks)
+def _code(b: _Blocks, paths: np.ndarray, scores: np.ndarray, choice: int, settings: RecSettings,
+          block_range: tuple[int, int] | None = None) -> RecCode:
+    """The code of one tensor's blocks (those of ``block_range`` where the
+    search ran on them alone) from the search's paths [B, nb', L] and scores
+    [B, nb']: choice j takes every block's j-th best beam (the best where
+    fewer than j + 1 lived)."""
+    if block_range:
+        rows, steps = np.arange(block_range[1] - block_range[0]), b.steps[block_range[0]:block_range[1]]
+    else:
+        rows, steps = np.arange(b.offset, b.offset + b.lay.num_blocks), b.steps
     beam = np.where(np.isfinite(scores[choice, rows]), choice, 0)
-    live = np.arange(paths.shape[2])[None, :] < b.steps[:, None]
+    live = np.arange(paths.shape[2])[None, :] < steps[:, None]
     indices = paths[beam, rows][live].astype(np.int64)
-    return RecCode(steps=b.steps, indices=indices, num_candidates=settings.num_candidates)
+    return RecCode(steps=steps, indices=indices, num_candidates=settings.num_candidates)
 
 
 def _reconstruct(entries: list[tuple], settings: RecSettings, stream: int) -> np.ndarray:

@@ -83,6 +83,12 @@ class Layout:
     pos: np.ndarray  # int64 [D], within-block position of perm[j]
     gather: np.ndarray  # int32 [D], flat index into [nb, stride] of each dimension
 
+    def dim_blocks(self) -> np.ndarray:
+        """int64 [D]: the block of each dimension, in the tensor's own (flat) order."""
+        out = np.empty_like(self.block)
+        out[self.perm] = self.block
+        return out
+
 
 def layout(size: int, num_blocks: int, seed: int, stream: int) -> Layout:
     """The decoder-known layout of ``size`` dims in ``num_blocks`` blocks
