@@ -15,12 +15,13 @@
         # classical lossy codecs swept over quality: compressai/<codec>.json, lossy_results.json,
         # lossy_rows.csv, lossy_table.txt, RD plots (PSNR / MS-SSIM dB vs bpp), BD table
     python eval.py --lossy --suite quick              # bundled 32x32 / 64x64 images: PSNR only
-    python eval.py --lossy --lossy-model PATH [--lossy-model PATH2 ...] --images DIR --out DIR
+    python eval.py --lossy --lossy-model PATH [--lossy-model PATH2 ...] [--refine N] [--feedback N] --images DIR --out DIR
         # plus iREC's curves, one rate point per lossy model (default: the bundled qualities):
         # "iREC" (real .irec files) and "iREC ideal" (an estimate: KL rate, one posterior sample),
         # BD of iREC against every classical codec, coded-vs-ideal gap per model; images under 64 px
         # on a side are left out of the iREC curves (the bundled 32x32 crops)
-    python eval.py --ablation --lossy [--lossy-model PATH] [--grid default|small] [--refine N] [--images DIR] --out DIR
+    python eval.py --ablation --lossy [--lossy-model PATH] [--grid default|small] [--refine N] [--feedback N]
+        [--images DIR] --out DIR
         # lossy iREC over omega x (1+epsilon) x beams x final pick (1 or B): lossy_ablation.json,
         # lossy_ablation_table.txt (bpp, PSNR, dB gap to the ideal, seconds); default images: the
         # bundled 64x64 photos
@@ -107,6 +108,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="posterior refinement steps per tile for iREC's files (and, with --lossy, its ideal); "
                         "default: the codec's (lossless: 50 on images up to 128x128, 0 above; lossy: 50 for "
                         "models whose card names their beta); 0: off")
+    p.add_argument("--feedback", type=int, default=None, metavar="N",
+                   help="lossy: the coder's error feedback steps before each of z1's parts after the first "
+                        "(irec_jax.lossy.FEEDBACK_CHUNKS parts; default: the codec's, 10 where posteriors are "
+                        "refined); 0: off")
     p.add_argument("--effort", choices=tuple(EFFORTS), default=None,
                    help="the lossless encoder's preset for iREC's files (irec_jax.codec.EFFORTS; default: default)")
     return p.parse_args(argv)
@@ -168,7 +173,7 @@ def _ablation(args: argparse.Namespace) -> int:
         common = dict(seed=args.seed, progress=not args.no_progress, warmup=not args.no_warmup)
         if args.lossy:
             lossy_ablation.ablate(grid, sets, args.lossy_model[0] if args.lossy_model else None, args.out,
-                                  refine=args.refine, **common)
+                                  refine=args.refine, feedback=args.feedback, **common)
         else:
             ablation.ablate(grid, sets, args.model, args.out, mc_samples=mc, plots=not args.no_plots, **common)
     except EvalError as e:
@@ -190,6 +195,9 @@ def main(argv=None) -> int:
         print("eval.py: error: --refine applies to the lossless benchmark and to both lossy ones, not to the "
               "lossless ablation (a study of the coder on the encoder network's posteriors: never refined)",
               file=sys.stderr)
+        return 2
+    if args.feedback is not None and not args.lossy:
+        print("eval.py: error: --feedback applies to the lossy benchmark and ablation only", file=sys.stderr)
         return 2
     if args.ablation:
         return _ablation(args)
@@ -224,7 +232,7 @@ def main(argv=None) -> int:
             from irec_jax.benchmark.lossy_report import run_lossy_suite
 
             run_lossy_suite(spec, anchor=args.bd_anchor or "JPEG-420", lossy_models=tuple(args.lossy_model),
-                            refine=args.refine)
+                            refine=args.refine, feedback=args.feedback)
         else:
             run_suite(spec)
     except EvalError as e:

@@ -273,6 +273,13 @@ def test_refine_that_the_model_cannot_take_is_one_error_line(tmp_path, capsys, l
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith("eval.py: error: --refine: model 'gvae-tiny-test' does not say the beta")
         assert len(err.strip().splitlines()) == 1
+        rc = eval_cli.main(["--lossy", *extra, "--lossy-model", lossy_model_dir, "--feedback", "4", "--images",
+                            str(folder), "--out", str(tmp_path / "o"), "--no-progress", "--no-plots"])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("eval.py: error: --feedback: model 'gvae-tiny-test' does not say the beta")
+        assert len(err.strip().splitlines()) == 1
+    assert eval_cli.main(["--suite", "quick", "--feedback", "3"]) == 2  # the lossless benchmark has no feedback
+    assert capsys.readouterr().err.startswith("eval.py: error: --feedback applies to the lossy")
 
 
 # --- iREC: the ideal estimate, skips, ordering, the coded-vs-ideal gap --------------------------------

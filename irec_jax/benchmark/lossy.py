@@ -355,7 +355,7 @@ def _too_small(img: np.ndarray) -> str | None:
     return None
 
 
-def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None
+def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None, feedback: int | None = None
                       ) -> tuple[list[LossyCodec], str | None]:
     """``([iREC, iREC ideal(, iREC ideal (no refinement))], None)`` over ``models`` (lossy model folders or
     train.py workdirs; none: the bundled qualities), one rate point per model (settings: the models' names,
@@ -367,7 +367,8 @@ def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None
     encoder's reconstruction checked). ``iREC ideal``: ``irec_jax.lossy.ideal_report`` (an estimate) of the
     posteriors ``compress`` codes (refined as it refines them); ``iREC ideal (no refinement)``, when some
     model's posteriors are refined: the same estimate of the encoder network's own posteriors. ``refine``:
-    the refinement steps of every model (``irec_jax.lossy.refine_steps``; None: each model's default).
+    the refinement steps of every model (``irec_jax.lossy.refine_steps``; None: each model's default);
+    ``feedback``: the coder's error feedback steps (``irec_jax.lossy.feedback_steps``; None: its default).
     """
     from irec_jax import codec, entropy, lossy, modelzoo
 
@@ -386,17 +387,24 @@ def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None
         steps = {label: lossy.refine_steps(cm, refine) for label, cm in by_label.items()}
     except ValueError as e:  # also ModelError
         raise EvalError(f"--refine: {e}") from None
+    try:
+        fed = {label: lossy.feedback_steps(cm, feedback, steps[label]) for label, cm in by_label.items()}
+    except ValueError as e:  # also ModelError
+        raise EvalError(f"--feedback: {e}") from None
     refined = ", ".join(f"{label} {n}" for label, n in steps.items())
+    feedback_text = ", ".join(f"{label} {n}" for label, n in fed.items())
     settings = lossy.lossy_settings(loaded[0])
     models_text = ", ".join(f"{label} ({cm.ref.param_hash.hex()})" for label, cm in by_label.items())
     common = dict(settings=tuple(by_label), setting_name="model", skip=_too_small, order_by_bpp=True)
     coded = LossyCodec(IREC, encode_fn=lambda img, label: lossy.compress(img, model=by_label[label],
-                                                                         refine=steps[label]),
+                                                                         refine=steps[label], feedback=fed[label]),
                        decode_fn=decode,
                        description=(f"iREC lossy .irec files (irec_jax.lossy: each model's default settings, "
                                     f"e.g. omega {settings.omega:g}, epsilon {settings.epsilon:g}, "
                                     f"{settings.beams} beams, best of {settings.final_choices} final beams by "
-                                    f"squared error, posteriors refined per tile: {refined} steps), "
+                                    f"squared error, posteriors refined per tile: {refined} steps, error "
+                                    f"feedback before each of z1's {lossy.FEEDBACK_CHUNKS} parts after the first: "
+                                    f"{feedback_text} steps), "
                                     f"decoded by irec_jax.codec.decompress; models {models_text}"),
                        **common)
     what = ("rate = KL(q||p) of both latent layers against the model's integer priors (what an ideal relative "

@@ -137,15 +137,16 @@ def _point_fields(point: GridPoint) -> dict:
             "beams": point.beams, "num_candidates": point.num_candidates, "final_choices": point.final_choices}
 
 
-def _code(img: np.ndarray, cm, settings, refine: int, compiles: _CompileCounter, warmup: bool) -> dict:
-    """One image at one point: encode, decode (CRC checked), scores and times (retimed after a compile)."""
+def _code(img: np.ndarray, cm, settings, enc: dict, compiles: _CompileCounter, warmup: bool) -> dict:
+    """One image at one point: encode (``enc``: the refine and feedback steps), decode (CRC checked), scores
+    and times (retimed after a compile)."""
     from irec_jax import codec, lossy
 
     before = compiles.count
-    data, rep = lossy.compress_report(img, model=cm, settings=settings, refine=refine)
+    data, rep = lossy.compress_report(img, model=cm, settings=settings, **enc)
     retimed = warmup and compiles.count > before
     if retimed:  # a new shape compiled: time a compiled call
-        again, rep = lossy.compress_report(img, model=cm, settings=settings, refine=refine)
+        again, rep = lossy.compress_report(img, model=cm, settings=settings, **enc)
         if again != data:
             raise RuntimeError("a second encode of the same image gave different bytes")
     for _ in range(2):
@@ -166,7 +167,7 @@ AGGREGATES = ("bpp", "psnr", "gap_db", "bpp_ratio", "ideal_bpp", "ideal_psnr", "
               "total_bytes", "encode_s", "decode_s")
 
 
-def _run_point(point: GridPoint, images, ideals, cm, refine: int, seed: int, warmup: bool,
+def _run_point(point: GridPoint, images, ideals, cm, enc: dict, seed: int, warmup: bool,
                compiles: _CompileCounter, progress: bool) -> tuple[dict, list[dict]]:
     from tqdm.auto import tqdm
 
@@ -178,7 +179,7 @@ def _run_point(point: GridPoint, images, ideals, cm, refine: int, seed: int, war
         settings = point.settings(seed)
         if warmup:
             w0 = time.perf_counter()
-            codec.decompress(lossy.compress(images[0][2], model=cm, settings=settings, refine=refine), model=cm)
+            codec.decompress(lossy.compress(images[0][2], model=cm, settings=settings, **enc), model=cm)
             warm_s = time.perf_counter() - w0
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -190,7 +191,7 @@ def _run_point(point: GridPoint, images, ideals, cm, refine: int, seed: int, war
                "ideal_bpp": ideal["ideal_bpp"], "ideal_psnr": ideal["ideal_psnr"], "error": error}
         if error is None:
             try:
-                row.update(_code(img, cm, settings, refine, compiles, warmup))
+                row.update(_code(img, cm, settings, enc, compiles, warmup))
                 row["gap_db"] = row["psnr"] - ideal["ideal_psnr"]
                 row["bpp_ratio"] = row["bpp"] / ideal["ideal_bpp"] if ideal["ideal_bpp"] > 0 else None
             except (KeyboardInterrupt, SystemExit):
@@ -219,11 +220,12 @@ def _load(model: Any):
 
 
 def run(grid: LossyGrid, sets: Sequence[ImageSet], model: Any = None, *, seed: int = 0, progress: bool = True,
-        warmup: bool = True, refine: int | None = None) -> LossyAblationResult:
+        warmup: bool = True, refine: int | None = None, feedback: int | None = None) -> LossyAblationResult:
     """The ideal of every image, then every image coded and decoded at every grid point. ``model``: a lossy
     model folder, train.py workdir or ``CodecModel``; None: the bundled middle quality. ``refine``: the
     posterior refinement steps of both the coder and the ideal (``irec_jax.lossy.refine_steps``; None: the
-    codec's default for the model), so that the gap is the coder's alone."""
+    codec's default for the model), so that the gap is the coder's alone; ``feedback``: the coder's error
+    feedback steps (``irec_jax.lossy.feedback_steps``; None: the codec's default)."""
     from tqdm.auto import tqdm
 
     from irec_jax import lossy
@@ -233,6 +235,11 @@ def run(grid: LossyGrid, sets: Sequence[ImageSet], model: Any = None, *, seed: i
         refine = lossy.refine_steps(cm, refine)
     except ValueError as e:  # also ModelError
         raise EvalError(f"--refine: {e}") from None
+    try:
+        feedback = lossy.feedback_steps(cm, feedback, refine)
+    except ValueError as e:  # also ModelError
+        raise EvalError(f"--feedback: {e}") from None
+    enc = {"refine": refine, "feedback": feedback}
     images, note = lossy_images(sets)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -241,10 +248,11 @@ def run(grid: LossyGrid, sets: Sequence[ImageSet], model: Any = None, *, seed: i
     points, rows = [], []
     with _CompileCounter() as compiles:
         for point in tqdm(grid.points, desc="lossy ablation", disable=not progress):
-            agg, mine = _run_point(point, images, ideals, cm, refine, seed, warmup, compiles, progress)
+            agg, mine = _run_point(point, images, ideals, cm, enc, seed, warmup, compiles, progress)
             points.append(agg)
             rows += mine
-    info = {**_model_info(cm, model if model is not None else cm.name), "refine_steps": refine}
+    info = {**_model_info(cm, model if model is not None else cm.name), "refine_steps": refine,
+            "feedback_steps": feedback}
     return LossyAblationResult(grid, info, ideals, points, rows,
                                [note] if note else [], seed, started, time.perf_counter() - t0)
 
@@ -304,7 +312,8 @@ def format_table(res: LossyAblationResult) -> str:
     ideal_psnr = np.mean([i["ideal_psnr"] for i in res.images])
     title = (f"Lossy iREC ablation: model {res.model['name']} ({res.model['param_hash']}), {len(res.images)} images, "
              f"grid {res.grid.name!r}, {len(res.points)} points, {res.wall_s:.0f} s, posteriors refined "
-             f"{res.model.get('refine_steps', 0)} steps (coder and ideal)\n"
+             f"{res.model.get('refine_steps', 0)} steps (coder and ideal), error feedback "
+             f"{res.model.get('feedback_steps', 0)} steps a part (coder)\n"
              f"ideal (estimate: KL rate, one posterior sample's decode): mean {ideal_bpp:.4f} bpp, {ideal_psnr:.2f} dB;"
              " gap = PSNR - ideal PSNR, ratio = bpp / ideal bpp, means over images; choice: final beams compared "
              "by squared error")
@@ -335,10 +344,10 @@ def write_outputs(res: LossyAblationResult, out_dir: str) -> dict[str, str]:
 
 
 def ablate(grid: LossyGrid, sets: Sequence[ImageSet], model: Any = None, out: str = "eval_out", *, seed: int = 0,
-           progress: bool = True, warmup: bool = True, refine: int | None = None,
+           progress: bool = True, warmup: bool = True, refine: int | None = None, feedback: int | None = None,
            echo: Callable[[str], None] = print) -> tuple[LossyAblationResult, dict[str, str]]:
     """Run, write the outputs to ``out`` and echo the table (``eval.py --ablation --lossy``)."""
-    res = run(grid, sets, model, seed=seed, progress=progress, warmup=warmup, refine=refine)
+    res = run(grid, sets, model, seed=seed, progress=progress, warmup=warmup, refine=refine, feedback=feedback)
     paths = write_outputs(res, out)
     echo(format_table(res))
     echo(f"wrote {os.path.abspath(out)}/ ({', '.join(sorted(os.path.basename(p) for p in paths.values()))})")

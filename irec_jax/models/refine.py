@@ -52,7 +52,9 @@ LOSSLESS = Schedule(lr=0.02, final_fraction=0.1, b1=0.5)
 # The lossy GVAE (768x512 photos, beta D + rate): a constant 0.02 and momentum 0.9. The lossless
 # schedule cost it bits and PSNR at all four bundled rate points on four training photos.
 LOSSY = Schedule(lr=0.02, final_fraction=1.0, b1=0.9)
-# The lossy GVAE's error feedback (``IntegerGVAE.refine_rest``): a few steps from refined posteriors.
+# The lossy GVAE's error feedback (``IntegerGVAE.refine_rest``): a few steps from refined posteriors, at
+# half the step size. On 256x256 crops of 4 training photos at quality 2, 4 parts x 10 steps against none:
+# 0.01 +0.17 dB at -0.8% bits; 0.02 +0.15 dB at -1.2%; 0.005 +0.13 dB at -0.5%; 0.05 +0.04 dB at -1.4%.
 FEEDBACK = Schedule(lr=0.01, final_fraction=1.0, b1=0.9)
 
 
