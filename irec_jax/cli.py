@@ -69,6 +69,14 @@ def _check_output(path: str, force: bool) -> None:
         raise ValueError(f"{path}: folder {folder} does not exist")
 
 
+def _encoder_work(report) -> str:
+    """The summary line's tail for a LossyReport: ' (posteriors refined, N steps; error feedback, M steps
+    a part)' with the parts that ran, '' for neither."""
+    work = ([f"posteriors refined, {report.refine_steps} steps"] if report.refine_steps else []) + (
+        [f"error feedback, {report.feedback_steps} steps a part"] if report.feedback_steps else [])
+    return f" ({'; '.join(work)})" if work else ""
+
+
 def _cmd_compress_lossy(args: argparse.Namespace, cm) -> None:
     from irec_jax import codec, imageio, lossy
 
@@ -96,9 +104,7 @@ def _cmd_compress_lossy(args: argparse.Namespace, cm) -> None:
         h, w, c = report.shape
         print(f"{args.input} -> {args.output}: {w}x{h}x{c}, lossy ({cm.name}), {report.total_bytes:,} bytes, "
               f"{report.bpp:.4f} bits/pixel, PSNR {report.psnr:.2f} dB, {report.encode_seconds:.1f} s"
-              + (f" (posteriors refined, {report.refine_steps} steps" if report.refine_steps else "")
-              + (f"; error feedback, {report.feedback_steps} steps a part" if report.feedback_steps else "")
-              + (")" if report.refine_steps else ""))
+              + _encoder_work(report))
 
 
 def _cmd_compress(args: argparse.Namespace) -> None:

@@ -166,12 +166,12 @@ REFINE_PIXELS = 128 * 128
 REFINE_KEY = 1  # the fixed key of the refinement's samples (folded with the tile's index)
 
 
-def check_refine(refine: int | None) -> int | None:
-    """``refine`` if it is None or an int number of refinement steps in 0..10000 (lossless and lossy),
-    else ValueError naming it."""
+def check_refine(refine: int | None, name: str = "refine") -> int | None:
+    """``refine`` if it is None or an int number of refinement steps in 0..10000 (lossless and lossy; the
+    lossy error feedback's too), else ValueError naming it as ``name``."""
     if refine is not None and (isinstance(refine, bool) or not isinstance(refine, (int, np.integer))
                                or not 0 <= refine <= 10_000):
-        raise ValueError(f"refine must be an integer number of steps in 0..10000, got {refine!r}")
+        raise ValueError(f"{name} must be an integer number of steps in 0..10000, got {refine!r}")
     return None if refine is None else int(refine)
 
 

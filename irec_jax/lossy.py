@@ -144,31 +144,28 @@ def refine_steps(cm: CodecModel, refine: int | None) -> int:
     ModelError when steps are asked of a model without one."""
     if refine is None:
         return REFINE_STEPS if cm.rate_distortion is not None else 0
-    from irec_jax.codec import check_refine
-
-    refine = check_refine(refine)
-    if refine and cm.rate_distortion is None:
-        raise ModelError(f"model {cm.name!r} does not say the beta it was trained with (its card has no "
-                         "'beta'), so its posteriors cannot be refined; use refine=0 (--refine 0)")
-    return int(refine)
+    return _checked_steps(cm, refine, "refine")
 
 
 def feedback_steps(cm: CodecModel, feedback: int | None, refine: int) -> int:
     """The error feedback's Adam steps per part of z1 (``FEEDBACK_CHUNKS`` parts): ``feedback`` checked
     (an int >= 0), or with None ``FEEDBACK_STEPS`` where the posteriors are refined (``refine`` > 0),
     else 0. ModelError when steps are asked of a model whose card does not name its beta."""
-    from irec_jax.codec import check_refine
-
     if feedback is None:
         return FEEDBACK_STEPS if refine else 0
-    try:
-        feedback = check_refine(feedback)
-    except ValueError:
-        raise ValueError(f"feedback must be an integer number of steps in 0..10000, got {feedback!r}") from None
-    if feedback and cm.rate_distortion is None:
+    return _checked_steps(cm, feedback, "feedback")
+
+
+def _checked_steps(cm: CodecModel, steps: int, name: str) -> int:
+    """``steps`` of the encoder's Adam steps on the model's own loss (``refine`` or ``feedback``), checked:
+    ValueError unless an int in 0..10000, ModelError for steps > 0 of a model whose card has no beta."""
+    from irec_jax.codec import check_refine
+
+    steps = check_refine(steps, name)
+    if steps and cm.rate_distortion is None:
         raise ModelError(f"model {cm.name!r} does not say the beta it was trained with (its card has no "
-                         "'beta'), so its posteriors cannot be refined; use feedback=0 (--feedback 0)")
-    return int(feedback)
+                         f"'beta'), so its posteriors cannot be refined; use {name}=0 (--{name} 0)")
+    return int(steps)
 
 
 def _tile_refine(cm: CodecModel, tile_shape: tuple[int, ...], steps: int) -> int:

@@ -374,3 +374,6 @@ def test_refinement_settings_get_clear_errors(lossy_model_dir, refinable_model_d
     assert cli.main(["compress", str(src), str(tmp_path / "o.irec"), "--model", refinable_model_dir,
                      "--refine", "3", "--feedback", "2"]) == 0
     assert "posteriors refined, 3 steps; error feedback, 2 steps a part)" in capsys.readouterr().out
+    assert cli.main(["compress", str(src), str(tmp_path / "f.irec"), "--model", refinable_model_dir,
+                     "--refine", "0", "--feedback", "2"]) == 0
+    assert " (error feedback, 2 steps a part)" in capsys.readouterr().out
