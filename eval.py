@@ -20,7 +20,7 @@
         # "iREC" (real .irec files) and "iREC ideal" (an estimate: KL rate, one posterior sample),
         # BD of iREC against every classical codec, coded-vs-ideal gap per model; images under 64 px
         # on a side are left out of the iREC curves (the bundled 32x32 crops)
-    python eval.py --ablation --lossy [--lossy-model PATH] [--grid default|small] [--refine N] [--feedback N]
+    python eval.py --ablation --lossy [--lossy-model PATH] [--grid default|small] [--refine N] [--feedback N|LIST]
         [--images DIR] --out DIR
         # lossy iREC over omega x (1+epsilon) x beams x final pick (1 or B): lossy_ablation.json,
         # lossy_ablation_table.txt (bpp, PSNR, dB gap to the ideal, seconds); default images: the
@@ -108,10 +108,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="posterior refinement steps per tile for iREC's files (and, with --lossy, its ideal); "
                         "default: the codec's (lossless: 50 on images up to 128x128, 0 above; lossy: 50 for "
                         "models whose card names their beta); 0: off")
-    p.add_argument("--feedback", type=int, default=None, metavar="N",
+    p.add_argument("--feedback", default=None, metavar="N",
                    help="lossy: the coder's error feedback steps before each of z1's parts after the first "
                         "(irec_jax.lossy.FEEDBACK_CHUNKS parts; default: the codec's, 10 where posteriors are "
-                        "refined); 0: off")
+                        "refined); 0: off. With --ablation --lossy a list is an axis of the grid, e.g. 0,10")
     p.add_argument("--effort", choices=tuple(EFFORTS), default=None,
                    help="the lossless encoder's preset for iREC's files (irec_jax.codec.EFFORTS; default: default)")
     return p.parse_args(argv)
@@ -158,6 +158,9 @@ def _ablation(args: argparse.Namespace) -> int:
                 axes[axis] = ablation.parse_axis(text, axis)
         custom = any(getattr(args, a) is not None for a in names)
         make = lossy_ablation.make_lossy_grid if args.lossy else ablation.make_grid
+        if args.lossy and args.feedback is not None:
+            axes["feedback"] = ablation.parse_axis(args.feedback, "feedback")
+        custom = custom or args.lossy and args.feedback is not None
         grid = make(**axes, name=f"{grid_name} (modified)" if custom else grid_name, seed=args.seed)
         mc = ablation.DEFAULT_MC_SAMPLES if args.mc_samples is None else args.mc_samples
         if mc < 2:
@@ -173,7 +176,7 @@ def _ablation(args: argparse.Namespace) -> int:
         common = dict(seed=args.seed, progress=not args.no_progress, warmup=not args.no_warmup)
         if args.lossy:
             lossy_ablation.ablate(grid, sets, args.lossy_model[0] if args.lossy_model else None, args.out,
-                                  refine=args.refine, feedback=args.feedback, **common)
+                                  refine=args.refine, **common)
         else:
             ablation.ablate(grid, sets, args.model, args.out, mc_samples=mc, plots=not args.no_plots, **common)
     except EvalError as e:
@@ -201,6 +204,13 @@ def main(argv=None) -> int:
         return 2
     if args.ablation:
         return _ablation(args)
+    if args.feedback is not None:
+        try:
+            args.feedback = int(args.feedback)
+        except ValueError:
+            print(f"eval.py: error: --feedback {args.feedback!r}: give a number of steps (a list only with "
+                  "--ablation --lossy)", file=sys.stderr)
+            return 2
     flags = [("--grid", args.grid)] + [("--" + axis.replace("_", "-"), getattr(args, axis)) for axis in AXES]
     flags += [("--mc-samples", args.mc_samples)]
     used = [f for f, v in flags if v is not None]

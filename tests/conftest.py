@@ -34,3 +34,15 @@ def lossy_model_dir(tmp_path_factory, tiny_gvae_config, tiny_gvae_params) -> str
                              gvae_integer.quantize(tiny_gvae_config, tiny_gvae_params),
                              entropy.CoderSettings(omega=3.0, epsilon=0.0))
     return modelzoo.export_model(cm, str(tmp_path_factory.mktemp("lossy") / "model"))
+
+
+@pytest.fixture(scope="session")
+def refinable_model_dir(tiny_gvae_config, tiny_gvae_params, tmp_path_factory) -> str:
+    """The tiny random-weight lossy model with a card that names its beta (what refinement and error feedback
+    need), named gvae-tiny-beta."""
+    from irec_jax import entropy, modelzoo
+    from irec_jax.models import gvae_integer
+    params = gvae_integer.quantize(tiny_gvae_config, tiny_gvae_params)
+    cm = modelzoo.CodecModel("gvae-tiny-beta", tiny_gvae_config, params, entropy.CoderSettings(omega=3.0, epsilon=0.0),
+                             {"beta": 0.01, "distortion": "mse"})
+    return modelzoo.export_model(cm, str(tmp_path_factory.mktemp("lossy_beta") / "model"))

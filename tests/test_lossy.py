@@ -16,7 +16,8 @@ from irec_jax import cli, codec, lossy, metrics, modelzoo
 from irec_jax.errors import FormatError, ImageError, ModelError
 from irec_jax.models import gvae, gvae_integer
 
-# The tiny random-weight lossy model: conftest.py's tiny_gvae_config, tiny_gvae_params and lossy_model_dir.
+# The tiny random-weight lossy model: conftest.py's tiny_gvae_config, tiny_gvae_params, lossy_model_dir and
+# refinable_model_dir.
 
 
 @pytest.fixture(scope="module")
@@ -222,16 +223,6 @@ def test_the_reference_decoder_says_it_reads_lossless_files_only(lossy_model_dir
     from irec_jax import reference
     with pytest.raises(ValueError, match="lossless format only"):
         reference.decode(lossy.compress(photo, model=lossy_model_dir))
-
-
-@pytest.fixture(scope="module")
-def refinable_model_dir(tiny_gvae_config, tiny_gvae_params, tmp_path_factory) -> str:
-    """The tiny random-weight lossy model with a card that names its beta (what refinement needs)."""
-    from irec_jax import entropy
-    params = gvae_integer.quantize(tiny_gvae_config, tiny_gvae_params)
-    cm = modelzoo.CodecModel("gvae-tiny-beta", tiny_gvae_config, params, entropy.CoderSettings(omega=3.0, epsilon=0.0),
-                             {"beta": 0.01, "distortion": "mse"})
-    return modelzoo.export_model(cm, str(tmp_path_factory.mktemp("lossy_beta") / "model"))
 
 
 def _mean_loss(cm, img, posteriors, keys=16) -> float:

@@ -432,4 +432,45 @@ def test_lossy_ablation_small_grid_writes_its_table(tmp_path, capsys, lossy_mode
     assert "left out 1 of 3 images" in doc["notes"][0]
     assert table.startswith("Lossy iREC ablation: model gvae-tiny-test") and "gap dB" in table
     assert doc["model"]["refine_steps"] == 0 and "posteriors refined 0 steps" in table
-    assert len([line for line in table.splitlines() if line.startswith("4 ")]) == 4
+    assert len([line for line in table.splitlines() if line.split()[:2] == ["0", "4"]]) == 4  # fb 0, B 4
+    assert doc["model"]["feedback_steps"] == [0] and all(p["feedback_steps"] == 0 for p in doc["points"])
+
+
+def test_lossy_ablation_takes_the_error_feedback_as_an_axis(tmp_path, capsys, irec_images):
+    folder, _ = irec_images
+    out = tmp_path / "abl_fb"  # the bundled middle quality: z1 of these photos has several blocks to feed back into
+    rc = eval_cli.main(["--ablation", "--lossy", "--grid", "small", "--one-plus-epsilon", "1.0", "--refine", "2",
+                        "--feedback", "0,2", "--images", str(folder), "--out", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads((out / "lossy_ablation.json").read_text())
+    assert [(p["feedback_steps"], p["beams"], p["final_choices"]) for p in doc["points"]] == [
+        (0, 4, 1), (0, 4, 4), (2, 4, 1), (2, 4, 4)]
+    assert doc["grid"]["feedback_steps"] == [0, 2] and doc["model"]["refine_steps"] == 2
+    assert all(p["error"] is None and p["num_ok"] == 2 for p in doc["points"])
+    assert len(doc["rows"]) == 8 and all(r["feedback_steps"] in (0, 2) for r in doc["rows"])
+    rows = {(r["image"], r["feedback_steps"], r["final_choices"]): r for r in doc["rows"]}
+    coded = {k: (r["total_bytes"], r["psnr"]) for k, r in rows.items()}
+    assert any(coded[i, 0, c] != coded[i, 2, c] for i, _, c in rows), coded  # the feedback ran
+    table = (out / "lossy_ablation_table.txt").read_text()
+    assert table.splitlines()[3].split()[:3] == ["fb", "B", "choice"], table
+    assert sorted(line.split()[0] for line in table.splitlines() if line.split()[1:2] == ["4"]) == ["0", "0", "2", "2"]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0,0", "give one or more distinct step counts"), ("-1", "feedback must be an integer number of steps"),
+    ("2,x", "--feedback: 'x' is not an integer")])
+def test_lossy_ablation_refuses_bad_feedback_axes(tmp_path, capsys, refinable_model_dir, irec_images, value, message):
+    folder, _ = irec_images
+    rc = eval_cli.main(["--ablation", "--lossy", "--lossy-model", refinable_model_dir, "--grid", "small",
+                        "--feedback", value, "--images", str(folder), "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_lossy_benchmark_takes_one_feedback_value(tmp_path, capsys, refinable_model_dir, irec_images):
+    folder, _ = irec_images
+    rc = eval_cli.main(["--lossy", "--codecs", "JPEG-420", "--lossy-model", refinable_model_dir, "--feedback", "0,2",
+                        "--images", str(folder), "--out", str(tmp_path / "o"), "--no-progress", "--no-plots"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("eval.py: error: --feedback '0,2': give a number of steps (a list only with "
+                                      "--ablation --lossy)"), err

@@ -41,8 +41,8 @@ GRIDS: dict[str, dict[str, tuple]] = {
 }
 # Images each grid uses by default (first N bundled 32x32 crops) when no --limit is given.
 DEFAULT_LIMIT = {"default": 4, "full": 8, "coder": 4}
-# Axes whose values are integers (the rest are real numbers).
-INT_AXES = ("beams", "final_choices", "layer_choices")
+# Axes whose values are integers (the rest are real numbers); "feedback": the lossy ablation's error feedback steps.
+INT_AXES = ("beams", "final_choices", "layer_choices", "feedback")
 DEFAULT_MC_SAMPLES = 16
 
 

@@ -1,10 +1,12 @@
-"""The lossy iREC ablation: ``python eval.py --ablation --lossy [--lossy-model PATH] [--grid default|small]``.
+"""The lossy iREC ablation: ``python eval.py --ablation --lossy [--lossy-model PATH] [--grid default|small]
+[--feedback 0,10]``.
 
-For one lossy model (``irec_jax.lossy``), every grid point -- Ω (nats per
-step), 1+ε (candidate oversampling), B (beams) and the distortion-aware final
-pick, ``final_choices`` = 1 (the search's own pick) or = B (the encoder
-compares all B final beams of z1 with the image by squared error and keeps
-the closest, ``irec_jax.lossy``) -- codes every image with the real codec
+For one lossy model (``irec_jax.lossy``), every grid point -- the error
+feedback's steps (``--feedback``: one value or a list; by default the codec's),
+Ω (nats per step), 1+ε (candidate oversampling), B (beams) and the
+distortion-aware final pick, ``final_choices`` = 1 (the search's own pick) or
+= B (the encoder compares all B final beams of z1 with the image by squared
+error and keeps the closest, ``irec_jax.lossy``) -- codes every image with the real codec
 (``lossy.compress_report``) and decodes the file with
 ``irec_jax.codec.decompress`` (which checks the CRC of the encoder's own
 reconstruction). Per image and point, from the real bytes and the decoded
@@ -47,7 +49,8 @@ from irec_jax.benchmark.sets import ImageSet, bundled_sets, first_images
 __all__ = ["GRIDS", "LossyGrid", "make_lossy_grid", "lossy_images", "default_sets", "LossyAblationResult", "run",
            "to_json", "format_table", "write_outputs", "ablate"]
 
-# Ω x (1+ε) x B, each B with final_choices 1 and B. "small": four points for a quick check.
+# Ω x (1+ε) x B, each B with final_choices 1 and B. "small": four points for a quick check. Both at the codec's
+# error feedback (``feedback`` None) unless ``--feedback`` gives steps.
 GRIDS: dict[str, dict[str, tuple]] = {
     "default": {"omega": (2.0, 3.0, 4.0), "one_plus_epsilon": (1.0, 1.1, 1.2), "beams": (1, 10, 20)},
     "small": {"omega": (3.0,), "one_plus_epsilon": (1.0, 1.2), "beams": (4,)},
@@ -56,26 +59,40 @@ GRIDS: dict[str, dict[str, tuple]] = {
 
 @dataclasses.dataclass(frozen=True)
 class LossyGrid:
-    """Ω × (1+ε) × B, and per B the final pick among 1 and B final beams (one point when B = 1)."""
+    """Error feedback steps × Ω × (1+ε) × B, and per B the final pick among 1 and B final beams (one point
+    when B = 1). ``feedback``: steps per part of z1 after the first (``irec_jax.lossy.feedback_steps``), None
+    for the codec's default."""
 
     name: str
     omega: tuple
     one_plus_epsilon: tuple
     beams: tuple
+    feedback: tuple = (None,)
 
     @property
     def points(self) -> list[GridPoint]:
-        """B outermost, then final_choices (1, B), then Ω, then 1+ε."""
+        """One feedback value's points: B outermost, then final_choices (1, B), then Ω, then 1+ε."""
         return [GridPoint(o, e, b, DEFAULT_BLOCK_KL, c) for b in self.beams for c in dict.fromkeys((1, b))
                 for o in self.omega for e in self.one_plus_epsilon]
 
 
 def make_lossy_grid(omega: Sequence[float], one_plus_epsilon: Sequence[float], beams: Sequence[int],
-                    name: str = "custom", seed: int = 0) -> LossyGrid:
+                    name: str = "custom", seed: int = 0, feedback: Sequence[int | None] = (None,)) -> LossyGrid:
     """A ``LossyGrid``, its axes and (Ω, 1+ε, B) points checked by ``ablation_grid.make_grid`` (EvalError naming
-    a bad value); final_choices = B is valid wherever final_choices = 1 is."""
+    a bad value); final_choices = B is valid wherever final_choices = 1 is. ``feedback``: steps, each None (the
+    codec's default) or an int in 0..10000, without repeats."""
+    from irec_jax.codec import check_refine
+
     axes = make_grid(omega, one_plus_epsilon, beams, name=name, seed=seed)
-    return LossyGrid(name, axes.omega, axes.one_plus_epsilon, axes.beams)
+    feedback = tuple(feedback)
+    if not feedback or len(set(feedback)) != len(feedback):
+        raise EvalError(f"ablation grid: feedback {feedback!r}: give one or more distinct step counts")
+    for f in feedback:
+        try:
+            check_refine(f, "feedback")
+        except ValueError as e:
+            raise EvalError(f"ablation grid: {e}") from None
+    return LossyGrid(name, axes.omega, axes.one_plus_epsilon, axes.beams, feedback)
 
 
 def lossy_images(sets: Sequence[ImageSet]) -> tuple[list[tuple[str, str, np.ndarray]], str | None]:
@@ -132,9 +149,10 @@ def _ideal(cm, set_name: str, image_id: str, img: np.ndarray, refine: int) -> di
             "ideal_s": time.perf_counter() - t0}
 
 
-def _point_fields(point: GridPoint) -> dict:
-    return {"omega": point.omega, "one_plus_epsilon": point.one_plus_epsilon, "epsilon": point.epsilon,
-            "beams": point.beams, "num_candidates": point.num_candidates, "final_choices": point.final_choices}
+def _point_fields(point: GridPoint, feedback: int) -> dict:
+    return {"feedback_steps": feedback, "omega": point.omega, "one_plus_epsilon": point.one_plus_epsilon,
+            "epsilon": point.epsilon, "beams": point.beams, "num_candidates": point.num_candidates,
+            "final_choices": point.final_choices}
 
 
 def _code(img: np.ndarray, cm, settings, enc: dict, compiles: _CompileCounter, warmup: bool) -> dict:
@@ -173,7 +191,7 @@ def _run_point(point: GridPoint, images, ideals, cm, enc: dict, seed: int, warmu
 
     from irec_jax import codec, lossy
 
-    base = _point_fields(point)
+    base = _point_fields(point, enc["feedback"])
     error, warm_s, rows = None, None, []
     try:
         settings = point.settings(seed)
@@ -185,7 +203,8 @@ def _run_point(point: GridPoint, images, ideals, cm, enc: dict, seed: int, warmu
         raise
     except BaseException as e:  # also pyo3 PanicException from the Rust coders
         error = error_text(e)
-    for (set_name, image_id, img), ideal in zip(tqdm(images, desc=point.label, leave=False, disable=not progress),
+    label = f"fb={enc['feedback']} {point.label}"
+    for (set_name, image_id, img), ideal in zip(tqdm(images, desc=label, leave=False, disable=not progress),
                                                 ideals):
         row = {"set": set_name, "image": image_id, "height": img.shape[0], "width": img.shape[1], **base,
                "ideal_bpp": ideal["ideal_bpp"], "ideal_psnr": ideal["ideal_psnr"], "error": error}
@@ -220,12 +239,12 @@ def _load(model: Any):
 
 
 def run(grid: LossyGrid, sets: Sequence[ImageSet], model: Any = None, *, seed: int = 0, progress: bool = True,
-        warmup: bool = True, refine: int | None = None, feedback: int | None = None) -> LossyAblationResult:
-    """The ideal of every image, then every image coded and decoded at every grid point. ``model``: a lossy
-    model folder, train.py workdir or ``CodecModel``; None: the bundled middle quality. ``refine``: the
-    posterior refinement steps of both the coder and the ideal (``irec_jax.lossy.refine_steps``; None: the
-    codec's default for the model), so that the gap is the coder's alone; ``feedback``: the coder's error
-    feedback steps (``irec_jax.lossy.feedback_steps``; None: the codec's default)."""
+        warmup: bool = True, refine: int | None = None) -> LossyAblationResult:
+    """The ideal of every image, then every image coded and decoded at every grid point (the grid's error
+    feedback values outermost). ``model``: a lossy model folder, train.py workdir or ``CodecModel``; None: the
+    bundled middle quality. ``refine``: the posterior refinement steps of both the coder and the ideal
+    (``irec_jax.lossy.refine_steps``; None: the codec's default for the model), so that the gap is the
+    coder's alone."""
     from tqdm.auto import tqdm
 
     from irec_jax import lossy
@@ -236,10 +255,9 @@ def run(grid: LossyGrid, sets: Sequence[ImageSet], model: Any = None, *, seed: i
     except ValueError as e:  # also ModelError
         raise EvalError(f"--refine: {e}") from None
     try:
-        feedback = lossy.feedback_steps(cm, feedback, refine)
+        feedback = list(dict.fromkeys(lossy.feedback_steps(cm, f, refine) for f in grid.feedback))
     except ValueError as e:  # also ModelError
         raise EvalError(f"--feedback: {e}") from None
-    enc = {"refine": refine, "feedback": feedback}
     images, note = lossy_images(sets)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -247,7 +265,9 @@ def run(grid: LossyGrid, sets: Sequence[ImageSet], model: Any = None, *, seed: i
               for s, i, img in tqdm(images, desc="ideal", leave=False, disable=not progress)]
     points, rows = [], []
     with _CompileCounter() as compiles:
-        for point in tqdm(grid.points, desc="lossy ablation", disable=not progress):
+        for fb, point in tqdm([(f, p) for f in feedback for p in grid.points], desc="lossy ablation",
+                              disable=not progress):
+            enc = {"refine": refine, "feedback": fb}
             agg, mine = _run_point(point, images, ideals, cm, enc, seed, warmup, compiles, progress)
             points.append(agg)
             rows += mine
@@ -272,6 +292,8 @@ METRICS_DOC = {
     "index_bits": "exact codelength, bits, of the step counts and candidate indices",
     "final_choices": ("1: the search's own pick; B: the encoder compares all B final beams of z1 with the image by "
                       "squared error and keeps the closest (same index bits; irec_jax.lossy)"),
+    "feedback_steps": ("the coder's error feedback: Adam steps on the posteriors of z1's dims still to code before "
+                       "each of its parts after the first (irec_jax.lossy.FEEDBACK_CHUNKS parts); 0: none"),
     "encode_s": ("encode wall clock, seconds, of a call that compiled nothing (the first image of each point is "
                  "coded once untimed; an image whose shape compiles anew is coded again: retimed)"),
     "decode_s": "decode wall clock, seconds (codec.decompress; retimed like encode_s)",
@@ -285,13 +307,14 @@ def to_json(res: LossyAblationResult) -> dict:
     g = res.grid
     return finite({
         "name": "irec_jax lossy iREC ablation",
-        "description": ("Lossy iREC over omega (nats/step), 1+epsilon, beams B and the final pick (final_choices 1 "
-                        "or B, by squared error); bpp from the real bytes, PSNR of the decoded file, gap to the "
-                        "ideal (an estimate: KL rate and one posterior sample's decode) on the same image."),
+        "description": ("Lossy iREC over the error feedback's steps, omega (nats/step), 1+epsilon, beams B and the "
+                        "final pick (final_choices 1 or B, by squared error); bpp from the real bytes, PSNR of the "
+                        "decoded file, gap to the ideal (an estimate: KL rate and one posterior sample's decode) on "
+                        "the same image."),
         "started": res.started, "wall_s": res.wall_s, "seed": res.seed, "model": res.model,
         "grid": {"name": g.name, "omega": list(g.omega), "one_plus_epsilon": list(g.one_plus_epsilon),
-                 "beams": list(g.beams), "final_choices": "1 and B",
-                 "points": [_point_fields(p) for p in g.points]},
+                 "beams": list(g.beams), "final_choices": "1 and B", "feedback_steps": res.model["feedback_steps"],
+                 "points": [_point_fields(p, f) for f in res.model["feedback_steps"] for p in g.points]},
         "images": res.images, "points": res.points, "rows": res.rows, "notes": res.notes,
         "metrics": METRICS_DOC, "environment": environment(jax=True),
     })
@@ -303,26 +326,28 @@ def _fmt(v: float | None, spec: str) -> str:
 
 def _where(d: dict) -> str:
     """A point's or row's grid coordinates, for messages."""
-    return f"B={d['beams']} choice={d['final_choices']} Ω={d['omega']:g} 1+ε={d['one_plus_epsilon']:g}"
+    return (f"fb={d['feedback_steps']} B={d['beams']} choice={d['final_choices']} Ω={d['omega']:g} "
+            f"1+ε={d['one_plus_epsilon']:g}")
 
 
 def format_table(res: LossyAblationResult) -> str:
-    """One line per grid point (B, final pick, Ω, 1+ε), then failures and notes."""
+    """One line per grid point (feedback steps, B, final pick, Ω, 1+ε), then failures and notes."""
     ideal_bpp = np.mean([i["ideal_bpp"] for i in res.images])
     ideal_psnr = np.mean([i["ideal_psnr"] for i in res.images])
     title = (f"Lossy iREC ablation: model {res.model['name']} ({res.model['param_hash']}), {len(res.images)} images, "
              f"grid {res.grid.name!r}, {len(res.points)} points, {res.wall_s:.0f} s, posteriors refined "
-             f"{res.model.get('refine_steps', 0)} steps (coder and ideal), error feedback "
-             f"{res.model.get('feedback_steps', 0)} steps a part (coder)\n"
+             f"{res.model.get('refine_steps', 0)} steps (coder and ideal); fb: the coder's error feedback, steps a "
+             "part\n"
              f"ideal (estimate: KL rate, one posterior sample's decode): mean {ideal_bpp:.4f} bpp, {ideal_psnr:.2f} dB;"
              " gap = PSNR - ideal PSNR, ratio = bpp / ideal bpp, means over images; choice: final beams compared "
              "by squared error")
-    body = [[str(p["beams"]), str(p["final_choices"]), f"{p['omega']:g}", f"{p['one_plus_epsilon']:g}",
-             str(p["num_candidates"]), _fmt(p["bpp"], ".4f"), _fmt(p["psnr"], ".2f"), _fmt(p["gap_db"], "+.2f"),
+    body = [[str(p["feedback_steps"]), str(p["beams"]), str(p["final_choices"]), f"{p['omega']:g}",
+             f"{p['one_plus_epsilon']:g}", str(p["num_candidates"]), _fmt(p["bpp"], ".4f"), _fmt(p["psnr"], ".2f"),
+             _fmt(p["gap_db"], "+.2f"),
              _fmt(p["bpp_ratio"], ".3f"), _fmt(p["encode_s"], ".2f"), _fmt(p["decode_s"], ".2f"),
              "FAILED" if p["error"] else f"{p['num_ok']}/{p['num_images']}"] for p in res.points]
-    lines = [text_table(["B", "choice", "Ω", "1+ε", "N", "bpp", "PSNR dB", "gap dB", "ratio", "enc s", "dec s", "ok"],
-                        body, title)]
+    header = ["fb", "B", "choice", "Ω", "1+ε", "N", "bpp", "PSNR dB", "gap dB", "ratio", "enc s", "dec s", "ok"]
+    lines = [text_table(header, body, title)]
     lines += [f"failed: {_where(p)}: {p['error']}" for p in res.points if p["error"]]
     failed = {_where(p) for p in res.points if p["error"]}
     lines += [f"error: {_where(r)} {r['set']}/{r['image']}: {r['error']}" for r in res.rows
@@ -344,10 +369,10 @@ def write_outputs(res: LossyAblationResult, out_dir: str) -> dict[str, str]:
 
 
 def ablate(grid: LossyGrid, sets: Sequence[ImageSet], model: Any = None, out: str = "eval_out", *, seed: int = 0,
-           progress: bool = True, warmup: bool = True, refine: int | None = None, feedback: int | None = None,
+           progress: bool = True, warmup: bool = True, refine: int | None = None,
            echo: Callable[[str], None] = print) -> tuple[LossyAblationResult, dict[str, str]]:
     """Run, write the outputs to ``out`` and echo the table (``eval.py --ablation --lossy``)."""
-    res = run(grid, sets, model, seed=seed, progress=progress, warmup=warmup, refine=refine, feedback=feedback)
+    res = run(grid, sets, model, seed=seed, progress=progress, warmup=warmup, refine=refine)
     paths = write_outputs(res, out)
     echo(format_table(res))
     echo(f"wrote {os.path.abspath(out)}/ ({', '.join(sorted(os.path.basename(p) for p in paths.values()))})")
