@@ -84,11 +84,17 @@ class LossyReport:
 
 
 # The encoder's search (2026-12-01; chosen on 4 training photos at the 4 bundled qualities, never the
-# held-out ones): 20 beams and Omega = 5 nats per step (148 candidates) instead of the paper's 10 and the
-# models' file default 4: +0.22, +0.18, +0.09 and +0.07 dB at +0.2-0.4% bits, for about 1 s more of
+# held-out ones): Omega = 5 nats per step (148 candidates) instead of the models' file default 4, with 20
+# beams instead of the paper's 10: +0.22, +0.18, +0.09 and +0.07 dB at +0.2-0.4% bits, for about 1 s more of
 # encode on a 768x512 photo (Omega 6: +0.02 dB more at the two lower rates, none at the higher, slower).
-# The file records Omega 5 (4 header bytes).
-DEFAULT_BEAMS = 20
+# The file records Omega 5 (4 header bytes). 64 beams since later on 2026-12-01: the search's time is mostly drawing
+# the candidates, shared by all beams (z1 of a 768x512 training photo at quality 2: 6.8 s with 20 beams,
+# 7.4 with 32, 8.2 with 40, 9.4 with 64), and with error feedback on, each step of beams bought more than
+# refinement steps do for their time: on 2 training photos (motorcycle_left, graf3, 768x512 centre crops)
+# at quality 2, against 20 beams and 50 refinement steps, 32 beams +0.05 dB, 40 +0.07, 64 +0.10, and 64
+# with 40 refinement steps (REFINE_STEPS) +0.08 dB (quality 1 +0.10, quality 4 +0.06) at 0.0-0.2% fewer
+# bits, in less time than before.
+DEFAULT_BEAMS = 64
 DEFAULT_OMEGA = 5.0
 # The final beams of z1 compared by distortion (choice j takes every block's j-th best beam, so the later
 # choices are worse in every block at once). With error feedback, on 4 training photos (2 whole at all 4
@@ -96,9 +102,11 @@ DEFAULT_OMEGA = 5.0
 # instead of all 20 gave the same bytes 14% faster on a 768x512 crop.
 FINAL_CHOICES = 4
 # Posterior refinement per tile (Adam steps). Tuned on 4 training photos, never the held-out ones: coded
-# BD-rate -22% at 25 steps, -25% at 50 (about 0.1 s a step on a 768x512 photo here); at 25 steps, 20
-# beams instead of 10 bought -3.4% for more time than 25 more steps.
-REFINE_STEPS = 50
+# BD-rate -22% at 25 steps, -25% at 50 (0.1-0.37 s a step on a 768x512 photo, by the day's machine); at 25
+# steps, 20 beams instead of 10 bought -3.4% for more time than 25 more steps. 40 since later on 2026-12-01, with
+# 64 beams (DEFAULT_BEAMS): with error feedback 50 -> 30 steps cost 0.05 dB at quality 2 (2 training
+# photos), while the 20 -> 64 beams that the 10 steps' time pays for bought 0.10.
+REFINE_STEPS = 40
 # Error feedback (encoder only): z1's blocks are coded in FEEDBACK_CHUNKS parts; before each part after
 # the first, the posteriors of the dims still to code are refined again (FEEDBACK_STEPS Adam steps) with
 # the coded dims in place, so that they make up for the coded ones' error. Chosen on 256x256 centre crops
@@ -359,8 +367,8 @@ def compress(image: Any, *, quality: int | None = None, model: "str | CodecModel
       quality: which bundled lossy model (``modelzoo.lossy_qualities()``; higher: more bytes, less
         distortion); None with no ``model``: the middle one.
       model: a lossy model folder, train.py workdir or ``CodecModel`` instead of ``quality``.
-      settings: iREC settings; None: the model's defaults (epsilon 0, 10 beams, the best of the
-        final beams by squared error).
+      settings: iREC settings; None: ``lossy_settings``' (the model's epsilon 0, Omega ``DEFAULT_OMEGA``,
+        ``DEFAULT_BEAMS`` beams, the closest of the ``FINAL_CHOICES`` best final beams by squared error).
       tile: tile side (a multiple of 64; 1024 by default).
       refine: Adam steps that refine each tile's posteriors for this image before coding (encoder
         only; files decode the same way); None: ``REFINE_STEPS`` if the model's card names its
