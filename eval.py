@@ -15,7 +15,8 @@
         # classical lossy codecs swept over quality: compressai/<codec>.json, lossy_results.json,
         # lossy_rows.csv, lossy_table.txt, RD plots (PSNR / MS-SSIM dB vs bpp), BD table
     python eval.py --lossy --suite quick              # bundled 32x32 / 64x64 images: PSNR only
-    python eval.py --lossy --lossy-model PATH [--lossy-model PATH2 ...] [--refine N] [--feedback N] --images DIR --out DIR
+    python eval.py --lossy --lossy-model PATH [--lossy-model PATH2 ...] [--refine N] [--feedback N]
+        --images DIR --out DIR
         # plus iREC's curves, one rate point per lossy model (default: the bundled qualities):
         # "iREC" (real .irec files) and "iREC ideal" (an estimate: KL rate, one posterior sample),
         # BD of iREC against every classical codec, coded-vs-ideal gap per model; images under 64 px

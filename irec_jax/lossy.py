@@ -122,10 +122,10 @@ BLOCK_KL = 200.0  # nats per block, also for large tensors: fewer step counts an
 def lossy_settings(cm: CodecModel, settings: entropy.CoderSettings | None = None) -> entropy.CoderSettings:
     """``settings`` checked, or the model's file defaults (lossy models: Omega 4, epsilon 0) with
     Omega ``DEFAULT_OMEGA``, searched with ``DEFAULT_BEAMS`` beams, the best ``FINAL_CHOICES`` compared by
-    distortion at the end, in blocks of ``BLOCK_KL`` nats. Measured on kodim23 (768x512) with a mid-rate model at Omega 3: 50-nat blocks cost 1.066x
-    the KL, 100: 1.034x, 200: 1.019x, 400: 1.010x but 0.23 dB more distortion than 200. Omega 4
-    (54 candidates a step) instead of the paper's 3 (20): +0.15 dB for +0.5% bits at the same speed
-    on the four held-out 768x512 photos (quality 2)."""
+    distortion at the end, in blocks of ``BLOCK_KL`` nats. Measured on kodim23 (768x512) with a mid-rate
+    model at Omega 3: 50-nat blocks cost 1.066x the KL, 100: 1.034x, 200: 1.019x, 400: 1.010x but 0.23 dB
+    more distortion than 200. Omega 4 (54 candidates a step) instead of the paper's 3 (20): +0.15 dB for
+    +0.5% bits at the same speed on the four held-out 768x512 photos (quality 2)."""
     from irec_jax.codec import coder_settings
     if settings is None:
         settings = dataclasses.replace(cm.defaults, omega=DEFAULT_OMEGA, beams=DEFAULT_BEAMS,
