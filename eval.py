@@ -15,7 +15,7 @@
         # classical lossy codecs swept over quality: compressai/<codec>.json, lossy_results.json,
         # lossy_rows.csv, lossy_table.txt, RD plots (PSNR / MS-SSIM dB vs bpp), BD table
     python eval.py --lossy --suite quick              # bundled 32x32 / 64x64 images: PSNR only
-    python eval.py --lossy --lossy-model PATH [--lossy-model PATH2 ...] [--refine N] [--feedback N]
+    python eval.py --lossy --lossy-model PATH [--lossy-model PATH2 ...] [--refine N] [--feedback N] [--effort fast]
         --images DIR --out DIR
         # plus iREC's curves, one rate point per lossy model (default: the bundled qualities):
         # "iREC" (real .irec files) and "iREC ideal" (an estimate: KL rate, one posterior sample),
@@ -107,14 +107,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="the curve every other one is compared with in the BD table (default JPEG-420)")
     p.add_argument("--refine", type=int, default=None, metavar="N",
                    help="posterior refinement steps per tile for iREC's files (and, with --lossy, its ideal); "
-                        "default: the codec's (lossless: 50 on images up to 128x128, 0 above; lossy: 50 for "
-                        "models whose card names their beta); 0: off")
+                        "default: the codec's (lossless: 50 on images up to 128x128, 0 above; lossy: the "
+                        "effort's, 40 by default, for models whose card names their beta); 0: off")
     p.add_argument("--feedback", default=None, metavar="N",
                    help="lossy: the coder's error feedback steps before each of z1's parts after the first "
                         "(irec_jax.lossy.FEEDBACK_CHUNKS parts; default: the codec's, 10 where posteriors are "
                         "refined); 0: off. With --ablation --lossy a list is an axis of the grid, e.g. 0,10")
     p.add_argument("--effort", choices=tuple(EFFORTS), default=None,
-                   help="the lossless encoder's preset for iREC's files (irec_jax.codec.EFFORTS; default: default)")
+                   help="the encoder preset for iREC's files (irec_jax.codec.EFFORTS; with --lossy "
+                        "irec_jax.lossy.EFFORTS: fast or default; default: default)")
     return p.parse_args(argv)
 
 
@@ -218,8 +219,7 @@ def main(argv=None) -> int:
     if used:
         print(f"eval.py: error: {', '.join(used)} only apply with --ablation", file=sys.stderr)
         return 2
-    lossless_only = [f for f, used in (("--model", args.model != "default"), ("--batch", args.batch != 32),
-                                       ("--effort", args.effort is not None)) if used]
+    lossless_only = [f for f, used in (("--model", args.model != "default"), ("--batch", args.batch != 32)) if used]
     if args.lossy and lossless_only:
         print(f"eval.py: error: --lossy does not use {', '.join(lossless_only)} (lossless benchmark only)",
               file=sys.stderr)

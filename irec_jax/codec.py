@@ -45,7 +45,7 @@ import numpy as np
 from irec_jax import entropy, imageio, modelzoo, parallel
 from irec_jax.errors import FormatError, ImageError, ModelError
 from irec_jax.modelzoo import CodecModel
-from irec_jax.settings import check_storable
+from irec_jax.settings import check_storable, preset
 
 Progress = Callable[[int, int], None]  # (steps done, total steps)
 
@@ -234,11 +234,7 @@ DEFAULT_EFFORT = "default"
 
 def check_effort(effort: "str | Effort") -> Effort:
     """The ``Effort`` named ``effort`` (or ``effort`` itself), else ValueError listing the names."""
-    if isinstance(effort, Effort):
-        return effort
-    if isinstance(effort, str) and effort in EFFORTS:
-        return EFFORTS[effort]
-    raise ValueError(f"effort must be one of {', '.join(EFFORTS)}; got {effort!r}")
+    return preset(effort, EFFORTS, Effort)
 
 
 def refine_steps(refine: int | None, tile_shape: tuple[int, ...], effort: "str | Effort" = DEFAULT_EFFORT) -> int:

@@ -41,6 +41,7 @@ import numpy as np
 from irec_jax import entropy, imageio, modelzoo
 from irec_jax.errors import FormatError, ImageError, ModelError
 from irec_jax.modelzoo import CodecModel
+from irec_jax.settings import preset
 
 Progress = Callable[[int, int], None]
 MIN_SIDE = 64  # the model's total downsampling: smaller images are refused
@@ -119,17 +120,71 @@ FEEDBACK_STEPS = 10
 BLOCK_KL = 200.0  # nats per block, also for large tensors: fewer step counts and less rounding per nat
 
 
-def lossy_settings(cm: CodecModel, settings: entropy.CoderSettings | None = None) -> entropy.CoderSettings:
-    """``settings`` checked, or the model's file defaults (lossy models: Omega 4, epsilon 0) with
-    Omega ``DEFAULT_OMEGA``, searched with ``DEFAULT_BEAMS`` beams, the best ``FINAL_CHOICES`` compared by
-    distortion at the end, in blocks of ``BLOCK_KL`` nats. Measured on kodim23 (768x512) with a mid-rate
-    model at Omega 3: 50-nat blocks cost 1.066x the KL, 100: 1.034x, 200: 1.019x, 400: 1.010x but 0.23 dB
-    more distortion than 200. Omega 4 (54 candidates a step) instead of the paper's 3 (20): +0.15 dB for
-    +0.5% bits at the same speed on the four held-out 768x512 photos (quality 2)."""
+@dataclasses.dataclass(frozen=True)
+class LossyEffort:
+    """A lossy encoder preset (``effort=``; ``irec compress --quality Q --effort``): how hard the encoder
+    works for a better file. Encoder only: a file records the Omega it was coded with, and every preset's
+    files decode the same way. Explicit ``settings``, ``refine`` or ``feedback`` override it.
+
+    Attributes:
+      name: its name in ``EFFORTS``.
+      refine: posterior refinement steps per tile (for models whose card names their beta, else 0).
+      feedback: error feedback steps before each of z1's ``FEEDBACK_CHUNKS`` parts after the first
+        (where the posteriors are refined).
+      beams: the search's beam width B.
+      omega: nats per iREC step (epsilon 0: N = floor(exp(omega)) candidates a step).
+      final_choices: z1's best final beams compared by distortion (1: the search's best).
+    """
+
+    name: str
+    refine: int
+    feedback: int
+    beams: int
+    omega: float
+    final_choices: int
+
+    def describe(self) -> str:
+        """One line: what it sets, for help texts."""
+        return (f"{self.refine} refinement steps, error feedback {FEEDBACK_CHUNKS - 1} x {self.feedback} steps, "
+                f"Omega {self.omega:g}, {self.beams} beams, best of {self.final_choices} by distortion")
+
+
+# "fast" (2026-12-01, chosen on 768x512 centre crops of 2 training photos, graf3 and motorcycle_left, at
+# qualities 1-3, never on the held-out ones; /tmp/s31/sweep*.py): Omega 3 (20 candidates a step) draws 7x
+# fewer candidates per nat than Omega 5, and without refinement (16 beams) coded the same dB as Omega 4 and 5
+# at quality 3 (-0.01) in 0.5x the time (at quality 1 Omega 4 was +0.11 dB for 1.13x the time); error
+# feedback buys more per second than refinement does, and with it the search's best final beam also decodes
+# closest (1 choice: the same bytes, about 1 s sooner). At quality 3 "default" gave 0.650 bpp at 30.88 dB in
+# 51 s (warm); this preset (3 refinement steps, 3 x 2 feedback, 32 beams) 0.670 bpp at 30.48 dB in 7.5 s;
+# 5 steps and 48 beams +0.09 dB at -0.8% bits for 1.3x the time (9.7 s, too near 10 s on this CPU); no
+# refinement 30.38 dB at 0.684 bpp; 8 refinement steps instead of feedback 30.50 dB at 0.662 bpp but -0.37 dB
+# from its own ideal (-0.25 with feedback). docs/models.md, "Encoder presets (lossy)".
+EFFORTS = {e.name: e for e in (
+    LossyEffort("fast", 3, 2, 32, 3.0, 1),
+    LossyEffort("default", REFINE_STEPS, FEEDBACK_STEPS, DEFAULT_BEAMS, DEFAULT_OMEGA, FINAL_CHOICES),
+)}
+DEFAULT_EFFORT = "default"
+
+
+def check_effort(effort: "str | LossyEffort") -> LossyEffort:
+    """The ``LossyEffort`` named ``effort`` (or ``effort`` itself), else ValueError listing the names."""
+    return preset(effort, EFFORTS, LossyEffort, "lossy effort")
+
+
+def lossy_settings(cm: CodecModel, settings: entropy.CoderSettings | None = None,
+                   effort: "str | LossyEffort" = DEFAULT_EFFORT) -> entropy.CoderSettings:
+    """``settings`` checked, or the model's file defaults (lossy models: Omega 4, epsilon 0) with the
+    ``effort``'s Omega (default ``DEFAULT_OMEGA``), searched with its beams (``DEFAULT_BEAMS``), its best
+    final beams (``FINAL_CHOICES``) compared by distortion at the end, in blocks of ``BLOCK_KL`` nats. Measured on
+    kodim23 (768x512) with a mid-rate model at Omega 3: 50-nat blocks cost 1.066x the KL, 100: 1.034x,
+    200: 1.019x, 400: 1.010x but 0.23 dB more distortion than 200. Omega 4 (54 candidates a step) instead
+    of the paper's 3 (20): +0.15 dB for +0.5% bits at the same speed on the four held-out 768x512 photos
+    (quality 2)."""
     from irec_jax.codec import coder_settings
+    effort = check_effort(effort)
     if settings is None:
-        settings = dataclasses.replace(cm.defaults, omega=DEFAULT_OMEGA, beams=DEFAULT_BEAMS,
-                                       final_choices=FINAL_CHOICES, block_kl=BLOCK_KL, min_block_kl=BLOCK_KL)
+        settings = dataclasses.replace(cm.defaults, omega=effort.omega, beams=effort.beams,
+                                       final_choices=effort.final_choices, block_kl=BLOCK_KL, min_block_kl=BLOCK_KL)
     settings = coder_settings(base=settings)
     if settings.layer_choices != 1:
         raise ValueError(f"invalid coder settings: layer_choices={settings.layer_choices} applies to the "
@@ -146,21 +201,25 @@ def check_lossy_model(cm: CodecModel) -> CodecModel:
     return cm
 
 
-def refine_steps(cm: CodecModel, refine: int | None) -> int:
-    """The posterior refinement steps per tile: ``refine`` checked (an int >= 0), or with None
-    ``REFINE_STEPS`` for models whose card names the beta they were trained with, else 0.
-    ModelError when steps are asked of a model without one."""
+def refine_steps(cm: CodecModel, refine: int | None, effort: "str | LossyEffort" = DEFAULT_EFFORT) -> int:
+    """The posterior refinement steps per tile: ``refine`` checked (an int >= 0), or with None the
+    ``effort``'s (default ``REFINE_STEPS``) for models whose card names the beta they were trained with,
+    else 0. ModelError when steps are asked of a model without one."""
+    effort = check_effort(effort)
     if refine is None:
-        return REFINE_STEPS if cm.rate_distortion is not None else 0
+        return effort.refine if cm.rate_distortion is not None else 0
     return _checked_steps(cm, refine, "refine")
 
 
-def feedback_steps(cm: CodecModel, feedback: int | None, refine: int) -> int:
+def feedback_steps(cm: CodecModel, feedback: int | None, refine: int,
+                   effort: "str | LossyEffort" = DEFAULT_EFFORT) -> int:
     """The error feedback's Adam steps per part of z1 (``FEEDBACK_CHUNKS`` parts): ``feedback`` checked
-    (an int >= 0), or with None ``FEEDBACK_STEPS`` where the posteriors are refined (``refine`` > 0),
-    else 0. ModelError when steps are asked of a model whose card does not name its beta."""
+    (an int >= 0), or with None the ``effort``'s (default ``FEEDBACK_STEPS``) where the posteriors are
+    refined (``refine`` > 0), else 0. ModelError when steps are asked of a model whose card does not name
+    its beta."""
+    effort = check_effort(effort)
     if feedback is None:
-        return FEEDBACK_STEPS if refine else 0
+        return effort.feedback if refine else 0
     return _checked_steps(cm, feedback, "feedback")
 
 
@@ -324,16 +383,16 @@ def _encode_tile(tile: np.ndarray, cm: CodecModel, settings: entropy.CoderSettin
 
 def compress_report(image: Any, *, quality: int | None = None, model: "str | CodecModel | None" = None,
                     settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
-                    refine: int | None = None, feedback: int | None = None,
-                    progress: Progress | None = None) -> tuple[bytes, LossyReport]:
+                    refine: int | None = None, feedback: int | None = None, progress: Progress | None = None,
+                    effort: "str | LossyEffort" = DEFAULT_EFFORT) -> tuple[bytes, LossyReport]:
     """``compress`` plus a ``LossyReport`` (bytes, bpp, PSNR of the decoded image, KL)."""
     t0 = time.perf_counter()
     cm = check_lossy_model(modelzoo.lossy_model(quality, model))
-    refine = refine_steps(cm, refine)
-    feedback = feedback_steps(cm, feedback, refine)
+    refine = refine_steps(cm, refine, effort)
+    feedback = feedback_steps(cm, feedback, refine, effort)
     pixels = _lossy_pixels(image, tile)
     h, w, c = pixels.shape
-    settings = lossy_settings(cm, settings)
+    settings = lossy_settings(cm, settings, effort)
     header = entropy.Header(cm.ref, settings, h, w, c, tile, lossy=True)
     grid = header.tiles()
     from irec_jax.codec import _steps_counter
@@ -359,7 +418,8 @@ def compress_report(image: Any, *, quality: int | None = None, model: "str | Cod
 
 def compress(image: Any, *, quality: int | None = None, model: "str | CodecModel | None" = None,
              settings: entropy.CoderSettings | None = None, tile: int = entropy.DEFAULT_TILE,
-             refine: int | None = None, feedback: int | None = None, progress: Progress | None = None) -> bytes:
+             refine: int | None = None, feedback: int | None = None, progress: Progress | None = None,
+             effort: "str | LossyEffort" = DEFAULT_EFFORT) -> bytes:
     """Lossy-compresses an RGB image (both sides >= 64) to the bytes of an ``.irec`` file.
 
     Args:
@@ -367,24 +427,26 @@ def compress(image: Any, *, quality: int | None = None, model: "str | CodecModel
       quality: which bundled lossy model (``modelzoo.lossy_qualities()``; higher: more bytes, less
         distortion); None with no ``model``: the middle one.
       model: a lossy model folder, train.py workdir or ``CodecModel`` instead of ``quality``.
-      settings: iREC settings; None: ``lossy_settings``' (the model's epsilon 0, Omega ``DEFAULT_OMEGA``,
-        ``DEFAULT_BEAMS`` beams, the closest of the ``FINAL_CHOICES`` best final beams by squared error).
+      settings: iREC settings; None: ``lossy_settings``' (the model's epsilon 0, the ``effort``'s Omega and
+        beams, the closest of its best final beams by squared error, ``FINAL_CHOICES`` by default).
       tile: tile side (a multiple of 64; 1024 by default).
       refine: Adam steps that refine each tile's posteriors for this image before coding (encoder
-        only; files decode the same way); None: ``REFINE_STEPS`` if the model's card names its
+        only; files decode the same way); None: the ``effort``'s if the model's card names its
         beta, else 0.
       feedback: Adam steps of the error feedback before each of z1's ``FEEDBACK_CHUNKS`` parts after
-        the first (encoder only; ``IntegerGVAE.refine_rest``); None: ``FEEDBACK_STEPS`` where the
+        the first (encoder only; ``IntegerGVAE.refine_rest``); None: the ``effort``'s where the
         posteriors are refined, else 0.
       progress: called with (done, total) after each refinement or feedback step and each latent layer
         of each tile.
+      effort: the encoder preset (``EFFORTS``: "fast" or "default", or a ``LossyEffort``) that sets what
+        ``settings``, ``refine`` and ``feedback`` leave as None.
 
     Raises:
       ImageError for unsupported images, ModelError for unusable models or qualities,
       ValueError for invalid settings.
     """
     return compress_report(image, quality=quality, model=model, settings=settings, tile=tile, refine=refine,
-                           feedback=feedback, progress=progress)[0]
+                           feedback=feedback, progress=progress, effort=effort)[0]
 
 
 IDEAL_KEY = 0  # the fixed key of ``ideal_report``'s posterior sample

@@ -207,3 +207,13 @@ def check_storable(settings: CoderSettings) -> CoderSettings:
         raise ValueError(f"invalid coder settings: schedule={settings.schedule!r}; .irec files are "
                          "coded with the default PowerLawSchedule() (the header does not store it)")
     return settings
+
+
+def preset(effort: Any, presets: dict[str, Any], kind: type, what: str = "effort") -> Any:
+    """``effort`` itself if it is a ``kind`` (an encoder preset record), else the preset it names in
+    ``presets``; ValueError listing the names (``what`` says whose presets they are)."""
+    if isinstance(effort, kind):
+        return effort
+    if isinstance(effort, str) and effort in presets:
+        return presets[effort]
+    raise ValueError(f"{what} must be one of {', '.join(presets)}; got {effort!r}")

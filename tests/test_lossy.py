@@ -143,7 +143,8 @@ def test_cli_lossy_compress_decompress_info(lossy_model_dir, photo, tmp_path, ca
     assert cli.main(["compress", str(src), str(tmp_path / "q.irec"), "--model", lossy_model_dir, "--no-fallback"]) == 1
     assert "--no-fallback applies to lossless coding only" in capsys.readouterr().err
     assert cli.main(["compress", str(src), str(tmp_path / "q.irec"), "--model", lossy_model_dir, "--effort", "best"]) == 1
-    assert "--effort applies to lossless coding only" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == "irec: error: lossy effort must be one of fast, default; got 'best'\n"
     assert cli.main(["compress", str(src), str(tmp_path / "q.irec"), "--quality", "999"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("irec: error:") and err.count("\n") == 1
@@ -368,3 +369,33 @@ def test_refinement_settings_get_clear_errors(lossy_model_dir, refinable_model_d
     assert cli.main(["compress", str(src), str(tmp_path / "f.irec"), "--model", refinable_model_dir,
                      "--refine", "0", "--feedback", "2"]) == 0
     assert " (error feedback, 2 steps a part)" in capsys.readouterr().out
+
+
+def test_effort_presets_set_the_encoders_work_and_explicit_arguments_win(refinable_model_dir, photo, tmp_path,
+                                                                        capsys):
+    cm = modelzoo.load_model(refinable_model_dir)
+    fast = lossy.EFFORTS["fast"]
+    assert lossy.lossy_settings(cm, effort="default") == lossy.lossy_settings(cm)
+    assert (lossy.refine_steps(cm, None), lossy.feedback_steps(cm, None, 1)) == (lossy.REFINE_STEPS,
+                                                                                 lossy.FEEDBACK_STEPS)
+    settings = lossy.lossy_settings(cm, effort="fast")
+    assert (settings.omega, settings.beams, settings.final_choices) == (fast.omega, fast.beams, fast.final_choices)
+    data, report = lossy.compress_report(photo, model=cm, effort="fast")
+    assert (report.refine_steps, report.feedback_steps) == (fast.refine, fast.feedback) != (0, 0)
+    assert codec.read_info(data, model=refinable_model_dir)["omega"] == fast.omega  # the file records it
+    np.testing.assert_array_equal(codec.decompress(data, model=refinable_model_dir),  # CRC-checked
+                                  lossy.decompress(data, model=cm))
+    # The preset is only those values: the same bytes spelled out.
+    assert data == lossy.compress(photo, model=cm, settings=settings, refine=fast.refine, feedback=fast.feedback)
+    _, plain = lossy.compress_report(photo, model=cm, effort="fast", refine=0)
+    assert (plain.refine_steps, plain.feedback_steps) == (0, 0)
+    with pytest.raises(ValueError, match="lossy effort must be one of fast, default; got 'best'"):
+        lossy.compress(photo, model=cm, effort="best")
+    from PIL import Image
+    src = tmp_path / "p.png"
+    Image.fromarray(photo).save(src)
+    assert cli.main(["compress", str(src), str(tmp_path / "f.irec"), "--model", refinable_model_dir,
+                     "--effort", "fast"]) == 0
+    assert (f"(posteriors refined, {fast.refine} steps; error feedback, {fast.feedback} steps a part)"
+            in capsys.readouterr().out)
+    assert (tmp_path / "f.irec").read_bytes() == data

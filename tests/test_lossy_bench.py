@@ -474,3 +474,20 @@ def test_the_lossy_benchmark_takes_one_feedback_value(tmp_path, capsys, refinabl
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("eval.py: error: --feedback '0,2': give a number of steps (a list only with "
                                       "--ablation --lossy)"), err
+
+
+def test_the_lossy_benchmark_codes_with_the_effort_preset(tmp_path, capsys, refinable_model_dir, irec_images):
+    from irec_jax import lossy as lossy_codec
+
+    folder, images = irec_images
+    out = tmp_path / "o"
+    rc = eval_cli.main(["--lossy", "--codecs", "JPEG-420", "--lossy-model", refinable_model_dir, "--effort", "fast",
+                        "--images", str(folder), "--out", str(out), "--no-progress", "--no-plots"])
+    assert rc == 0, capsys.readouterr().err
+    coded = json.loads((out / "compressai" / "iREC.json").read_text())
+    fast = lossy_codec.EFFORTS["fast"]
+    assert f"effort fast: omega {fast.omega:g}, epsilon 0, {fast.beams} beams" in coded["description"]
+    assert f"refined per tile: gvae-tiny-beta {fast.refine} steps" in coded["description"]
+    with open(out / "lossy_rows.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r["codec"] == "iREC" and r["image"] == "a.png")
+    assert int(row["bytes"]) == len(lossy_codec.compress(images["a.png"], model=refinable_model_dir, effort="fast"))

@@ -355,14 +355,15 @@ def _too_small(img: np.ndarray) -> str | None:
     return None
 
 
-def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None, feedback: int | None = None
-                      ) -> tuple[list[LossyCodec], str | None]:
+def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None, feedback: int | None = None,
+                      effort: str = "default") -> tuple[list[LossyCodec], str | None]:
     """``([iREC, iREC ideal(, iREC ideal (no refinement))], None)`` over ``models`` (lossy model folders or
     train.py workdirs; none: the bundled qualities), one rate point per model (settings: the models' names,
     points ordered by measured bpp), or ``([], why)`` when there is no lossy model. EvalError for a model
     that cannot be used.
 
-    ``iREC``: ``irec_jax.lossy.compress`` with the model's default settings; the decoder finds the model
+    ``iREC``: ``irec_jax.lossy.compress`` with the encoder preset ``effort`` (``irec_jax.lossy.EFFORTS``;
+    EvalError for another name) over the model's defaults; the decoder finds the model
     the file's header names among these and decodes with ``irec_jax.codec.decompress`` (CRC of the
     encoder's reconstruction checked). ``iREC ideal``: ``irec_jax.lossy.ideal_report`` (an estimate) of the
     posteriors ``compress`` codes (refined as it refines them); ``iREC ideal (no refinement)``, when some
@@ -372,6 +373,10 @@ def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None, fee
     """
     from irec_jax import codec, entropy, lossy, modelzoo
 
+    try:
+        preset = lossy.check_effort(effort)
+    except ValueError as e:
+        raise EvalError(f"--effort: {e}") from None
     loaded = _load_lossy_models(models)
     if not loaded:
         return [], "iREC curves skipped: this installation has no bundled lossy model and no --lossy-model was given"
@@ -384,23 +389,24 @@ def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None, fee
         return codec.decompress(data, model=by_ref.get(named))
 
     try:
-        steps = {label: lossy.refine_steps(cm, refine) for label, cm in by_label.items()}
+        steps = {label: lossy.refine_steps(cm, refine, preset) for label, cm in by_label.items()}
     except ValueError as e:  # also ModelError
         raise EvalError(f"--refine: {e}") from None
     try:
-        fed = {label: lossy.feedback_steps(cm, feedback, steps[label]) for label, cm in by_label.items()}
+        fed = {label: lossy.feedback_steps(cm, feedback, steps[label], preset) for label, cm in by_label.items()}
     except ValueError as e:  # also ModelError
         raise EvalError(f"--feedback: {e}") from None
     refined = ", ".join(f"{label} {n}" for label, n in steps.items())
     feedback_text = ", ".join(f"{label} {n}" for label, n in fed.items())
-    settings = lossy.lossy_settings(loaded[0])
+    settings = lossy.lossy_settings(loaded[0], effort=preset)
     models_text = ", ".join(f"{label} ({cm.ref.param_hash.hex()})" for label, cm in by_label.items())
     common = dict(settings=tuple(by_label), setting_name="model", skip=_too_small, order_by_bpp=True)
     coded = LossyCodec(IREC, encode_fn=lambda img, label: lossy.compress(img, model=by_label[label],
-                                                                         refine=steps[label], feedback=fed[label]),
+                                                                         refine=steps[label], feedback=fed[label],
+                                                                         effort=preset),
                        decode_fn=decode,
-                       description=(f"iREC lossy .irec files (irec_jax.lossy: each model's default settings, "
-                                    f"e.g. omega {settings.omega:g}, epsilon {settings.epsilon:g}, "
+                       description=(f"iREC lossy .irec files (irec_jax.lossy, effort {preset.name}: "
+                                    f"omega {settings.omega:g}, epsilon {settings.epsilon:g}, "
                                     f"{settings.beams} beams, best of {settings.final_choices} final beams by "
                                     f"squared error, posteriors refined per tile: {refined} steps, error "
                                     f"feedback before each of z1's {lossy.FEEDBACK_CHUNKS} parts after the first: "

@@ -404,12 +404,12 @@ def run_lossy_suite(spec: EvalSpec, anchor: str = "JPEG-420", echo: Callable[[st
     codecs; None: all) and iREC's two curves over ``lossy_models`` (model folders or train.py workdirs;
     none: the bundled qualities; no model at all: skipped with a note), write the outputs to ``spec.out``
     (BD of every classical curve against ``anchor`` and of iREC against every classical curve; iREC's
-    coded-vs-ideal gaps; published references in the plots) and echo the table. ``refine`` and
-    ``feedback``: ``irec_lossy_codecs``'. ``spec.model`` and ``spec.batch`` are not used."""
+    coded-vs-ideal gaps; published references in the plots) and echo the table. ``refine``, ``feedback``
+    and ``spec.effort``: ``irec_lossy_codecs``'. ``spec.model`` and ``spec.batch`` are not used."""
     codecs = classical_lossy_codecs(spec.codecs)  # before loading: an unknown codec fails fast
     if anchor.lower() not in {n.lower() for n in LOSSY_NAMES}:
         raise EvalError(f"unknown BD anchor {anchor!r}; known: {', '.join(LOSSY_NAMES)}")
-    irec, why_not = irec_lossy_codecs(lossy_models, refine, feedback)  # why_not: one note in the table
+    irec, why_not = irec_lossy_codecs(lossy_models, refine, feedback, spec.effort)  # why_not: one note in the table
     sets = load_sets(spec.suite, spec.images, spec.dataset, spec.split, spec.limit, spec.data_dir, spec.progress)
     results = run_lossy(sets, codecs + irec, progress=spec.progress, warmup=spec.warmup)
     curve_list = curves(results)
