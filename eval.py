@@ -148,7 +148,7 @@ def _ablation(args: argparse.Namespace) -> int:
                                 "final_choices 1 and B itself)")
             if len(args.lossy_model) > 1:
                 raise EvalError(f"the lossy ablation takes one --lossy-model, got {len(args.lossy_model)}")
-        study, names = (lossy_ablation, LOSSY_AXES) if args.lossy else (ablation, AXES)
+        study, names = (lossy_ablation, LOSSY_AXES + ("feedback",)) if args.lossy else (ablation, AXES)
         grid_name = args.grid or "default"
         if grid_name not in study.GRIDS:
             raise EvalError(f"--grid {grid_name} is not a {'lossy' if args.lossy else 'lossless'} ablation grid "
@@ -160,9 +160,6 @@ def _ablation(args: argparse.Namespace) -> int:
                 axes[axis] = ablation.parse_axis(text, axis)
         custom = any(getattr(args, a) is not None for a in names)
         make = lossy_ablation.make_lossy_grid if args.lossy else ablation.make_grid
-        if args.lossy and args.feedback is not None:
-            axes["feedback"] = ablation.parse_axis(args.feedback, "feedback")
-        custom = custom or args.lossy and args.feedback is not None
         grid = make(**axes, name=f"{grid_name} (modified)" if custom else grid_name, seed=args.seed)
         mc = ablation.DEFAULT_MC_SAMPLES if args.mc_samples is None else args.mc_samples
         if mc < 2:

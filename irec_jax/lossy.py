@@ -388,6 +388,7 @@ def compress_report(image: Any, *, quality: int | None = None, model: "str | Cod
     """``compress`` plus a ``LossyReport`` (bytes, bpp, PSNR of the decoded image, KL)."""
     t0 = time.perf_counter()
     cm = check_lossy_model(modelzoo.lossy_model(quality, model))
+    effort = check_effort(effort)
     refine = refine_steps(cm, refine, effort)
     feedback = feedback_steps(cm, feedback, refine, effort)
     pixels = _lossy_pixels(image, tile)
