@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how hard the encoder works, default 'default'. Lossless: 'best' takes several "
                         "times the encode time for files about 1-2%% smaller (" +
                         "; ".join(f"{e.name}: {e.describe()}" for e in codec.EFFORTS.values()) +
-                        "). Lossy: 'fast' takes about a fifth of the time for files about 30%% larger at equal "
+                        "). Lossy: 'fast' takes about a fifth of the time for files about 26%% larger at equal "
                         "PSNR (" + "; ".join(f"{e.name}: {e.describe()}" for e in lossy.EFFORTS.values()) +
                         "). --omega/--epsilon/--beams/--refine/--feedback override it")
     c.add_argument("--tile", type=int, default=1024,

@@ -131,6 +131,7 @@ class LossyEffort:
       refine: posterior refinement steps per tile (for models whose card names their beta, else 0).
       feedback: error feedback steps before each of z1's ``FEEDBACK_CHUNKS`` parts after the first
         (where the posteriors are refined).
+      feedback_lr: the error feedback's Adam step size; None: ``refine.FEEDBACK``'s.
       beams: the search's beam width B.
       omega: nats per iREC step (epsilon 0: N = floor(exp(omega)) candidates a step).
       final_choices: z1's best final beams compared by distortion (1: the search's best).
@@ -142,11 +143,22 @@ class LossyEffort:
     beams: int
     omega: float
     final_choices: int
+    feedback_lr: float | None = None
 
     def describe(self) -> str:
         """One line: what it sets, for help texts."""
-        return (f"{self.refine} refinement steps, error feedback {FEEDBACK_CHUNKS - 1} x {self.feedback} steps, "
-                f"Omega {self.omega:g}, {self.beams} beams, best of {self.final_choices} by distortion")
+        return (f"{self.refine} refinement steps, error feedback {FEEDBACK_CHUNKS - 1} x {self.feedback} steps "
+                f"of size {self.feedback_schedule().lr:g}, Omega {self.omega:g}, {self.beams} beams, "
+                f"best of {self.final_choices} by distortion")
+
+    def feedback_schedule(self) -> Any:
+        """The error feedback's Adam schedule (an ``irec_jax.models.refine.Schedule`` for
+        ``IntegerGVAE.refine_rest``): ``refine.FEEDBACK``, at ``feedback_lr`` where the preset sets one."""
+        from irec_jax.models import refine
+
+        if self.feedback_lr is None:
+            return refine.FEEDBACK
+        return dataclasses.replace(refine.FEEDBACK, lr=self.feedback_lr)
 
 
 # "fast" (2026-12-01, chosen on 768x512 centre crops of 2 training photos, graf3 and motorcycle_left, at
@@ -158,9 +170,12 @@ class LossyEffort:
 # 51 s (warm); this preset (3 refinement steps, 3 x 2 feedback, 32 beams) 0.670 bpp at 30.48 dB in 7.5 s;
 # 5 steps and 48 beams +0.09 dB at -0.8% bits for 1.3x the time (9.7 s, too near 10 s on this CPU); no
 # refinement 30.38 dB at 0.684 bpp; 8 refinement steps instead of feedback 30.50 dB at 0.662 bpp but -0.37 dB
-# from its own ideal (-0.25 with feedback). docs/models.md, "Encoder presets (lossy)".
+# from its own ideal (-0.25 with feedback). Its feedback's step size 0.03 since 2026-12-02 (refine.FEEDBACK's
+# 0.01 was chosen for 10 steps a part; the same photos, qualities 1/2/3, /tmp/s32/lrsweep*.py): +0.04/+0.08/
+# +0.08 dB at -0.9/-0.6/-0.6% bits, no more work; 0.05 -0.02 dB from 0.03, 0.08 -0.10 dB; 7 parts x 1 step
+# no better. docs/models.md, "Encoder presets (lossy)".
 EFFORTS = {e.name: e for e in (
-    LossyEffort("fast", 3, 2, 32, 3.0, 1),
+    LossyEffort("fast", 3, 2, 32, 3.0, 1, feedback_lr=0.03),
     LossyEffort("default", REFINE_STEPS, FEEDBACK_STEPS, DEFAULT_BEAMS, DEFAULT_OMEGA, FINAL_CHOICES),
 )}
 DEFAULT_EFFORT = "default"
@@ -298,12 +313,14 @@ def _closest(cm: CodecModel, zs: np.ndarray, tile: np.ndarray, padded_hw: tuple[
 
 
 def _code_z1(cm: CodecModel, tile: np.ndarray, padded_hw: tuple[int, int], state: Any, dists: list[np.ndarray],
-             settings: entropy.CoderSettings, feedback: int, index: int, step: Callable[[], None]) -> tuple:
+             settings: entropy.CoderSettings, feedback: int, schedule: Any, index: int,
+             step: Callable[[], None]) -> tuple:
     """(code, z1 float32 [h1, w1, M], KL of the posteriors coded) of the last layer: its blocks in
     ``FEEDBACK_CHUNKS`` consecutive parts, the posteriors of the dims still to code refined again
-    (``feedback`` steps, ``IntegerGVAE.refine_rest``) before each part after the first; the last part's
-    ``final_choices`` best beams compared by distortion. ``step`` is called FEEDBACK_CHUNKS - 1 times per
-    step of feedback (fewer parts when z1 has fewer blocks: the steps left out are counted at the end)."""
+    (``feedback`` steps of the Adam ``schedule``, None: ``refine.FEEDBACK``; ``IntegerGVAE.refine_rest``)
+    before each part after the first; the last part's ``final_choices`` best beams compared by distortion.
+    ``step`` is called FEEDBACK_CHUNKS - 1 times per step of feedback (fewer parts when z1 has fewer blocks:
+    the steps left out are counted at the end)."""
     import jax
 
     from irec_jax import rec
@@ -324,7 +341,7 @@ def _code_z1(cm: CodecModel, tile: np.ndarray, padded_hw: tuple[int, int], state
         if c:
             q = cm.model.refine_rest(cm.params, tile[None], state, Gaussian(q_loc[None], q_scale[None]),
                                      (block < lo)[None], z[None], beta=beta, distortion=distortion, steps=feedback,
-                                     key=jax.random.fold_in(key, c), on_step=step)
+                                     key=jax.random.fold_in(key, c), on_step=step, schedule=schedule)
             q_loc, q_scale = np.asarray(q.loc)[0], np.asarray(q.scale)[0]
         choices = settings.final_choices if c == parts - 1 else 1
         part, zs, info = rec.encode_choices(q_loc, q_scale, p_loc, p_scale, settings, stream=layer, choices=choices,
@@ -340,9 +357,10 @@ def _code_z1(cm: CodecModel, tile: np.ndarray, padded_hw: tuple[int, int], state
 
 
 def _encode_tile(tile: np.ndarray, cm: CodecModel, settings: entropy.CoderSettings, kl: np.ndarray,
-                 step: Callable[[], None], refine: int = 0, index: int = 0,
-                 feedback: int = 0) -> tuple[bytes, np.ndarray, float]:
-    """(stream, reconstruction uint8 [h, w, 3], index bits) of tile number ``index``."""
+                 step: Callable[[], None], refine: int = 0, index: int = 0, feedback: int = 0,
+                 schedule: Any = None) -> tuple[bytes, np.ndarray, float]:
+    """(stream, reconstruction uint8 [h, w, 3], index bits) of tile number ``index``; ``schedule``: the
+    error feedback's (``LossyEffort.feedback_schedule``; None: ``refine.FEEDBACK``)."""
     import jax.numpy as jnp
 
     from irec_jax import rec
@@ -364,7 +382,8 @@ def _encode_tile(tile: np.ndarray, cm: CodecModel, settings: entropy.CoderSettin
         dists = [np.asarray(a)[0] for a in (q.loc, q.scale, p.loc, p.scale)]
         last = layer == model.num_layers - 1
         if last and feedback:
-            code, z, layer_kl = _code_z1(cm, tile, padded.shape[:2], state, dists, settings, feedback, index, step)
+            code, z, layer_kl = _code_z1(cm, tile, padded.shape[:2], state, dists, settings, feedback, schedule,
+                                         index, step)
         else:
             codes, zs, info = rec.encode_choices(*dists, settings, stream=layer,
                                                  choices=settings.final_choices if last else 1)
@@ -404,7 +423,8 @@ def compress_report(image: Any, *, quality: int | None = None, model: "str | Cod
     recon = np.empty_like(pixels)
     streams, bits = [], 0.0
     for i, (y, x, th, tw) in enumerate(grid):
-        stream, out, b = _encode_tile(pixels[y:y + th, x:x + tw], cm, settings, kl, step, refine, i, feedback)
+        stream, out, b = _encode_tile(pixels[y:y + th, x:x + tw], cm, settings, kl, step, refine, i, feedback,
+                                      effort.feedback_schedule())
         recon[y:y + th, x:x + tw] = out
         streams.append(stream)
         bits += b

@@ -14,7 +14,7 @@ import pytest
 
 from irec_jax import cli, codec, lossy, metrics, modelzoo
 from irec_jax.errors import FormatError, ImageError, ModelError
-from irec_jax.models import gvae, gvae_integer
+from irec_jax.models import gvae, gvae_integer, refine
 
 # The tiny random-weight lossy model: conftest.py's tiny_gvae_config, tiny_gvae_params, lossy_model_dir and
 # refinable_model_dir.
@@ -326,6 +326,14 @@ def test_refine_rest_keeps_the_coded_dims_and_lowers_the_loss_of_the_rest():
     np.testing.assert_array_equal(np.asarray(out.loc)[fixed], np.asarray(q1.loc)[fixed])
     np.testing.assert_array_equal(np.asarray(out.scale)[fixed], np.asarray(q1.scale)[fixed])
     assert not np.array_equal(np.asarray(out.loc)[~fixed], np.asarray(q1.loc)[~fixed])
+    # The schedule is the caller's (the lossy presets set its step size); refine.FEEDBACK by default.
+    same = model.refine_rest(params, img[None], state, q1, fixed, z_fixed, beta=beta, steps=10,
+                             key=jax.random.key(0), schedule=refine.FEEDBACK)
+    np.testing.assert_array_equal(np.asarray(same.loc), np.asarray(out.loc))
+    longer = model.refine_rest(params, img[None], state, q1, fixed, z_fixed, beta=beta, steps=10,
+                               key=jax.random.key(0), schedule=dataclasses.replace(refine.FEEDBACK, lr=0.03))
+    np.testing.assert_array_equal(np.asarray(longer.loc)[fixed], np.asarray(q1.loc)[fixed])
+    assert not np.array_equal(np.asarray(longer.loc), np.asarray(out.loc))
 
     def loss(q):  # the objective of the free dims, averaged over 16 samples
         prior = Gaussian(p1.loc.astype(jnp.float32), p1.scale.astype(jnp.float32))
@@ -335,6 +343,7 @@ def test_refine_rest_keeps_the_coded_dims_and_lowers_the_loss_of_the_rest():
                                                              jnp.asarray(z_fixed), "mse", jnp.float32(beta), theta,
                                                              jax.random.key(100 + k)) for k in range(16)]))
     assert loss(out) < 0.99 * loss(q1), (loss(q1), loss(out))  # 5.40 -> 5.33 when written
+    assert loss(longer) < 0.99 * loss(q1), (loss(q1), loss(longer))
 
 
 def test_refinement_settings_get_clear_errors(lossy_model_dir, refinable_model_dir, photo, tmp_path, capsys):
@@ -385,8 +394,12 @@ def test_effort_presets_set_the_encoders_work_and_explicit_arguments_win(refinab
     assert codec.read_info(data, model=refinable_model_dir)["omega"] == fast.omega  # the file records it
     np.testing.assert_array_equal(codec.decompress(data, model=refinable_model_dir),  # CRC-checked
                                   lossy.decompress(data, model=cm))
-    # The preset is only those values: the same bytes spelled out.
-    assert data == lossy.compress(photo, model=cm, settings=settings, refine=fast.refine, feedback=fast.feedback)
+    # The preset is only those values: the same bytes spelled out, and a preset of one's own is taken.
+    assert data == lossy.compress(photo, model=cm, settings=settings, refine=fast.refine, feedback=fast.feedback,
+                                  effort=lossy.LossyEffort(**{**dataclasses.asdict(fast), "name": "mine"}))
+    assert fast.feedback_schedule().lr == fast.feedback_lr != refine.FEEDBACK.lr  # fewer, longer steps
+    assert lossy.EFFORTS["default"].feedback_schedule() == refine.FEEDBACK
+    assert f"of size {fast.feedback_lr:g}" in fast.describe()
     _, plain = lossy.compress_report(photo, model=cm, effort="fast", refine=0)
     assert (plain.refine_steps, plain.feedback_steps) == (0, 0)
     with pytest.raises(ValueError, match="lossy effort must be one of fast, default; got 'best'"):

@@ -407,10 +407,11 @@ def irec_lossy_codecs(models: Sequence[str] = (), refine: int | None = None, fee
                        decode_fn=decode,
                        description=(f"iREC lossy .irec files (irec_jax.lossy, effort {preset.name}: "
                                     f"omega {settings.omega:g}, epsilon {settings.epsilon:g}, "
-                                    f"{settings.beams} beams, best of {settings.final_choices} final beams by "
+                                    f"{settings.beams} beams, {settings.block_kl:g}-nat blocks, best of "
+                                    f"{settings.final_choices} final beams by "
                                     f"squared error, posteriors refined per tile: {refined} steps, error "
                                     f"feedback before each of z1's {lossy.FEEDBACK_CHUNKS} parts after the first: "
-                                    f"{feedback_text} steps), "
+                                    f"{feedback_text} steps of size {preset.feedback_schedule().lr:g}), "
                                     f"decoded by irec_jax.codec.decompress; models {models_text}"),
                        **common)
     what = ("rate = KL(q||p) of both latent layers against the model's integer priors (what an ideal relative "

@@ -382,15 +382,16 @@ class IntegerGVAE:
 
     def refine_rest(self, params: Params, x: jax.Array, state: IntGVAEState, q1: Gaussian, fixed: jax.Array,
                     z_fixed: jax.Array, *, beta: float, distortion: str = "mse", steps: int, key: jax.Array,
-                    on_step: Callable[[], None] | None = None) -> Gaussian:
+                    on_step: Callable[[], None] | None = None,
+                    schedule: "refine.Schedule | None" = None) -> Gaussian:
         """Encoder only: q(z1) refined again for image x [1, H, W, C] once some of z1 is coded.
 
         ``state`` is after z2 (its level-1 prior is the one z1 is coded against); the dims where
         ``fixed`` (bool [1, h1, w1, M]) are already coded as ``z_fixed`` (float, same shape); ``q1`` the
-        posterior so far. ``steps`` Adam steps (``refine.FEEDBACK``) on the means and log scales of the
-        other dims lower beta D + KL(q1 || p(z1 | z2)) of theirs / (H W ln 2) with the coded values in
-        place, so that the dims still to code make up for the coded ones' error (which a sample of q1
-        would not). The fixed dims of the result are ``q1``'s."""
+        posterior so far. ``steps`` Adam steps (``schedule``; by default ``refine.FEEDBACK``) on the means
+        and log scales of the other dims lower beta D + KL(q1 || p(z1 | z2)) of theirs / (H W ln 2) with
+        the coded values in place, so that the dims still to code make up for the coded ones' error (which
+        a sample of q1 would not). The fixed dims of the result are ``q1``'s."""
         self._check(state, 1)
         p = self.prior(params, state, 1)
         fixed, z_fixed = jnp.asarray(fixed, bool), jnp.asarray(z_fixed, jnp.float32)
@@ -398,7 +399,7 @@ class IntegerGVAE:
         step = functools.partial(_refine_rest_step_jit, self.config, params, jnp.asarray(x, jnp.float32),
                                  Gaussian(p.loc.astype(jnp.float32), p.scale.astype(jnp.float32)), fixed, z_fixed,
                                  str(distortion), jnp.float32(beta), key)
-        m, ls = refine.run(step, refine.FEEDBACK, theta, steps, on_step)
+        m, ls = refine.run(step, schedule or refine.FEEDBACK, theta, steps, on_step)
         return Gaussian(jnp.where(fixed, q1.loc, m), jnp.where(fixed, q1.scale, jnp.exp(ls)))
 
     def reconstruct(self, params: Params, state: IntGVAEState) -> jax.Array:
