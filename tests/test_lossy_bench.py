@@ -334,10 +334,16 @@ def test_gap_table_pairs_coded_and_ideal_model_by_model():
     assert (g1.setting, g2.setting) == ("q1", "q2")
     assert g1.psnr_gap_db == pytest.approx(-1.0) and g1.bpp_ratio == pytest.approx(1.2)
     assert g2.psnr_gap_db == pytest.approx(-0.5) and g2.bpp_ratio == pytest.approx(1.5)
+    # Against the ideal curve at the files' own bpp (linear in log bpp, extended past 0.40): the extra bits count.
+    slope = 2.5 / np.log(0.40 / 0.25)
+    assert g1.psnr_gap_equal_rate_db == pytest.approx(28.0 - (29.0 + slope * np.log(0.30 / 0.25)))
+    assert g2.psnr_gap_equal_rate_db == pytest.approx(31.0 - (31.5 + slope * np.log(0.60 / 0.40)))
+    assert lossy_report.ideal_psnr_at(0.25, ideal) == pytest.approx(29.0)
+    assert lossy_report.ideal_psnr_at(0.3, dataclasses.replace(ideal, bpp=(0.4, None))) is None
     assert lossy_report.gap_table([coded]) == []
     text = lossy_report.format_lossy_table(lossy.LossyResults((("s", 1, ""),), (), (), {}, (), "t", 1.0),
                                            [coded, ideal], gaps=[g1, g2])
-    assert "iREC coded vs iREC ideal" in text and "-1.00" in text and "1.500" in text
+    assert "iREC coded vs iREC ideal" in text and "-1.00" in text and "1.500" in text and "-1.97" in text
 
 
 # --- iREC in eval.py --lossy and the lossy ablation, end to end -------------------------------------
@@ -393,6 +399,7 @@ def test_eval_lossy_with_irec_writes_real_files_the_ideal_and_the_gap(tmp_path, 
     doc = json.loads((out / "lossy_results.json").read_text())
     (gap,) = doc["gap"]["rows"]
     assert gap["setting"] == "gvae-tiny-test" and gap["num_images"] == gap["num_images_ideal"] == 2
+    assert gap["psnr_gap_equal_rate_db"] is None  # one rate point: no ideal curve to read at the files' bpp
     assert gap["psnr_gap_db"] == pytest.approx(coded["results"]["psnr-rgb"][0] - ideal["results"]["psnr-rgb"][0])
     assert gap["bpp_ratio"] == pytest.approx(coded["results"]["bpp"][0] / ideal["results"]["bpp"][0])
     assert gap["bpp_ratio"] > 1
@@ -488,6 +495,8 @@ def test_the_lossy_benchmark_codes_with_the_effort_preset(tmp_path, capsys, refi
     fast = lossy_codec.EFFORTS["fast"]
     assert f"effort fast: omega {fast.omega:g}, epsilon 0, {fast.beams} beams" in coded["description"]
     assert f"refined per tile: gvae-tiny-beta {fast.refine} steps" in coded["description"]
+    assert f"{lossy_codec.BLOCK_KL:g}-nat blocks" in coded["description"]
+    assert f"steps of size {fast.feedback_schedule().lr:g})" in coded["description"]
     with open(out / "lossy_rows.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["codec"] == "iREC" and r["image"] == "a.png")
     assert int(row["bytes"]) == len(lossy_codec.compress(images["a.png"], model=refinable_model_dir, effort="fast"))

@@ -35,8 +35,8 @@ from irec_jax.benchmark.sets import load_sets
 if TYPE_CHECKING:
     from irec_jax.benchmark.suite import EvalSpec
 
-__all__ = ["BD_METHOD", "MIN_BD_POINTS", "BDRow", "bd_table", "GapRow", "gap_table", "reference_curves",
-           "compressai_entry",
+__all__ = ["BD_METHOD", "MIN_BD_POINTS", "BDRow", "bd_table", "GapRow", "gap_table", "ideal_psnr_at",
+           "reference_curves", "compressai_entry",
            "format_lossy_table", "plot_rd", "write_lossy_outputs", "run_lossy_suite"]
 
 BD_METHOD = "akima"  # bjontegaard's Akima-spline interpolation (its other methods: "pchip", "cubic")
@@ -148,7 +148,9 @@ def bd_table(curve_list: Sequence[Curve], anchor_names: Sequence[str], test_name
 class GapRow:
     """One rate point (model) of a coded curve against its ideal estimate, means over the images:
     ``psnr_gap_db`` = PSNR of the decoded files minus PSNR of the ideal's decode (negative: the coder loses),
-    ``bpp_ratio`` = bpp of the files / the ideal KL bpp (1 = no rate overhead). None where a side failed."""
+    ``bpp_ratio`` = bpp of the files / the ideal KL bpp (1 = no rate overhead), ``psnr_gap_equal_rate_db`` =
+    PSNR of the files minus the ideal *curve*'s PSNR at the files' bpp (``ideal_psnr_at``: the gap between
+    the curves, which also counts the files' extra bits). None where a side failed."""
 
     setting: str
     bpp: float | None
@@ -159,6 +161,19 @@ class GapRow:
     psnr_gap_db: float | None
     num_images: int
     num_images_ideal: int
+    psnr_gap_equal_rate_db: float | None = None
+
+
+def ideal_psnr_at(bpp: float, curve: Curve) -> float | None:
+    """The PSNR of ``curve`` at ``bpp`` > 0: linear in log bpp between its points (sorted by bpp), extended
+    from its first or last segment outside them; None with fewer than 2 distinct points that have both."""
+    pts = sorted((np.log(b), p) for b, p in zip(curve.bpp, curve.psnr) if b is not None and b > 0 and p is not None)
+    if len(pts) < 2 or bpp <= 0:
+        return None
+    x = float(np.log(bpp))
+    k = min(max(int(np.searchsorted([b for b, _ in pts], x)) - 1, 0), len(pts) - 2)
+    (b0, p0), (b1, p1) = pts[k], pts[k + 1]
+    return float(p0 + (p1 - p0) * (x - b0) / (b1 - b0)) if b1 > b0 else None
 
 
 def gap_table(curve_list: Sequence[Curve], coded: str = IREC, ideal: str = IREC_IDEAL) -> list[GapRow]:
@@ -173,8 +188,10 @@ def gap_table(curve_list: Sequence[Curve], coded: str = IREC, ideal: str = IREC_
         j = at.get(setting)
         bi, pi, ni = (None, None, 0) if j is None else (i.bpp[j], i.psnr[j], i.num_images[j])
         b, p = c.bpp[k], c.psnr[k]
+        curve_psnr = ideal_psnr_at(b, i) if b is not None else None
         rows.append(GapRow(str(setting), b, bi, b / bi if b is not None and bi else None, p, pi,
-                           p - pi if p is not None and pi is not None else None, c.num_images[k], ni))
+                           p - pi if p is not None and pi is not None else None, c.num_images[k], ni,
+                           p - curve_psnr if p is not None and curve_psnr is not None else None))
     return rows
 
 
@@ -206,12 +223,15 @@ def _num(value: float | None, fmt: str) -> str:
 
 def _format_gaps(gaps: Sequence[GapRow]) -> str:
     body = [[g.setting, _num(g.bpp, ".4f"), _num(g.bpp_ideal, ".4f"), _num(g.bpp_ratio, ".3f"), _num(g.psnr, ".2f"),
-             _num(g.psnr_ideal, ".2f"), _num(g.psnr_gap_db, "+.2f"), f"{g.num_images}/{g.num_images_ideal}"]
+             _num(g.psnr_ideal, ".2f"), _num(g.psnr_gap_db, "+.2f"), _num(g.psnr_gap_equal_rate_db, "+.2f"),
+             f"{g.num_images}/{g.num_images_ideal}"]
             for g in gaps]
-    return text_table(["model", "bpp", "ideal bpp", "bpp ratio", "PSNR dB", "ideal PSNR", "gap dB", "images"], body,
+    return text_table(["model", "bpp", "ideal bpp", "bpp ratio", "PSNR dB", "ideal PSNR", "gap dB",
+                       "gap at equal bpp", "images"], body,
                       f"{IREC} coded vs {IREC_IDEAL} (an estimate: KL bits of both layers; decode of one posterior "
                       "sample), per model: bpp ratio = file bpp / ideal bpp, gap = PSNR of the files - PSNR "
-                      "of the ideal", left=1)
+                      "of the ideal, gap at equal bpp = PSNR of the files - the ideal curve's PSNR at their bpp "
+                      "(linear in log bpp between its points)", left=1)
 
 
 def _bd_problems(bd_rows: Sequence[BDRow]) -> list[str]:
@@ -290,7 +310,9 @@ def _to_json(results: LossyResults, curve_list: Sequence[Curve], bd_rows: Sequen
         "bd": [dataclasses.asdict(r) for r in bd_rows],
         "gap": {"coded": IREC, "ideal": IREC_IDEAL,
                 "description": ("per model (setting), means over images: psnr_gap_db = PSNR of the decoded files - "
-                                "PSNR of the ideal's decode; bpp_ratio = file bpp / ideal KL bpp (an estimate)"),
+                                "PSNR of the ideal's decode; bpp_ratio = file bpp / ideal KL bpp (an estimate); "
+                                "psnr_gap_equal_rate_db = PSNR of the decoded files - the ideal curve's PSNR at "
+                                "their bpp (linear in log bpp between its points, extended from its end segments)"),
                 "rows": [dataclasses.asdict(g) for g in gaps]},
         "references": [{"name": c.name, "source": c.source} for c in references],
         "sets": [{"name": n, "num_images": k, "source": s} for n, k, s in results.sets],
