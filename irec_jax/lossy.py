@@ -146,10 +146,10 @@ class LossyEffort:
     feedback_lr: float | None = None
 
     def describe(self) -> str:
-        """One line: what it sets, for help texts."""
-        return (f"{self.refine} refinement steps, error feedback {FEEDBACK_CHUNKS - 1} x {self.feedback} steps "
-                f"of size {self.feedback_schedule().lr:g}, Omega {self.omega:g}, {self.beams} beams, "
-                f"best of {self.final_choices} by distortion")
+        """One line: what it sets, for help texts (without importing JAX: the CLI's parser calls it)."""
+        size = "" if self.feedback_lr is None else f" of size {self.feedback_lr:g}"
+        return (f"{self.refine} refinement steps, error feedback {FEEDBACK_CHUNKS - 1} x {self.feedback} "
+                f"steps{size}, Omega {self.omega:g}, {self.beams} beams, best of {self.final_choices} by distortion")
 
     def feedback_schedule(self) -> Any:
         """The error feedback's Adam schedule (an ``irec_jax.models.refine.Schedule`` for

@@ -22,6 +22,14 @@ def test_top_level_api_imports_nothing_heavy_until_used():
     assert "no attribute 'nope'" in out.stdout
 
 
+def test_cli_parser_imports_no_jax():
+    """``irec --help`` and argument errors build the parser only: its help texts (the presets' descriptions
+    among them) must not pull in JAX, which costs seconds of start-up."""
+    code = ("import sys\nfrom irec_jax import cli\ncli.build_parser().format_help()\n"
+            "assert 'jax' not in sys.modules and 'optax' not in sys.modules, 'jax imported'\n")
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+
 def test_top_level_round_trip():
     import irec_jax
 
